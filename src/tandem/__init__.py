@@ -1,0 +1,29 @@
+"""tandem: RNN encoder-decoder (seq2seq) models that train and run fast on ordinary machines.
+
+    import tandem
+    run_dir = tandem.train("configs/reverse.yaml")
+    tandem.load(run_dir / "best.pt").translate(["abc"], beam=5)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tandem.config import Config, load_config
+from tandem.decode.translator import Result, Translator, load
+from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
+
+__version__ = "0.1.0"
+
+
+def train(config: str | Path | Config, overrides: list[str] | None = None,
+          resume: bool = False) -> Path:
+    """Train from a YAML path or a Config; returns the run folder holding best.pt."""
+    from tandem.train.trainer import train as _train
+
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    return _train(cfg, resume=resume)
+
+
+__all__ = ["CheckpointError", "Config", "ConfigError", "DataError", "Result", "TandemError",
+           "Translator", "load", "load_config", "train"]

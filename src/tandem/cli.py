@@ -1,0 +1,206 @@
+"""The `tandem` command: train | translate | evaluate | data.
+
+User errors (TandemError) print one line and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from tandem.errors import ConfigError, TandemError
+
+log = logging.getLogger("tandem")
+
+
+class _TqdmHandler(logging.StreamHandler):
+    """Log lines that do not break the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never crash training
+            self.handleError(record)
+
+
+def _setup_logging(verbose: bool) -> None:
+    if log.handlers:
+        return
+    h = _TqdmHandler()
+    h.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(h)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _decode_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding (defaults: the model's decode section)")
+    g.add_argument("--beam", type=int, help="beam size; 1 = greedy")
+    g.add_argument("--nbest", type=int, help="outputs per input (<= beam)")
+    g.add_argument("--length-penalty", type=float, help="alpha in score / length**alpha")
+    g.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
+    g.add_argument("--max-len-b", type=int)
+    g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
+
+
+def _decode_options(a: argparse.Namespace) -> dict:
+    return {"beam": a.beam, "nbest": a.nbest, "length_penalty": a.length_penalty,
+            "max_len_a": a.max_len_a, "max_len_b": a.max_len_b, "batch_size": a.batch_size}
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from tandem.config import load_config
+    from tandem.train.trainer import train
+
+    if a.resume:
+        run = Path(a.resume)
+        cfg = load_config(run / "config.yaml", a.set)
+        cfg.run_dir = str(run)
+    else:
+        if a.config is None:
+            raise ConfigError("tandem train: give a config file, or --resume RUN_DIR")
+        cfg = load_config(a.config, a.set)
+    out = train(cfg, resume=bool(a.resume))
+    print(f"run folder: {out}\nbest model: {out / 'best.pt'}")
+    return 0
+
+
+def _read_inputs(path: str | None) -> list[str]:
+    if path is None:
+        data = sys.stdin.buffer.read()
+        label = "<stdin>"
+    else:
+        from tandem.data.corpora import read_sources
+
+        return read_sources(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TandemError(f"{label}: not valid UTF-8 at byte {e.start}") from None
+    return text.splitlines()
+
+
+def cmd_translate(a: argparse.Namespace) -> int:
+    from tandem.decode.translator import load
+
+    tr = load(a.model)
+    inputs = _read_inputs(a.input)
+    opts = _decode_options(a)
+    if a.sample:
+        opts.update(temperature=a.temperature, top_k=a.top_k)
+    results = tr.translate_full(inputs, attention=bool(a.attention), sample=a.sample, **opts)
+    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
+    nbest = max(len(r) for r in results) if results else 1
+    for i, nb in enumerate(results):
+        for r in nb:
+            if nbest > 1 or a.scores:
+                out.write(f"{i}\t{r.text}\t{r.score:.4f}\n" if nbest > 1 else
+                          f"{r.text}\t{r.score:.4f}\n")
+            else:
+                out.write(r.text + "\n")
+    if a.output:
+        out.close()
+    if a.attention:
+        rows = [{"input": inputs[i], "output": r.text, "src_tokens": r.src_tokens,
+                 "tgt_tokens": r.tokens + ["</s>"], "attention": r.attention}
+                for i, nb in enumerate(results) for r in nb]
+        Path(a.attention).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from tandem.data.corpora import read_split
+    from tandem.decode.translator import load
+    from tandem.train.trainer import evaluate_outputs, group_references
+
+    tr = load(a.model)
+    pairs = read_split(a.data, a.src_suffix, a.tgt_suffix)
+    srcs, refs = group_references(pairs)
+    opts = _decode_options(a)
+    opts["nbest"] = 1
+    hyps = tr.translate(srcs, **opts)
+    res = evaluate_outputs(tr.fields, hyps, refs, a.metrics)
+    if a.json:
+        print(json.dumps({"model": a.model, "data": a.data, "sentences": len(srcs), **res}))
+    else:
+        print(f"{a.data}: {len(srcs)} inputs ({len(pairs)} references)")
+        for k, v in res.items():
+            print(f"  {k:<17}{v:8.2f}")
+    return 0
+
+
+def cmd_data(a: argparse.Namespace) -> int:
+    from tandem.data.tasks import write_splits
+
+    paths = write_splits(a.task, a.out, tuple(a.sizes), a.seed, a.min_len, a.max_len)
+    for split, p in paths.items():
+        print(f"{split}: {p}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tandem", description="RNN encoder-decoder toolkit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("config", nargs="?", help="YAML config file")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set model.hidden_size=512")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.set_defaults(func=cmd_train)
+
+    tr = sub.add_parser("translate", help="translate lines from stdin or a file")
+    tr.add_argument("--model", required=True, help="checkpoint (best.pt)")
+    tr.add_argument("--input", help="input file (default stdin); TSV: first column")
+    tr.add_argument("--output", help="output file (default stdout)")
+    tr.add_argument("--scores", action="store_true", help="write TEXT<TAB>SCORE")
+    tr.add_argument("--attention", metavar="FILE", help="write attention weights as JSON")
+    tr.add_argument("--sample", action="store_true", help="sample instead of searching")
+    tr.add_argument("--temperature", type=float, default=1.0)
+    tr.add_argument("--top-k", type=int, default=0)
+    _decode_args(tr)
+    tr.set_defaults(func=cmd_translate)
+
+    e = sub.add_parser("evaluate", help="score a model on a TSV (or paired) test set")
+    e.add_argument("--model", required=True)
+    e.add_argument("--data", required=True, help="TSV file, or a prefix with --src/--tgt-suffix")
+    e.add_argument("--src-suffix")
+    e.add_argument("--tgt-suffix")
+    e.add_argument("--metrics", nargs="+", help="subset of metrics (default all)")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    _decode_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    d = sub.add_parser("data", help="write a built-in task's train/dev/test TSV files")
+    d.add_argument("task", help="copy, reverse, sort, addition or dates")
+    d.add_argument("--out", required=True)
+    d.add_argument("--sizes", type=int, nargs=3, default=[20000, 1000, 1000],
+                   metavar=("TRAIN", "DEV", "TEST"))
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--min-len", type=int, default=1)
+    d.add_argument("--max-len", type=int, default=15)
+    d.set_defaults(func=cmd_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except TandemError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

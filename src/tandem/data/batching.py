@@ -1,0 +1,99 @@
+"""Batches by token count with length bucketing, so padding stays low.
+
+An example is (src_ids, tgt_ids) with tgt_ids = [bos] + target + [eos]. A batch holds padded
+tensors, batch first: src (B, S), src_len (B,), tgt_in (B, T), tgt_out (B, T).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from tandem.data.vocab import PAD_ID
+
+Example = tuple[list[int], list[int]]
+
+
+@dataclass
+class Batch:
+    src: torch.Tensor  # (B, S) long
+    src_len: torch.Tensor  # (B,) long
+    tgt_in: torch.Tensor  # (B, T) long: bos y1 .. yn
+    tgt_out: torch.Tensor  # (B, T) long: y1 .. yn eos
+    indices: list[int]  # positions of the examples in the dataset
+
+    @property
+    def n_tokens(self) -> int:
+        return int((self.tgt_out != PAD_ID).sum())
+
+    def __len__(self) -> int:
+        return self.src.size(0)
+
+
+def pad(seqs: list[list[int]], value: int = PAD_ID) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), value, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+    return out
+
+
+def collate(examples: list[Example], indices: list[int]) -> Batch:
+    srcs = [e[0] for e in examples]
+    tgts = [e[1] for e in examples]
+    return Batch(
+        src=pad(srcs),
+        src_len=torch.tensor([len(s) for s in srcs], dtype=torch.long),
+        tgt_in=pad([t[:-1] for t in tgts]),
+        tgt_out=pad([t[1:] for t in tgts]),
+        indices=indices,
+    )
+
+
+def _cost(ex: Example) -> int:
+    return max(len(ex[0]), len(ex[1]))
+
+
+def token_batches(examples: list[Example], batch_tokens: int, rng: random.Random | None,
+                  bucket_factor: int = 100) -> list[list[int]]:
+    """Index lists whose (size x longest side) stays within `batch_tokens` (x 2 for both sides).
+
+    With `rng`, examples are shuffled, sorted by length inside buckets of about
+    `bucket_factor` batches, and the batch order is shuffled; without it, the order is by
+    length (for evaluation). A single over-long example still gets a batch of its own.
+    """
+    order = list(range(len(examples)))
+    budget = max(1, batch_tokens // 2)
+    if rng is None:
+        order.sort(key=lambda i: _cost(examples[i]))
+        chunks = [order]
+    else:
+        rng.shuffle(order)
+        avg = max(1, sum(_cost(examples[i]) for i in order[:1000]) // max(1, len(order[:1000])))
+        chunk = max(1, bucket_factor * budget // avg)
+        chunks = [sorted(order[i:i + chunk], key=lambda j: _cost(examples[j]))
+                  for i in range(0, len(order), chunk)]
+    batches: list[list[int]] = []
+    for ch in chunks:
+        cur: list[int] = []
+        longest = 0
+        for i in ch:
+            c = _cost(examples[i])
+            if cur and max(longest, c) * (len(cur) + 1) > budget:
+                batches.append(cur)
+                cur, longest = [], 0
+            cur.append(i)
+            longest = max(longest, c)
+        if cur:
+            batches.append(cur)
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def size_batches(n: int, lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Fixed-size batches of similar length, for decoding (order restored by the caller)."""
+    order = sorted(range(n), key=lambda i: lengths[i])
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]

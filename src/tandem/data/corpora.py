@@ -1,0 +1,128 @@
+"""Readers for parallel text: TSV (`source<TAB>target`) or two line-aligned files (optionally
+gzip-compressed). Bad lines are reported with file and line number, or skipped and counted."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.errors import DataError
+
+log = logging.getLogger("tandem")
+
+Pair = tuple[str, str]
+
+
+@dataclass
+class ReadStats:
+    read: int = 0
+    skipped: int = 0
+
+
+def _open_lines(path: Path) -> list[bytes]:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"{path}: cannot read: {e}") from None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: the file is empty")
+    return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start})") from None
+
+
+def _bad(msg: str, on_bad_line: str, stats: ReadStats) -> None:
+    if on_bad_line == "error":
+        raise DataError(msg + " (set data.on_bad_line: skip to skip such lines)")
+    stats.skipped += 1
+    if stats.skipped <= 5:
+        log.warning("skipping %s", msg)
+
+
+def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], ReadStats]:
+    path = Path(path)
+    pairs: list[Pair] = []
+    stats = ReadStats()
+    for i, raw in enumerate(_open_lines(path), 1):
+        try:
+            line = _decode(raw, path, i)
+        except DataError as e:
+            _bad(str(e), on_bad_line, stats)
+            continue
+        if not line.strip():
+            _bad(f"{path}:{i}: empty line", on_bad_line, stats)
+            continue
+        if "\t" not in line:
+            _bad(f"{path}:{i}: no tab between source and target", on_bad_line, stats)
+            continue
+        src, tgt = line.split("\t", 1)
+        if not src.strip() or not tgt.strip():
+            _bad(f"{path}:{i}: empty {'source' if not src.strip() else 'target'}",
+                 on_bad_line, stats)
+            continue
+        pairs.append((src, tgt))
+    stats.read = len(pairs)
+    if not pairs:
+        raise DataError(f"{path}: no usable lines")
+    return pairs, stats
+
+
+def read_paired(src_path: str | Path, tgt_path: str | Path,
+                on_bad_line: str = "error") -> tuple[list[Pair], ReadStats]:
+    src_path, tgt_path = Path(src_path), Path(tgt_path)
+    src_lines, tgt_lines = _open_lines(src_path), _open_lines(tgt_path)
+    if len(src_lines) != len(tgt_lines):
+        raise DataError(f"{src_path} has {len(src_lines)} lines but {tgt_path} has "
+                        f"{len(tgt_lines)}; the files must be line-aligned")
+    pairs: list[Pair] = []
+    stats = ReadStats()
+    for i, (rs, rt) in enumerate(zip(src_lines, tgt_lines, strict=True), 1):
+        try:
+            src, tgt = _decode(rs, src_path, i), _decode(rt, tgt_path, i)
+        except DataError as e:
+            _bad(str(e), on_bad_line, stats)
+            continue
+        if not src.strip() or not tgt.strip():
+            which = src_path if not src.strip() else tgt_path
+            _bad(f"{which}:{i}: empty line", on_bad_line, stats)
+            continue
+        pairs.append((src, tgt))
+    stats.read = len(pairs)
+    if not pairs:
+        raise DataError(f"{src_path}: no usable lines")
+    return pairs, stats
+
+
+def read_split(path: str, src_suffix: str | None, tgt_suffix: str | None,
+               on_bad_line: str = "error") -> list[Pair]:
+    """Read one split named in the config: a TSV file, or `path.src_suffix` + `path.tgt_suffix`."""
+    if src_suffix is not None and tgt_suffix is not None:
+        pairs, stats = read_paired(f"{path}.{src_suffix}", f"{path}.{tgt_suffix}", on_bad_line)
+    else:
+        pairs, stats = read_tsv(path, on_bad_line)
+    if stats.skipped:
+        log.warning("%s: skipped %d bad lines, kept %d", path, stats.skipped, stats.read)
+    return pairs
+
+
+def read_sources(path: str | Path) -> list[str]:
+    """Read the source column of a TSV file, or every line of a plain text file."""
+    path = Path(path)
+    out = []
+    for i, raw in enumerate(_open_lines(path), 1):
+        out.append(_decode(raw, path, i).split("\t", 1)[0])
+    return out

@@ -1,0 +1,102 @@
+"""From config to training examples: read or generate pairs, build tokenizers and vocabs,
+encode, filter by length (counting what was dropped)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from tandem.config import DataConfig
+from tandem.data import tokenizers
+from tandem.data.batching import Example
+from tandem.data.corpora import Pair, read_split
+from tandem.data.tokenizers import Tokenizer
+from tandem.data.vocab import Vocab
+from tandem.errors import ConfigError
+
+log = logging.getLogger("tandem")
+
+
+@dataclass
+class Fields:
+    """Everything needed to turn text into ids and back, for both sides."""
+
+    src_tok: Tokenizer
+    tgt_tok: Tokenizer
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+
+    def encode_src(self, text: str) -> list[int]:
+        return self.src_vocab.encode(self.src_tok.tokenize(text))
+
+    def encode_pair(self, src: str, tgt: str) -> Example:
+        return (self.encode_src(src),
+                self.tgt_vocab.encode(self.tgt_tok.tokenize(tgt), add_bos=True, add_eos=True))
+
+    def state(self) -> dict:
+        return {"src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state(),
+                "src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> Fields:
+        return cls(tokenizers.from_state(state["src_tok"]), tokenizers.from_state(state["tgt_tok"]),
+                   Vocab(state["src_vocab"][4:]), Vocab(state["tgt_vocab"][4:]))
+
+
+@dataclass
+class Splits:
+    train: list[Pair]
+    dev: list[Pair]
+    test: list[Pair] = field(default_factory=list)
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    if cfg.task is not None and cfg.train is None:
+        from tandem.data.tasks import make_splits
+
+        s = make_splits(cfg.task, tuple(cfg.task_sizes), cfg.task_seed, cfg.task_min_len,
+                        cfg.task_max_len)
+        return Splits(s["train"], s["dev"], s["test"])
+    if cfg.train is None:
+        raise ConfigError("data.train: no training data given")
+
+    def read(path: str | None) -> list[Pair]:
+        return [] if path is None else read_split(path, cfg.src_suffix, cfg.tgt_suffix,
+                                                  cfg.on_bad_line)
+
+    return Splits(read(cfg.train), read(cfg.dev), read(cfg.test))
+
+
+def build_fields(cfg: DataConfig, train: list[Pair]) -> Fields:
+    srcs = [s for s, _ in train]
+    tgts = [t for _, t in train]
+    if cfg.sp_joint and cfg.src_tokenizer == cfg.tgt_tokenizer == "sentencepiece":
+        tok = tokenizers.build("sentencepiece", srcs + tgts, cfg.lowercase, cfg.sp_vocab_size,
+                               cfg.sp_model_type)
+        src_tok = tgt_tok = tok
+    else:
+        src_tok = tokenizers.build(cfg.src_tokenizer, srcs, cfg.lowercase, cfg.sp_vocab_size,
+                                   cfg.sp_model_type)
+        tgt_tok = tokenizers.build(cfg.tgt_tokenizer, tgts, cfg.lowercase, cfg.sp_vocab_size,
+                                   cfg.sp_model_type)
+    src_vocab = Vocab.build((src_tok.tokenize(s) for s in srcs), cfg.src_min_freq,
+                            cfg.src_max_vocab)
+    tgt_vocab = Vocab.build((tgt_tok.tokenize(t) for t in tgts), cfg.tgt_min_freq,
+                            cfg.tgt_max_vocab)
+    return Fields(src_tok, tgt_tok, src_vocab, tgt_vocab)
+
+
+def encode_pairs(fields: Fields, pairs: list[Pair], max_src_len: int, max_tgt_len: int,
+                 what: str = "train") -> list[Example]:
+    out = []
+    for src, tgt in pairs:
+        ex = fields.encode_pair(src, tgt)
+        if 0 < len(ex[0]) <= max_src_len and len(ex[1]) - 2 <= max_tgt_len:
+            out.append(ex)
+    dropped = len(pairs) - len(out)
+    if dropped:
+        log.info("%s: dropped %d of %d pairs longer than data.max_src_len=%d / "
+                 "data.max_tgt_len=%d tokens", what, dropped, len(pairs), max_src_len, max_tgt_len)
+    if not out:
+        raise ConfigError(f"data.max_src_len/max_tgt_len: every {what} pair was filtered out")
+    return out

@@ -1,0 +1,123 @@
+"""Text in, text out: tokenize -> batch -> search -> detokenize, with n-best and attention."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from tandem.config import Config, DecodeConfig, check_decode, from_dict
+from tandem.data.batching import pad, size_batches
+from tandem.data.dataset import Fields
+from tandem.decode import search
+from tandem.model.seq2seq import Seq2Seq
+from tandem.train import checkpoint
+
+log = logging.getLogger("tandem")
+
+
+@dataclass
+class Result:
+    text: str
+    tokens: list[str]
+    score: float  # sum of log-probabilities
+    norm_score: float  # length-normalised score used for ranking
+    src_tokens: list[str] = field(default_factory=list)
+    attention: list[list[float]] | None = None  # (output tokens [+ eos], source tokens)
+    unknown: list[str] = field(default_factory=list)  # source tokens never seen in training
+
+
+class Translator:
+    def __init__(self, model: Seq2Seq, fields: Fields, config: Config) -> None:
+        self.model = model.eval()
+        self.fields = fields
+        self.config = config
+        self.decode_cfg = config.decode
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> Translator:
+        ckpt = checkpoint.load(path)
+        cfg = from_dict(ckpt["config"])
+        fields = Fields.from_state(ckpt["fields"])
+        model = Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
+        model.load_state_dict(ckpt["model"])
+        return cls(model, fields, cfg)
+
+    def _options(self, **overrides) -> DecodeConfig:
+        opts = replace(self.decode_cfg, **{k: v for k, v in overrides.items() if v is not None})
+        check_decode(opts, prefix="option")
+        return opts
+
+    def translate_full(self, inputs: Iterable[str], attention: bool = False, sample: bool = False,
+                       generator: torch.Generator | None = None, **options
+                       ) -> list[list[Result]]:
+        """n-best Results per input. options: beam, nbest, max_len_a, max_len_b,
+        length_penalty, batch_size, temperature, top_k (defaults from the model's config)."""
+        opts = self._options(**options)
+        texts = list(inputs)
+        src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
+        limit = self.config.data.max_src_len
+        for i, toks in enumerate(src_toks):
+            if len(toks) > limit:
+                log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
+                            i + 1, len(toks), limit)
+                src_toks[i] = toks[:limit]
+        ids = [self.fields.src_vocab.encode(t) for t in src_toks]
+        results: list[list[Result]] = [[] for _ in texts]
+        todo = [i for i, x in enumerate(ids) if x]
+        for i in set(range(len(texts))) - set(todo):  # nothing to translate
+            results[i] = [Result("", [], 0.0, 0.0, [])]
+        for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
+            idx = [todo[j] for j in chunk]
+            src = pad([ids[i] for i in idx])
+            src_len = torch.tensor([len(ids[i]) for i in idx])
+            hyps = self._search(src, src_len, opts, attention, sample, generator)
+            for i, nb in zip(idx, hyps, strict=True):
+                results[i] = [self._result(h, src_toks[i]) for h in nb]
+        return results
+
+    def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
+        if sample:
+            return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
+                                 attention, sample=True, temperature=opts.temperature,
+                                 top_k=opts.top_k, generator=generator)
+        if opts.beam == 1:
+            return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
+                                 attention, length_penalty=opts.length_penalty)
+        return search.beam_search(self.model, src, src_len, opts.beam, opts.nbest,
+                                  opts.max_len_a, opts.max_len_b, opts.length_penalty, attention)
+
+    def _result(self, h: search.Hyp, src_toks: list[str]) -> Result:
+        toks = self.fields.tgt_vocab.decode(h.tokens)
+        return Result(
+            text=self.fields.tgt_tok.detokenize(toks), tokens=toks, score=h.score,
+            norm_score=h.norm_score, src_tokens=src_toks,
+            attention=None if h.attention is None else h.attention.tolist(),
+            unknown=self.fields.src_vocab.unknown(src_toks),
+        )
+
+    def translate(self, inputs: Iterable[str], **options) -> list[str] | list[list[str]]:
+        """Plain strings: one output per input, or a list of n-best outputs when nbest > 1."""
+        full = self.translate_full(inputs, **options)
+        if self._options(**options).nbest == 1:
+            return [r[0].text for r in full]
+        return [[x.text for x in r] for r in full]
+
+    def stream(self, lines: Iterable[str], chunk: int = 1000, **options) -> Iterator[list[Result]]:
+        """Translate an arbitrarily long stream in chunks, in order, in constant memory."""
+        buf: list[str] = []
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= chunk:
+                yield from self.translate_full(buf, **options)
+                buf = []
+        if buf:
+            yield from self.translate_full(buf, **options)
+
+
+def load(path: str | Path) -> Translator:
+    """Load a trained model: `tandem.load("best.pt").translate(["some input"], beam=5)`."""
+    return Translator.from_checkpoint(path)

@@ -1,0 +1,41 @@
+"""Attention over encoder states, padding masked: additive (Bahdanau), dot and general (Luong).
+
+Keys are projected once per batch (`project_keys`), not once per decoder step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    def __init__(self, kind: str, query_size: int, key_size: int) -> None:
+        super().__init__()
+        self.kind = kind
+        if kind == "additive":
+            self.key_proj = nn.Linear(key_size, query_size, bias=False)
+            self.query_proj = nn.Linear(query_size, query_size, bias=False)
+            self.v = nn.Linear(query_size, 1, bias=False)
+        elif kind == "general":
+            self.query_proj = nn.Linear(query_size, key_size, bias=False)
+        elif kind != "dot":
+            raise ValueError(f"unknown attention {kind!r}")
+
+    def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """keys (B, S, He) -> what `forward` compares queries with."""
+        return self.key_proj(keys) if self.kind == "additive" else keys
+
+    def forward(self, query: torch.Tensor, proj_keys: torch.Tensor, values: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B, T, Hq), proj_keys (B, S, *), values (B, S, He), mask (B, S)
+        -> context (B, T, He), weights (B, T, S) summing to 1 over real positions."""
+        if self.kind == "additive":
+            q = self.query_proj(query).unsqueeze(2)  # (B, T, 1, A)
+            scores = self.v(torch.tanh(q + proj_keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
+        else:
+            q = self.query_proj(query) if self.kind == "general" else query
+            scores = torch.bmm(q, proj_keys.transpose(1, 2))  # (B, T, S)
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return torch.bmm(weights, values), weights

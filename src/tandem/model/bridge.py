@@ -1,0 +1,55 @@
+"""The bridge: from the encoder's output to the semantic vector c and the decoder's first state.
+
+- last:   c is the encoder's last hidden state (both directions joined when bidirectional)
+- linear: a learned tanh transform of the last state (any sizes, any layer counts)
+- pooled: a tanh transform of ALL encoder states (mean over real positions)
+- zero:   no initial state (the decoder relies on attention)
+
+c is the top layer of the decoder's initial hidden state, shape (B, Hd).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tandem.model.encoder import EncoderOutput
+
+Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+class Bridge(nn.Module):
+    def __init__(self, kind: str, cell: str, enc_size: int, dec_size: int, enc_layers: int,
+                 dec_layers: int) -> None:
+        super().__init__()
+        self.kind, self.lstm = kind, cell == "lstm"
+        self.dec_size, self.dec_layers, self.enc_layers = dec_size, dec_layers, enc_layers
+        n_states = 2 if self.lstm else 1
+        if kind == "linear":
+            self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size) for _ in range(dec_layers * n_states))
+        elif kind == "pooled":
+            self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size * dec_layers) for _ in range(n_states))
+
+    def _layer(self, l: int) -> int:
+        """The encoder layer that feeds decoder layer l: the same one, or the top one."""
+        return l if self.enc_layers == self.dec_layers else self.enc_layers - 1
+
+    def forward(self, enc: EncoderOutput) -> tuple[Hidden | None, torch.Tensor | None]:
+        """-> (decoder initial state, (L, B, Hd) or an (h, c) pair or None; c (B, Hd) or None)."""
+        B = enc.states.size(0)
+        if self.kind == "zero":
+            return None, None
+        finals = [enc.final_h] + ([enc.final_c] if self.lstm else [])
+        if self.kind == "last":
+            states = finals
+        elif self.kind == "linear":
+            states = [torch.stack([torch.tanh(self.proj[k * self.dec_layers + l](f[self._layer(l)]))
+                                   for l in range(self.dec_layers)])
+                      for k, f in enumerate(finals)]
+        else:  # pooled
+            m = enc.mask.unsqueeze(-1).to(enc.states.dtype)
+            mean = (enc.states * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, He)
+            states = [torch.tanh(p(mean)).view(B, self.dec_layers, self.dec_size).transpose(0, 1)
+                      .contiguous() for p in self.proj]
+        hidden: Hidden = (states[0], states[1]) if self.lstm else states[0]
+        return hidden, states[0][-1]

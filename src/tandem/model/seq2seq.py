@@ -1,0 +1,73 @@
+"""Seq2Seq: encoder -> bridge (semantic vector c) -> decoder. One interface for every search:
+`encode`, `init_state`, `decode_step`; `forward` is training with teacher forcing."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tandem.config import ModelConfig
+from tandem.model.bridge import Bridge
+from tandem.model.decoder import Decoder, DecoderState
+from tandem.model.encoder import Encoder, EncoderOutput
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        enc_size = cfg.enc_hidden_size or cfg.hidden_size
+        self.encoder = Encoder(cfg.cell, src_vocab_size, cfg.emb_size, enc_size, cfg.enc_layers,
+                               cfg.bidirectional, cfg.dropout)
+        self.bridge = Bridge(cfg.bridge, cfg.cell, enc_size, cfg.hidden_size, cfg.enc_layers,
+                             cfg.dec_layers)
+        self.decoder = Decoder(cfg.cell, tgt_vocab_size, cfg.emb_size, cfg.hidden_size,
+                               cfg.dec_layers, cfg.dropout, cfg.conditioning, cfg.attention,
+                               cfg.input_feeding, enc_size, cfg.tie_embeddings)
+
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> EncoderOutput:
+        """src (B, S), src_len (B,) -> EncoderOutput."""
+        return self.encoder(src, src_len)
+
+    def init_state(self, enc: EncoderOutput) -> DecoderState:
+        hidden, c = self.bridge(enc)
+        att = self.decoder.attention
+        keys = att.project_keys(enc.states) if att is not None else None
+        return DecoderState(hidden=hidden, feed=None, c=c,
+                            values=enc.states if att is not None else None, keys=keys,
+                            mask=enc.mask)
+
+    def decode_step(self, prev: torch.Tensor, state: DecoderState
+                    ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
+        """prev (B,) token ids -> log-probs (B, V), new state, attention (B, S) or None."""
+        logits, state, att = self.decoder(prev.unsqueeze(1), state)
+        return (torch.log_softmax(logits.squeeze(1).float(), -1), state,
+                None if att is None else att.squeeze(1))
+
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt_in: torch.Tensor,
+                teacher_forcing: float = 1.0) -> torch.Tensor:
+        """Training: src (B, S), tgt_in (B, T) = bos y1..y(T-1) -> logits (B, T, V).
+
+        teacher_forcing < 1 is scheduled sampling: at each step each sentence gets the gold
+        previous token with that probability, else the model's own greedy prediction.
+        """
+        state = self.init_state(self.encode(src, src_len))
+        if teacher_forcing >= 1.0 and self.decoder.parallel:
+            return self.decoder(tgt_in, state)[0]
+        outputs = []
+        prev = tgt_in[:, 0]
+        for t in range(tgt_in.size(1)):
+            logits, state, _ = self.decoder(prev.unsqueeze(1), state)
+            outputs.append(logits)
+            if t + 1 < tgt_in.size(1):
+                gold = tgt_in[:, t + 1]
+                if teacher_forcing < 1.0:
+                    own = logits.squeeze(1).argmax(-1)
+                    use_gold = torch.rand(gold.shape, device=gold.device) < teacher_forcing
+                    prev = torch.where(use_gold, gold, own)
+                else:
+                    prev = gold
+        return torch.cat(outputs, 1)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,68 @@
+"""Checkpoints: one self-contained file of plain tensors, numbers, strings, lists and dicts
+(weights, config, vocabularies, tokenizer models as bytes), written atomically and read with
+`torch.load(weights_only=True)` so a file can never run code."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tandem.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def save(obj: dict[str, Any], path: str | Path) -> Path:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+
+    An interrupted write leaves the previous file at `path` untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format_version": FORMAT_VERSION, **obj}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely; every failure is a CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: refused: the file needs code to load, which tandem "
+                              f"never runs ({str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable tandem checkpoint (truncated or "
+                              f"corrupted?): {str(e).splitlines()[0]}") from None
+    if not isinstance(obj, dict) or "format_version" not in obj or "model" not in obj:
+        raise CheckpointError(f"{path}: not a tandem checkpoint (no format_version/model)")
+    if obj["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {obj['format_version']} is not "
+                              f"supported; this tandem reads format {FORMAT_VERSION}")
+    return obj
