@@ -26,7 +26,7 @@ TokenizerType = Literal["char", "word", "sentencepiece"]
 
 @dataclass
 class DataConfig:
-    task: str | None = None  # built-in task (copy, reverse, sort, addition, dates) or None for files
+    task: str | None = None  # built-in task (copy, reverse, sort, addition, dates); None = files
     task_sizes: list[int] = field(default_factory=lambda: [20000, 1000, 1000])  # train, dev, test
     task_min_len: int = 1
     task_max_len: int = 15
@@ -56,7 +56,7 @@ class ModelConfig:
     cell: Cell = "lstm"
     emb_size: int = 128
     hidden_size: int = 256  # decoder hidden size
-    enc_hidden_size: int | None = None  # encoder output size (both directions joined); None = hidden_size
+    enc_hidden_size: int | None = None  # encoder output, both directions joined; None = hidden
     enc_layers: int = 1
     dec_layers: int = 1
     bidirectional: bool = True

@@ -22,6 +22,7 @@ class Hyp:
     score: float
     norm_score: float
     attention: torch.Tensor | None = None  # (len(tokens) [+1 for eos], S) when asked
+    ended: bool = True  # False when the length limit cut the output before eos
 
 
 def max_lengths(src_len: torch.Tensor, a: float, b: int) -> torch.Tensor:
@@ -74,7 +75,7 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
         toks = [x for x in seq[:n] if x != EOS_ID]
         s = float(scores[i])
         a = att_all[i, :n, : int(src_len[i])] if att_all is not None else None
-        hyps.append([Hyp(toks, s, _norm(s, n, length_penalty), a)])
+        hyps.append([Hyp(toks, s, _norm(s, n, length_penalty), a, EOS_ID in seq[:n])])
     return hyps
 
 
@@ -135,7 +136,7 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
             a = None
             if att_hist is not None:
                 a = att_hist[row, :n, : int(src_len[b])].clone()
-            finished[b].append(Hyp(toks, s, _norm(s, n, length_penalty), a))
+            finished[b].append(Hyp(toks, s, _norm(s, n, length_penalty), a, bool(is_eos[b, j])))
         # keep the k best expansions that did not end in eos
         key = is_eos.float() * (2 * k) + torch.arange(top_s.size(1), device=dev).unsqueeze(0)
         keep = key.argsort(dim=1)[:, :k]  # (B, k)

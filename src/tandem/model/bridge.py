@@ -26,13 +26,15 @@ class Bridge(nn.Module):
         self.dec_size, self.dec_layers, self.enc_layers = dec_size, dec_layers, enc_layers
         n_states = 2 if self.lstm else 1
         if kind == "linear":
-            self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size) for _ in range(dec_layers * n_states))
+            self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size)
+                                      for _ in range(dec_layers * n_states))
         elif kind == "pooled":
-            self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size * dec_layers) for _ in range(n_states))
+            self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size * dec_layers)
+                                      for _ in range(n_states))
 
-    def _layer(self, l: int) -> int:
-        """The encoder layer that feeds decoder layer l: the same one, or the top one."""
-        return l if self.enc_layers == self.dec_layers else self.enc_layers - 1
+    def _layer(self, i: int) -> int:
+        """The encoder layer that feeds decoder layer i: the same one, or the top one."""
+        return i if self.enc_layers == self.dec_layers else self.enc_layers - 1
 
     def forward(self, enc: EncoderOutput) -> tuple[Hidden | None, torch.Tensor | None]:
         """-> (decoder initial state, (L, B, Hd) or an (h, c) pair or None; c (B, Hd) or None)."""
@@ -43,8 +45,9 @@ class Bridge(nn.Module):
         if self.kind == "last":
             states = finals
         elif self.kind == "linear":
-            states = [torch.stack([torch.tanh(self.proj[k * self.dec_layers + l](f[self._layer(l)]))
-                                   for l in range(self.dec_layers)])
+            n = self.dec_layers
+            states = [torch.stack([torch.tanh(self.proj[k * n + i](f[self._layer(i)]))
+                                   for i in range(n)])
                       for k, f in enumerate(finals)]
         else:  # pooled
             m = enc.mask.unsqueeze(-1).to(enc.states.dtype)

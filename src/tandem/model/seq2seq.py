@@ -7,9 +7,12 @@ import torch
 from torch import nn
 
 from tandem.config import ModelConfig
+from tandem.data.vocab import BOS_ID, PAD_ID
 from tandem.model.bridge import Bridge
 from tandem.model.decoder import Decoder, DecoderState
 from tandem.model.encoder import Encoder, EncoderOutput
+
+NEVER_OUTPUT = [PAD_ID, BOS_ID]
 
 
 class Seq2Seq(nn.Module):
@@ -39,10 +42,14 @@ class Seq2Seq(nn.Module):
 
     def decode_step(self, prev: torch.Tensor, state: DecoderState
                     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
-        """prev (B,) token ids -> log-probs (B, V), new state, attention (B, S) or None."""
+        """prev (B,) token ids -> log-probs (B, V), new state, attention (B, S) or None.
+
+        The distribution excludes pad and bos, which can never be outputs.
+        """
         logits, state, att = self.decoder(prev.unsqueeze(1), state)
-        return (torch.log_softmax(logits.squeeze(1).float(), -1), state,
-                None if att is None else att.squeeze(1))
+        logits = logits.squeeze(1).float()
+        logits[:, NEVER_OUTPUT] = float("-inf")
+        return (torch.log_softmax(logits, -1), state, None if att is None else att.squeeze(1))
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt_in: torch.Tensor,
                 teacher_forcing: float = 1.0) -> torch.Tensor:

@@ -37,10 +37,18 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
 
 def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
                      which: list[str] | None = None) -> dict[str, float]:
+    """Score detokenised outputs against (possibly several) references per input.
+
+    Token rates use the target tokenizer's tokens. BLEU/chrF use the detokenised text, except
+    for character-level targets, where BLEU/chrF over single words would say nothing: there
+    they are computed over the character tokens (BLEU on characters, as for G2P/transliteration).
+    """
     tok = fields.tgt_tok
-    return metrics.score([tok.tokenize(h) for h in hyps],
-                         [[tok.tokenize(r) for r in rs] for rs in refs], which,
-                         detok_hyps=hyps, detok_refs=refs)
+    h_toks = [tok.tokenize(h) for h in hyps]
+    r_toks = [[tok.tokenize(r) for r in rs] for rs in refs]
+    if tok.kind == "char":
+        return metrics.score(h_toks, r_toks, which)
+    return metrics.score(h_toks, r_toks, which, detok_hyps=hyps, detok_refs=refs)
 
 
 def teacher_forcing_ratio(cfg: Config, step: int) -> float:
@@ -257,7 +265,8 @@ class Trainer:
             bar.update(1)
             if self.state.step % t.log_every == 0:
                 now = time.time()
-                bar.set_postfix(loss=f"{loss_sum / n_sum:.3f}", tok_s=f"{tokens / (now - last_log):.0f}",
+                bar.set_postfix(loss=f"{loss_sum / n_sum:.3f}",
+                                tok_s=f"{tokens / (now - last_log):.0f}",
                                 best=self.state.best_score)
                 log.debug("step %d loss %.4f", self.state.step, loss_sum / n_sum)
                 tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, now

@@ -1,0 +1,25 @@
+import pytest
+import torch
+
+from tandem.config import ModelConfig
+from tandem.model.seq2seq import Seq2Seq
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_model(src_vocab: int = 20, tgt_vocab: int = 25, **kw) -> Seq2Seq:
+    opts = dict(emb_size=8, hidden_size=16, dropout=0.0)
+    opts.update(kw)
+    return Seq2Seq(ModelConfig(**opts), src_vocab, tgt_vocab)
+
+
+def padded_batch(lengths: list[int], vocab: int = 20, pad_to: int | None = None):
+    """Random source ids (B, S) with ids >= 4 (no specials) and trailing padding."""
+    width = pad_to or max(lengths)
+    src = torch.zeros(len(lengths), width, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, :n] = torch.randint(4, vocab, (n,))
+    return src, torch.tensor(lengths)

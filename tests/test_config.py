@@ -1,0 +1,491 @@
+"""Tests for tandem.config: defaults, YAML, --set overrides, and every refusal naming its key."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tandem.config import (
+    Config,
+    DataConfig,
+    DecodeConfig,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+    from_dict,
+    load_config,
+)
+from tandem.errors import ConfigError, TandemError
+
+REPO = Path(__file__).resolve().parents[1]
+TASK = ["data.task=reverse"]  # the smallest valid config: everything else has a default
+
+
+def load(*overrides: str) -> Config:
+    return load_config(None, [*TASK, *overrides])
+
+
+def refused(*overrides: str, path: str | Path | None = None) -> str:
+    """The ConfigError message for a config that must be refused."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path, [*TASK, *overrides] if path is None else list(overrides))
+    return str(info.value)
+
+
+# --- defaults and YAML ---------------------------------------------------------------------
+
+
+def test_defaults_match_the_dataclasses():
+    cfg = load()
+    assert cfg.data == DataConfig(task="reverse")
+    assert cfg.model == ModelConfig()
+    assert cfg.train == TrainConfig()
+    assert cfg.decode == DecodeConfig()
+    assert cfg.name == "run" and cfg.run_dir is None
+    assert cfg.out_dir == Path("runs/run")
+
+
+def test_no_data_at_all_is_refused():
+    with pytest.raises(ConfigError, match="data.task"):
+        load_config(None)
+
+
+def test_config_error_is_a_tandem_error():
+    assert issubclass(ConfigError, TandemError)
+
+
+def test_shipped_reverse_config_loads():
+    cfg = load_config(REPO / "configs" / "reverse.yaml")
+    assert cfg.name == "reverse"
+    assert cfg.data.task == "reverse"
+    assert cfg.model.cell == "gru" and cfg.model.hidden_size == 128
+    assert cfg.model.enc_hidden_size is None
+    assert cfg.train.max_minutes == 3.0 and isinstance(cfg.train.max_minutes, float)
+    assert cfg.decode.max_len_a == 1.5 and cfg.decode.max_len_b == 5
+
+
+def test_yaml_file_values(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(
+        "name: tiny\n"
+        "run_dir: somewhere\n"
+        "data:\n  task: sort\n  task_sizes: [10, 2, 3]\n  lowercase: true\n"
+        "model:\n  cell: rnn\n  hidden_size: 64\n  dropout: 0\n  enc_hidden_size: null\n"
+        "train:\n  lr: 0.01\n  max_minutes: 2\n"
+        "decode:\n  beam: 3\n  nbest: 2\n",
+        encoding="utf-8",
+    )
+    cfg = load_config(p)
+    assert cfg.name == "tiny" and cfg.out_dir == Path("somewhere")
+    assert cfg.data.task == "sort" and cfg.data.task_sizes == [10, 2, 3] and cfg.data.lowercase
+    assert cfg.model.cell == "rnn" and cfg.model.hidden_size == 64
+    assert cfg.model.dropout == 0.0 and isinstance(cfg.model.dropout, float)  # ints widen
+    assert cfg.train.lr == 0.01 and cfg.train.max_minutes == 2.0
+    assert isinstance(cfg.train.max_minutes, float)
+    assert cfg.decode.beam == 3 and cfg.decode.nbest == 2
+    assert cfg.train.max_steps == TrainConfig().max_steps  # untouched keys keep defaults
+
+
+def test_empty_yaml_file_and_empty_sections_mean_defaults(tmp_path):
+    p = tmp_path / "empty.yaml"
+    p.write_text("# nothing\n", encoding="utf-8")
+    assert load_config(p, TASK).model == ModelConfig()
+    p.write_text("data:\n  task: copy\nmodel:\ntrain: null\n", encoding="utf-8")
+    cfg = load_config(p)
+    assert cfg.model == ModelConfig() and cfg.train == TrainConfig()
+
+
+def test_to_dict_round_trips():
+    cfg = load("model.hidden_size=64", "model.enc_hidden_size=32", "train.max_minutes=1.5")
+    assert from_dict(cfg.to_dict()) == cfg
+
+
+# --- --set overrides -----------------------------------------------------------------------
+
+
+def test_overrides_parse_yaml_scalars():
+    cfg = load(
+        "model.hidden_size=512",  # int
+        "model.dropout=0.25",  # float
+        "train.lr=1",  # int widened to float
+        "model.bidirectional=false",  # bool
+        "train.progress=true",
+        "train.valid_max_sentences=null",  # null
+        "train.max_minutes=~",  # YAML null
+        "data.task_sizes=[30, 4, 5]",  # list
+        "name=my run",  # a plain string with a space
+        "run_dir=out/x=1",  # only the first '=' splits
+    )
+    assert cfg.model.hidden_size == 512
+    assert cfg.model.dropout == 0.25
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.model.bidirectional is False
+    assert cfg.train.progress is True
+    assert cfg.train.valid_max_sentences is None
+    assert cfg.train.max_minutes is None
+    assert cfg.data.task_sizes == [30, 4, 5]
+    assert cfg.name == "my run"
+    assert cfg.run_dir == "out/x=1"
+
+
+def test_overrides_win_over_the_yaml_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  task: copy\nmodel:\n  hidden_size: 64\n  cell: gru\n", encoding="utf-8")
+    cfg = load_config(p, ["model.hidden_size=32", "decode.beam=2", "data.task=reverse"])
+    assert cfg.model.hidden_size == 32 and cfg.model.cell == "gru"
+    assert cfg.decode.beam == 2 and cfg.data.task == "reverse"
+
+
+def test_apply_overrides_builds_nested_sections():
+    raw = apply_overrides({"model": {"cell": "gru"}}, ["model.hidden_size=8", "train.lr=0.5"])
+    assert raw == {"model": {"cell": "gru", "hidden_size": 8}, "train": {"lr": 0.5}}
+    raw = apply_overrides({}, ["a.b.c=[1, 2]", "x=yes", "y=", "z=[unclosed"])
+    assert raw == {"a": {"b": {"c": [1, 2]}}, "x": True, "y": None, "z": "[unclosed"}
+
+
+def test_override_without_equals_sign():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides({}, ["model.hidden_size"])
+
+
+def test_override_through_a_scalar_is_refused():
+    with pytest.raises(ConfigError, match="model.hidden_size.x"):
+        apply_overrides({"model": {"hidden_size": 3}}, ["model.hidden_size.x=1"])
+
+
+def test_override_of_a_whole_section_by_a_scalar():
+    msg = refused("model=3")
+    assert "model" in msg and "mapping" in msg
+
+
+@pytest.mark.xfail(strict=True, reason="BUG config.py:_parse_scalar uses YAML 1.1 (PyYAML), "
+                   "which reads '1e-3' as a string, so `--set train.lr=1e-3` is refused")
+def test_override_scientific_notation_float():
+    assert load("train.lr=1e-3").train.lr == pytest.approx(1e-3)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG config.py:apply_overrides: an empty YAML section "
+                   "(`model:` = null) makes every --set model.* fail with 'not a section'")
+def test_override_into_an_empty_yaml_section(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  task: copy\nmodel:\n", encoding="utf-8")
+    assert load_config(p, ["model.hidden_size=32"]).model.hidden_size == 32
+
+
+# --- unknown keys and wrong types ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "an_allowed_key"),
+    [
+        ("hiden_size=3", "hiden_size", "model"),
+        ("model.hiden_size=3", "model.hiden_size", "hidden_size"),
+        ("data.tsk=copy", "data.tsk", "task"),
+        ("train.learning_rate=0.1", "train.learning_rate", "lr"),
+        ("decode.beams=3", "decode.beams", "nbest"),
+    ],
+)
+def test_unknown_key_names_the_dotted_key_and_lists_allowed(override, key, an_allowed_key):
+    msg = refused(override)
+    assert f"'{key}'" in msg
+    assert "allowed" in msg and an_allowed_key in msg
+
+
+def test_unknown_key_in_yaml_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("data:\n  task: copy\nmodel:\n  hiden_size: 3\n", encoding="utf-8")
+    msg = refused(path=p)
+    assert "model.hiden_size" in msg
+    for allowed in ("cell", "emb_size", "hidden_size", "bidirectional", "tie_embeddings"):
+        assert allowed in msg
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.hidden_size=big", "model.hidden_size"),
+        ("model.hidden_size=2.5", "model.hidden_size"),
+        ("model.hidden_size=true", "model.hidden_size"),  # bool is not an int here
+        ("model.bidirectional=3", "model.bidirectional"),
+        ("model.bidirectional=yes please", "model.bidirectional"),
+        ("model.dropout=high", "model.dropout"),
+        ("model.dropout=false", "model.dropout"),
+        ("model.cell=transformer", "model.cell"),
+        ("data.task_sizes=[1, x, 3]", "data.task_sizes[1]"),
+        ("data.task_sizes=5", "data.task_sizes"),
+        ("name=[a]", "name"),
+        ("train.max_minutes=soon", "train.max_minutes"),
+    ],
+)
+def test_wrong_type_names_the_key(override, key):
+    msg = refused(override)
+    assert msg.startswith(f"{key}:") or f"{key} " in msg
+
+
+def test_wrong_type_message_says_what_was_expected():
+    assert "expected int" in refused("model.hidden_size=big")
+    assert "expected bool" in refused("model.bidirectional=3")
+    assert "'rnn'" in refused("model.cell=transformer")
+
+
+# --- impossible values ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["model.hidden_size=0"], "model.hidden_size"),
+        (["model.hidden_size=-4"], "model.hidden_size"),
+        (["model.emb_size=0"], "model.emb_size"),
+        (["model.enc_layers=0"], "model.enc_layers"),
+        (["model.enc_hidden_size=-2"], "model.enc_hidden_size"),
+        (["model.dropout=1.5"], "model.dropout"),
+        (["model.dropout=1.0"], "model.dropout"),
+        (["model.dropout=-0.1"], "model.dropout"),
+        (["decode.beam=0"], "decode.beam"),
+        (["decode.beam=2", "decode.nbest=3"], "decode.nbest"),
+        (["decode.nbest=0"], "decode.nbest"),
+        (["decode.temperature=0"], "decode.temperature"),
+        (["decode.max_len_a=-1"], "decode.max_len_a"),
+        # 'last' copies the encoder state: sizes and layer counts must match
+        (["model.bridge=last", "model.enc_hidden_size=128", "model.hidden_size=256"],
+         "model.bridge"),
+        (["model.bridge=last", "model.enc_layers=2", "model.dec_layers=1"], "model.bridge"),
+        (["model.bridge=zero", "model.conditioning=init"], "model.bridge"),
+        (["model.bridge=zero", "model.conditioning=every_step"], "model.bridge"),
+        (["model.input_feeding=true", "model.conditioning=init"], "model.input_feeding"),
+        (["model.attention=dot", "model.enc_hidden_size=64", "model.hidden_size=128"],
+         "model.attention"),
+        (["model.enc_hidden_size=7", "model.bidirectional=true"], "model.enc_hidden_size"),
+        (["model.hidden_size=33", "model.bidirectional=true"], "model.enc_hidden_size"),
+        (["data.task=shuffle"], "data.task"),
+        (["data.task_sizes=[10, 0, 1]"], "data.task_sizes"),
+        (["data.task_sizes=[10, 1]"], "data.task_sizes"),
+        (["data.src_suffix=de"], "data.tgt_suffix"),
+        (["data.max_src_len=0"], "data.max_src_len"),
+        (["train.valid_metric=accuracy"], "train.valid_metric"),
+        (["train.lr=0"], "train.lr"),
+        (["train.lr=.nan"], "train.lr"),
+        (["train.label_smoothing=1"], "train.label_smoothing"),
+        (["train.teacher_forcing=1.5"], "train.teacher_forcing"),
+        (["train.max_steps=0"], "train.max_steps"),
+        (["train.batch_tokens=0"], "train.batch_tokens"),
+        (["train.patience=0"], "train.patience"),
+        (["train.max_minutes=0"], "train.max_minutes"),
+        (["train.keep_last=-1"], "train.keep_last"),
+    ],
+)
+def test_impossible_value_names_the_key(overrides, key):
+    msg = refused(*overrides)
+    assert msg.startswith(f"{key} = "), msg
+    assert "is not allowed" in msg
+
+
+def test_impossible_value_messages_explain():
+    assert "one of" in refused("data.task=shuffle") and "reverse" in refused("data.task=shuffle")
+    assert "exact_match" in refused("train.valid_metric=accuracy")
+    assert "even" in refused("model.enc_hidden_size=7")
+    assert "[1, beam=2]" in refused("decode.beam=2", "decode.nbest=3")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.bridge=last", "model.enc_hidden_size=128", "model.hidden_size=128"],
+        ["model.bridge=zero", "model.conditioning=attention"],
+        ["model.attention=dot", "model.enc_hidden_size=64", "model.hidden_size=64"],
+        ["model.attention=dot", "model.enc_hidden_size=64", "model.conditioning=init"],
+        ["model.enc_hidden_size=7", "model.bidirectional=false"],
+        ["decode.beam=3", "decode.nbest=3"],
+        ["train.valid_metric=loss"],
+        ["train.valid_metric=bleu_lc"],
+        ["model.dropout=0"],
+    ],
+)
+def test_boundary_values_are_accepted(overrides):
+    load(*overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        pytest.param(["model.enc_hidden_size=0"], "model.enc_hidden_size", marks=pytest.mark.xfail(
+            strict=True, reason="BUG config.py:validate: `m.enc_hidden_size or m.hidden_size` "
+            "treats 0 like null, so enc_hidden_size: 0 is accepted")),
+        pytest.param(["data.src_max_vocab=-3"], "data.src_max_vocab", marks=pytest.mark.xfail(
+            strict=True, reason="BUG config.py:validate does not check src/tgt_max_vocab; "
+            "Vocab.build then slices ranked[:-3] and silently drops tokens")),
+        pytest.param(["train.valid_max_sentences=-1"], "train.valid_max_sentences",
+                     marks=pytest.mark.xfail(strict=True, reason="BUG config.py:validate does "
+                     "not check valid_max_sentences; -1 silently drops the last dev sentence")),
+        pytest.param(["data.task_min_len=10", "data.task_max_len=5"], "data.task_max_len",
+                     marks=pytest.mark.xfail(strict=True, reason="BUG config.py:validate does "
+                     "not check task_min_len <= task_max_len (refused only later, by tasks.py, "
+                     "without the dotted key)")),
+        pytest.param(["train.weight_decay=-1"], "train.weight_decay", marks=pytest.mark.xfail(
+            strict=True, reason="BUG config.py:validate does not check weight_decay >= 0")),
+        pytest.param(["train.lr_decay=5"], "train.lr_decay", marks=pytest.mark.xfail(
+            strict=True, reason="BUG config.py:validate does not check 0 < lr_decay < 1 "
+            "(plateau would raise the learning rate)")),
+    ],
+)
+def test_unchecked_impossible_values(overrides, key):
+    assert refused(*overrides).startswith(key)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG config.py:_coerce: float(int) raises OverflowError "
+                   "for ints beyond float range instead of ConfigError")
+def test_huge_int_for_a_float_key():
+    with pytest.raises(ConfigError, match="train.lr"):
+        from_dict({"data": {"task": "reverse"}, "train": {"lr": 10**400}})
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def test_config_file_not_found(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match="not found") as info:
+        load_config(missing)
+    assert str(missing) in str(info.value)
+
+
+def test_config_path_is_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
+def test_yaml_that_is_not_a_mapping(tmp_path, text):
+    p = tmp_path / "list.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="mapping") as info:
+        load_config(p)
+    assert str(p) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["model: [unclosed\n", "a: b: c\n", "\tmodel: 1\n"])
+def test_invalid_yaml(tmp_path, text):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_config(p)
+    assert str(p) in str(info.value)
+
+
+def test_yaml_with_invalid_utf8(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
+
+
+# --- property: from_dict refuses garbage only with ConfigError -----------------------------
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+            "decode": DecodeConfig}
+TOP_KEYS = [f.name for f in dataclasses.fields(Config)]
+SECTION_KEYS = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in SECTIONS.items()}
+ALL_KEYS = sorted({*TOP_KEYS, *(k for keys in SECTION_KEYS.values() for k in keys)})
+# Values that mean something somewhere, so generated configs often get as far as validate().
+WORDS = ["reverse", "copy", "gru", "lstm", "rnn", "last", "linear", "pooled", "zero", "init",
+         "every_step", "attention", "dot", "general", "additive", "char", "word",
+         "sentencepiece", "exact_match", "bleu", "loss", "skip", "error", "adam", "plateau"]
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-3, max_value=600),
+    st.integers(min_value=-(10**12), max_value=10**12),  # beyond float range: see xfail above
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(WORDS),
+    st.text(max_size=6),
+)
+keys = st.one_of(st.sampled_from(ALL_KEYS), st.text(max_size=6), st.integers(-2, 2))
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def _typed(tp) -> st.SearchStrategy:
+    """Values of roughly the right type for annotation `tp` (so validate() gets exercised)."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return st.sampled_from(typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return st.one_of([_typed(a) for a in typing.get_args(tp)])
+    if origin is list:
+        return st.lists(st.integers(-1, 60), max_size=4)
+    return {
+        type(None): st.none(),
+        bool: st.booleans(),
+        int: st.integers(-2, 600),
+        float: st.floats(-1.5, 2.0) | st.floats(allow_nan=True, allow_infinity=True),
+        str: st.sampled_from(WORDS),
+    }[tp]
+
+
+def _good_section(name: str) -> st.SearchStrategy:
+    """A few keys of one section, each with a value that usually has the right type."""
+    hints = typing.get_type_hints(SECTIONS[name])
+    field_values = {k: st.one_of(*[_typed(hints[k])] * 7, scalars) for k in SECTION_KEYS[name]}
+    return st.lists(st.sampled_from(SECTION_KEYS[name]), max_size=5, unique=True).flatmap(
+        lambda ks: st.fixed_dictionaries({k: field_values[k] for k in ks}))
+
+
+def _weighted(*choices: tuple[int, st.SearchStrategy]) -> st.SearchStrategy:
+    """Pick one strategy with the given weights (st.one_of would weigh them alike)."""
+    table = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(table) - 1).flatmap(lambda i: table[i])
+
+
+def _section(name: str) -> st.SearchStrategy:
+    return _weighted((6, _good_section(name)), (1, values))
+
+
+data_section = _weighted(
+    (6, st.builds(lambda task, rest: {**rest, "task": task},
+                  st.sampled_from(["reverse", "dates", "nope"]), _good_section("data"))),
+    (1, _section("data")),
+)
+structured = st.fixed_dictionaries(
+    {"data": data_section},
+    optional={"model": _section("model"), "train": _section("train"),
+              "decode": _section("decode"), "name": scalars, "run_dir": scalars},
+)
+anything = _weighted((8, structured), (1, st.dictionaries(keys, values, max_size=6)), (1, values))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(anything)
+def test_from_dict_raises_only_config_error(raw):
+    try:
+        cfg = from_dict(raw)
+    except ConfigError as e:
+        assert str(e)
+        return
+    assert isinstance(cfg, Config)
+    assert cfg.data.task is not None or cfg.data.train is not None
+    assert cfg.model.hidden_size >= 1 and 0 <= cfg.model.dropout < 1
+    assert 1 <= cfg.decode.nbest <= cfg.decode.beam
+    assert not math.isnan(cfg.train.lr)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["model", "train", "data.task", "decode", "x.y"]),
+                          st.sampled_from(ALL_KEYS), st.text(max_size=8)), max_size=4))
+def test_load_config_with_random_overrides_raises_only_config_error(items):
+    overrides = [f"{section}.{key}={text}" for section, key, text in items]
+    try:
+        load_config(None, [*TASK, *overrides])
+    except ConfigError:
+        pass

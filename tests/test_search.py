@@ -1,0 +1,130 @@
+"""Greedy, beam and sampling: correctness against the model's own probabilities."""
+
+import pytest
+import torch
+
+from conftest import padded_batch, tiny_model
+from tandem.data.vocab import BOS_ID, EOS_ID
+from tandem.decode import search
+
+VARIANTS = [
+    dict(cell="lstm", conditioning="attention", attention="general"),
+    dict(cell="gru", conditioning="attention", attention="additive", input_feeding=True),
+    dict(cell="rnn", conditioning="every_step", bridge="pooled"),
+    dict(cell="gru", conditioning="init", bridge="last"),
+]
+
+
+def _trained_ish(variant, eos_bias: float = 0.5):
+    """A random model with peaked output distributions and a raised eos logit, so outputs
+    end at varied lengths."""
+    model = tiny_model(**variant).eval()
+    with torch.no_grad():
+        model.decoder.generator.weight *= 6.0
+        model.decoder.generator.bias[EOS_ID] += eos_bias
+    return model
+
+
+def forced_logprob(model, src, src_len, tokens: list[int], ended: bool = True) -> float:
+    """The model's log-probability of `tokens` (+ eos) for one source, fed the gold tokens."""
+    state = model.init_state(model.encode(src, src_len))
+    seq = [BOS_ID] + tokens + ([EOS_ID] if ended else [])
+    total = 0.0
+    for prev, nxt in zip(seq[:-1], seq[1:], strict=True):
+        logp, state, _ = model.decode_step(torch.tensor([prev]), state)
+        total += float(logp[0, nxt])
+    return total
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_one_equals_greedy(variant, alpha):
+    model = _trained_ish(variant)
+    src, lens = padded_batch([6, 3, 5, 1, 7])
+    g = search.greedy(model, src, lens, length_penalty=alpha)
+    b = search.beam_search(model, src, lens, beam=1, length_penalty=alpha)
+    assert [h[0].tokens for h in g] == [h[0].tokens for h in b]
+    for x, y in zip(g, b, strict=True):
+        assert x[0].score == pytest.approx(y[0].score, abs=1e-5)
+    assert len({len(h[0].tokens) for h in g}) > 1  # the case is not trivial
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_beam_scores_are_the_models_log_probabilities(variant):
+    model = _trained_ish(variant, eos_bias=1.5)
+    src, lens = padded_batch([5, 2, 4])
+    out = search.beam_search(model, src, lens, beam=4, nbest=3, length_penalty=0.6,
+                             max_len_a=3.0, max_len_b=10)
+    ended = 0
+    with torch.no_grad():
+        for i, nbest in enumerate(out):
+            assert len(nbest) == 3
+            assert [h.norm_score for h in nbest] == sorted((h.norm_score for h in nbest),
+                                                           reverse=True)
+            for h in nbest:
+                n = lens[i : i + 1]
+                ref = forced_logprob(model, src[i : i + 1, : int(n)], n, h.tokens, h.ended)
+                assert h.score == pytest.approx(ref, abs=1e-4)
+                length = len(h.tokens) + h.ended
+                assert h.norm_score == pytest.approx(h.score / length**0.6, abs=1e-5)
+                ended += h.ended
+    assert ended > 0
+
+
+@pytest.mark.parametrize("variant", VARIANTS[:2])
+def test_beam_finds_at_least_the_greedy_score(variant):
+    model = _trained_ish(variant, eos_bias=1.0)
+    src, lens = padded_batch([6, 4, 5, 3])
+    g = search.greedy(model, src, lens, max_len_a=3.0, max_len_b=10)
+    b = search.beam_search(model, src, lens, beam=5, length_penalty=0.0, max_len_a=3.0,
+                           max_len_b=10)
+    for x, y in zip(g, b, strict=True):
+        assert y[0].score >= x[0].score - 1e-5
+
+
+def test_beam_result_does_not_depend_on_batch():
+    model = _trained_ish(VARIANTS[0])
+    src, lens = padded_batch([6, 3, 5, 2, 7, 4])
+    batched = search.beam_search(model, src, lens, beam=4, nbest=2)
+    for i in range(len(lens)):
+        n = lens[i : i + 1]
+        alone = search.beam_search(model, src[i : i + 1, : int(n)], n, beam=4, nbest=2)
+        assert [h.tokens for h in alone[0]] == [h.tokens for h in batched[i]]
+        for x, y in zip(alone[0], batched[i], strict=True):
+            assert x.score == pytest.approx(y.score, abs=1e-4)
+
+
+def test_max_length_is_respected():
+    model = tiny_model().eval()
+    with torch.no_grad():
+        model.decoder.generator.bias[EOS_ID] -= 100.0  # never ends by itself
+    src, lens = padded_batch([4, 2])
+    for hyps in (search.greedy(model, src, lens, max_len_a=1.0, max_len_b=2),
+                 search.beam_search(model, src, lens, beam=3, max_len_a=1.0, max_len_b=2)):
+        assert [len(h[0].tokens) for h in hyps] == [6, 4]
+
+
+def test_attention_is_returned_per_output_token():
+    model = _trained_ish(VARIANTS[0])
+    src, lens = padded_batch([5, 3])
+    for hyps in (search.greedy(model, src, lens, attention=True),
+                 search.beam_search(model, src, lens, beam=3, attention=True)):
+        for i, h in enumerate(hyps):
+            a = h[0].attention
+            assert a.shape == (len(h[0].tokens) + h[0].ended, int(lens[i]))
+            torch.testing.assert_close(a.sum(-1), torch.ones(a.size(0)))
+
+
+def test_sampling_is_seeded_and_top_k_restricts():
+    model = _trained_ish(VARIANTS[0], eos_bias=0.0)
+    src, lens = padded_batch([5, 4, 6])
+
+    def run(seed, **kw):
+        g = torch.Generator().manual_seed(seed)
+        return [h[0].tokens for h in search.greedy(model, src, lens, sample=True, generator=g,
+                                                    **kw)]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2) or run(1) != run(3)
+    # top_k=1 sampling is greedy
+    assert run(5, top_k=1) == [h[0].tokens for h in search.greedy(model, src, lens)]
