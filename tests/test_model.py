@@ -9,6 +9,7 @@ from conftest import padded_batch, tiny_model
 from tandem.config import ModelConfig
 from tandem.model.attention import Attention
 from tandem.model.encoder import Encoder
+from tandem.model.seq2seq import NEVER_OUTPUT
 from tandem.train.loss import token_nll
 
 CELLS = ["rnn", "gru", "lstm"]
@@ -51,6 +52,13 @@ def test_attention_ignores_padding(kind):
     torch.testing.assert_close(w2[1], w[1])
 
 
+def _search_logprobs(logits):
+    """What decode_step returns: log-softmax with pad and bos excluded."""
+    logits = logits.clone()
+    logits[..., NEVER_OUTPUT] = float("-inf")
+    return torch.log_softmax(logits, -1)
+
+
 def _combo(cell, bridge, cond, **kw):
     return tiny_model(cell=cell, bridge=bridge, conditioning=cond, **kw)
 
@@ -80,7 +88,7 @@ def test_parallel_forward_equals_stepwise_decoding(cond, feed):
     src, lens = padded_batch([5, 3])
     tgt, _ = padded_batch([4, 4], vocab=25)
     tgt[:, 0] = 2
-    full = torch.log_softmax(model(src, lens, tgt), -1)
+    full = _search_logprobs(model(src, lens, tgt))
     state = model.init_state(model.encode(src, lens))
     for t in range(4):
         logp, state, _ = model.decode_step(tgt[:, t], state)
@@ -118,7 +126,7 @@ def test_scheduled_sampling_feeds_own_predictions():
     prev = tgt[:, 0]
     for t in range(6):
         logp, state, _ = model.decode_step(prev, state)
-        torch.testing.assert_close(logp, torch.log_softmax(own[:, t], -1), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(logp, _search_logprobs(own[:, t]), atol=1e-5, rtol=1e-4)
         prev = logp.argmax(-1)
 
 

@@ -69,7 +69,9 @@ class Seq2Seq(nn.Module):
             if t + 1 < tgt_in.size(1):
                 gold = tgt_in[:, t + 1]
                 if teacher_forcing < 1.0:
-                    own = logits.squeeze(1).argmax(-1)
+                    own = logits.squeeze(1).detach().clone()
+                    own[:, NEVER_OUTPUT] = float("-inf")
+                    own = own.argmax(-1)
                     use_gold = torch.rand(gold.shape, device=gold.device) < teacher_forcing
                     prev = torch.where(use_gold, gold, own)
                 else:
