@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from tandem.config import Config, load_config
-from tandem.decode.translator import Result, Translator, load
 from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
 
 __version__ = "0.1.0"
@@ -23,6 +23,15 @@ def train(config: str | Path | Config, overrides: list[str] | None = None,
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     return _train(cfg, resume=resume)
+
+
+def __getattr__(name: str) -> Any:
+    """Import torch-heavy parts on first use, so `tandem --help` and config checks start fast."""
+    if name in ("load", "Translator", "Result"):
+        from tandem.decode import translator
+
+        return getattr(translator, name)
+    raise AttributeError(f"module 'tandem' has no attribute {name!r}")
 
 
 __all__ = ["CheckpointError", "Config", "ConfigError", "DataError", "Result", "TandemError",

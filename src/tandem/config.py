@@ -143,6 +143,9 @@ def _type_name(tp: Any) -> str:
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
+_NON_FINITE = {"nan", "inf", "-inf", "+inf", "infinity", "-infinity", ".nan", ".inf"}
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against annotation `tp`; return it (ints widen to float)."""
     origin = typing.get_origin(tp)
@@ -168,8 +171,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+            try:
+                value = float(value) if value.strip().lower() not in _NON_FINITE else value
+            except ValueError:
+                pass
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ConfigError(f"{key}: {value!r} is too large for a number") from None
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -210,7 +221,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         parts = key.strip().split(".")
         node = raw
         for p in parts[:-1]:
-            child = node.setdefault(p, {})
+            if node.get(p) is None:
+                node[p] = {}
+            child = node[p]
             if not isinstance(child, dict):
                 raise ConfigError(f"--set {key}: '{p}' is not a section")
             node = child
@@ -232,9 +245,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not p.is_file():
             raise ConfigError(f"config file not found: {p}")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from None
+        if raw is None:
+            raw = {}
         if not isinstance(raw, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
     return from_dict(apply_overrides(raw, overrides or []))
@@ -261,9 +276,14 @@ def validate(cfg: Config) -> None:
     for key in ("sp_vocab_size", "src_min_freq", "tgt_min_freq", "max_src_len", "max_tgt_len",
                 "task_min_len", "task_max_len"):
         _check(getattr(d, key) >= 1, f"data.{key}", "an integer >= 1", getattr(d, key))
+    _check(d.task_min_len <= d.task_max_len, "data.task_max_len",
+           f"a length >= data.task_min_len ({d.task_min_len})", d.task_max_len)
+    for key in ("src_max_vocab", "tgt_max_vocab"):
+        v = getattr(d, key)
+        _check(v is None or v >= 1, f"data.{key}", "null (no limit) or an integer >= 1", v)
     for key in ("emb_size", "hidden_size", "enc_layers", "dec_layers"):
         _check(getattr(m, key) >= 1, f"model.{key}", "an integer >= 1", getattr(m, key))
-    enc_h = m.enc_hidden_size or m.hidden_size
+    enc_h = m.hidden_size if m.enc_hidden_size is None else m.enc_hidden_size
     _check(enc_h >= 1, "model.enc_hidden_size", "an integer >= 1", m.enc_hidden_size)
     if m.bidirectional:
         _check(enc_h % 2 == 0, "model.enc_hidden_size",
@@ -287,6 +307,14 @@ def validate(cfg: Config) -> None:
     _check(t.batch_tokens >= 1, "train.batch_tokens", "an integer >= 1", t.batch_tokens)
     _check(t.max_steps >= 1, "train.max_steps", "an integer >= 1", t.max_steps)
     _check(t.lr > 0, "train.lr", "a number > 0", t.lr)
+    _check(t.weight_decay >= 0, "train.weight_decay", "a number >= 0", t.weight_decay)
+    _check(0 < t.lr_decay <= 1, "train.lr_decay", "a factor in (0, 1]", t.lr_decay)
+    _check(t.min_lr >= 0, "train.min_lr", "a number >= 0", t.min_lr)
+    _check(t.warmup_steps >= 0, "train.warmup_steps", "an integer >= 0", t.warmup_steps)
+    _check(t.lr_patience >= 1, "train.lr_patience", "an integer >= 1", t.lr_patience)
+    if t.valid_max_sentences is not None:
+        _check(t.valid_max_sentences >= 1, "train.valid_max_sentences",
+               "null (all) or an integer >= 1", t.valid_max_sentences)
     _check(t.clip_grad >= 0, "train.clip_grad", "a number >= 0 (0 = no clipping)", t.clip_grad)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a number in [0, 1)",
            t.label_smoothing)

@@ -95,8 +95,9 @@ def encode_pairs(fields: Fields, pairs: list[Pair], max_src_len: int, max_tgt_le
             out.append(ex)
     dropped = len(pairs) - len(out)
     if dropped:
-        log.info("%s: dropped %d of %d pairs longer than data.max_src_len=%d / "
-                 "data.max_tgt_len=%d tokens", what, dropped, len(pairs), max_src_len, max_tgt_len)
+        log.info("%s: dropped %d of %d pairs that are empty after tokenization or longer than "
+                 "data.max_src_len=%d / data.max_tgt_len=%d tokens", what, dropped, len(pairs),
+                 max_src_len, max_tgt_len)
     if not out:
         raise ConfigError(f"data.max_src_len/max_tgt_len: every {what} pair was filtered out")
     return out

@@ -40,12 +40,15 @@ class CharTokenizer(Tokenizer):
 
     kind = "char"
     SPACE = "▁"
+    LITERAL_SPACE_MARK = "<▁>"  # a '▁' that was in the text itself
 
     def tokenize(self, text: str) -> list[str]:
-        return [self.SPACE if c == " " else c for c in normalize(text, self.lowercase)]
+        table = {" ": self.SPACE, self.SPACE: self.LITERAL_SPACE_MARK}
+        return [table.get(c, c) for c in normalize(text, self.lowercase)]
 
     def detokenize(self, tokens: list[str]) -> str:
-        return "".join(" " if t == self.SPACE else t for t in tokens)
+        table = {self.SPACE: " ", self.LITERAL_SPACE_MARK: self.SPACE}
+        return "".join(table.get(t, t) for t in tokens)
 
 
 class WordTokenizer(Tokenizer):

@@ -22,7 +22,7 @@ class Vocab:
         counts = Counter(t for seq in sequences for t in seq)
         ranked = sorted((t for t, c in counts.items() if c >= min_freq),
                         key=lambda t: (-counts[t], t))
-        return cls(ranked[:max_size] if max_size else ranked)
+        return cls(ranked[:max_size] if max_size is not None else ranked)
 
     def __len__(self) -> int:
         return len(self.itos)

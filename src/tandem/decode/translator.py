@@ -69,7 +69,7 @@ class Translator:
         results: list[list[Result]] = [[] for _ in texts]
         todo = [i for i, x in enumerate(ids) if x]
         for i in set(range(len(texts))) - set(todo):  # nothing to translate
-            results[i] = [Result("", [], 0.0, 0.0, [])]
+            results[i] = [Result("", [], 0.0, 0.0, []) for _ in range(opts.nbest)]
         for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
             idx = [todo[j] for j in chunk]
             src = pad([ids[i] for i in idx])

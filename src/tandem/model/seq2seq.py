@@ -19,7 +19,7 @@ class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
         super().__init__()
         self.cfg = cfg
-        enc_size = cfg.enc_hidden_size or cfg.hidden_size
+        enc_size = cfg.enc_hidden_size if cfg.enc_hidden_size is not None else cfg.hidden_size
         self.encoder = Encoder(cfg.cell, src_vocab_size, cfg.emb_size, enc_size, cfg.enc_layers,
                                cfg.bidirectional, cfg.dropout)
         self.bridge = Bridge(cfg.bridge, cfg.cell, enc_size, cfg.hidden_size, cfg.enc_layers,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,9 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
             torch.save({"format_version": FORMAT_VERSION, **obj}, f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -47,6 +49,10 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely; every failure is a CheckpointError naming the file."""
     path = Path(path)
@@ -55,11 +61,13 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused: the file needs code to load, which tandem "
-                              f"never runs ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            raise CheckpointError(f"{path}: refused: the file needs code to load, which tandem "
+                                  f"never runs ({_first_line(e)})") from None
+        raise CheckpointError(f"{path}: not a tandem checkpoint: {_first_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - any failure to read is the file's fault
         raise CheckpointError(f"{path}: not a readable tandem checkpoint (truncated or "
-                              f"corrupted?): {str(e).splitlines()[0]}") from None
+                              f"corrupted?): {_first_line(e)}") from None
     if not isinstance(obj, dict) or "format_version" not in obj or "model" not in obj:
         raise CheckpointError(f"{path}: not a tandem checkpoint (no format_version/model)")
     if obj["format_version"] != FORMAT_VERSION:

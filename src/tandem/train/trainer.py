@@ -71,6 +71,7 @@ class TrainState:
     best_step: int = 0
     bad_validations: int = 0
     lr_bad: int = 0
+    elapsed: float = 0.0  # wall-clock seconds of training so far, across resumes
     history: list[dict] = field(default_factory=list)
 
 
@@ -223,7 +224,9 @@ class Trainer:
             self.state.bad_validations += 1
             self.state.lr_bad += 1
         self._plateau()
-        entry = {"step": self.state.step, **{k: round(v, 4) for k, v in res.items()},
+        self.state.elapsed = self._elapsed0 + time.time() - self._t0
+        entry = {"step": self.state.step, "elapsed_s": round(self.state.elapsed, 1),
+                 **{k: round(v, 4) for k, v in res.items()},
                  "lr": self.optimizer.param_groups[0]["lr"], "best": is_best}
         self.state.history.append(entry)
         with open(self.out / "valid.jsonl", "a", encoding="utf-8") as f:
@@ -251,7 +254,8 @@ class Trainer:
 
     def train(self) -> Path:
         t = self.cfg.train
-        start = time.time()
+        start = self._t0 = time.time()
+        self._elapsed0 = self.state.elapsed
         deadline = start + t.max_minutes * 60 if t.max_minutes else None
         bar = _progress(t.max_steps, self.state.step, t.progress)
         tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, time.time()

@@ -1,0 +1,113 @@
+"""Train each built-in task with attention and report held-out exact match and training time.
+
+    .venv/bin/python benchmarks/tasks.py [--tasks reverse sort addition dates] [--minutes 10]
+
+Writes benchmarks/results/tasks-<date>.json. Each task: a GRU encoder-decoder with general
+attention, trained until dev exact match stops improving (patience) or the time budget ends;
+the test split (generated from a different seed stream, disjoint from train) is decoded with
+beam 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tandem.config import from_dict
+from tandem.data.tasks import make_splits
+from tandem.decode.translator import load
+from tandem.train.trainer import evaluate_outputs, group_references, train
+
+# Per-task settings; everything else is shared. Source lengths follow the core issue (1..15).
+TASKS = {
+    "reverse": {"model": {"cell": "gru", "hidden_size": 256}},
+    "sort": {"model": {"cell": "gru", "hidden_size": 256}},
+    "addition": {"model": {"cell": "lstm", "hidden_size": 256}, "data": {"task_max_len": 15}},
+    "dates": {"model": {"cell": "gru", "hidden_size": 256}},
+}
+
+
+def config(task: str, minutes: float, out: Path) -> dict:
+    base = {
+        "name": f"bench-{task}",
+        "run_dir": str(out / task),
+        "data": {"task": task, "task_sizes": [50000, 1000, 1000]},
+        "model": {"emb_size": 64, "dropout": 0.0, "bridge": "linear",
+                  "conditioning": "attention", "attention": "general"},
+        "train": {"batch_tokens": 6000, "lr": 0.002, "max_steps": 100000,
+                  "max_minutes": minutes, "valid_every": 500, "patience": 6,
+                  "lr_schedule": "plateau", "lr_patience": 2, "keep_last": 0,
+                  "progress": False},
+        "decode": {"beam": 5, "max_len_a": 1.5, "max_len_b": 12},
+    }
+    for section, values in TASKS[task].items():
+        base[section].update(values)
+    return base
+
+
+def run_task(task: str, minutes: float, out: Path) -> dict:
+    cfg = from_dict(config(task, minutes, out))
+    t0 = time.time()
+    run = train(cfg)
+    train_s = time.time() - t0
+    history = [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
+    first99 = next((h for h in history if h.get("exact_match", 0) >= 99.0), None)
+    tr = load(run / "best.pt")
+    d = cfg.data
+    test = make_splits(task, tuple(d.task_sizes), d.task_seed, d.task_min_len,
+                       d.task_max_len)["test"]
+    srcs, refs = group_references(test)
+    t1 = time.time()
+    hyps = tr.translate(srcs, beam=5)
+    decode_s = time.time() - t1
+    scores = evaluate_outputs(tr.fields, hyps, refs, ["exact_match", "token_error_rate"])
+    return {
+        "task": task, "test_sentences": len(srcs), "beam": 5,
+        "test_exact_match": round(scores["exact_match"], 2),
+        "test_token_error_rate": round(scores["token_error_rate"], 3),
+        "train_minutes": round(train_s / 60, 2), "steps": history[-1]["step"],
+        "best_dev_exact_match": max(h.get("exact_match", 0) for h in history),
+        "minutes_to_dev_99": None if first99 is None else round(first99["elapsed_s"] / 60, 2),
+        "decode_sentences_per_s": round(len(srcs) / decode_s, 1),
+        "parameters": tr.model.n_params(), "model": cfg.to_dict()["model"],
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    p.add_argument("--minutes", type=float, default=10.0, help="training budget per task")
+    p.add_argument("--out", default="runs/bench-tasks")
+    p.add_argument("--results", default="benchmarks/results")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = [run_task(t, a.minutes, Path(a.out)) for t in a.tasks]
+    for r in results:
+        print(f"{r['task']:<10} test exact match {r['test_exact_match']:6.2f}%  "
+              f"trained {r['train_minutes']:5.1f} min  dev>=99% after {r['minutes_to_dev_99']} min")
+    report = {
+        "command": "python benchmarks/tasks.py " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "results": results,
+    }
+    Path(a.results).mkdir(parents=True, exist_ok=True)
+    path = Path(a.results) / f"tasks-{report['date']}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
