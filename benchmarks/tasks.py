@@ -42,7 +42,7 @@ def config(task: str, minutes: float, out: Path) -> dict:
         "run_dir": str(out / task),
         "data": {"task": task, "task_sizes": [50000, 1000, 1000]},
         "model": {"emb_size": 64, "dropout": 0.0, "bridge": "linear",
-                  "conditioning": "attention", "attention": "general"},
+                  "conditioning": "attention", "attention": "additive"},
         "train": {"batch_tokens": 6000, "lr": 0.002, "max_steps": 100000,
                   "max_minutes": minutes, "valid_every": 500, "patience": 6,
                   "lr_schedule": "plateau", "lr_patience": 2, "keep_last": 0,

@@ -15,9 +15,9 @@ def test_reverse_with_attention_reaches_95_percent_in_two_minutes(tmp_path):
         "run_dir": str(tmp_path / "run"),
         "data": {"task": "reverse", "task_min_len": 1, "task_max_len": 15},
         "model": {"cell": "gru", "emb_size": 64, "hidden_size": 128, "dropout": 0.0,
-                  "conditioning": "attention", "attention": "general"},
-        "train": {"batch_tokens": 4000, "lr": 0.003, "max_steps": 1500, "max_minutes": 2.0,
-                  "valid_every": 250, "progress": False, "keep_last": 0},
+                  "conditioning": "attention", "attention": "additive"},
+        "train": {"batch_tokens": 4000, "lr": 0.003, "lr_schedule": "cosine", "max_steps": 900,
+                  "max_minutes": 2.0, "valid_every": 300, "progress": False, "keep_last": 0},
     })
     run = train(cfg)
     tr = load(run / "best.pt")
