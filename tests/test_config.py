@@ -471,3 +471,10 @@ def test_load_config_with_random_overrides_raises_only_config_error(items):
         load_config(None, [*TASK, *overrides])
     except ConfigError:
         pass
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_example_configs_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.name

@@ -9,9 +9,10 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from tandem.errors import ConfigError, TandemError
+from tandem.errors import ConfigError, DataError, TandemError
 
 log = logging.getLogger("tandem")
 
@@ -70,45 +71,51 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
-def _read_inputs(path: str | None) -> list[str]:
-    if path is None:
-        data = sys.stdin.buffer.read()
-        label = "<stdin>"
-    else:
-        from tandem.data.corpora import read_sources
-
-        return read_sources(path)
+def _iter_inputs(path: str | None) -> Iterator[str]:
+    """Lines of a file (TSV: the first column) or of stdin, read lazily, UTF-8 checked."""
+    label = path or "<stdin>"
+    f = open(path, "rb") if path else sys.stdin.buffer  # noqa: SIM115
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise TandemError(f"{label}: not valid UTF-8 at byte {e.start}") from None
-    return text.splitlines()
+        for i, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{label}:{i}: not valid UTF-8 (byte {e.start})") from None
+            yield line.split("\t", 1)[0] if path else line
+    finally:
+        if path:
+            f.close()
 
 
 def cmd_translate(a: argparse.Namespace) -> int:
     from tandem.decode.translator import load
 
+    if a.input and not Path(a.input).is_file():
+        raise DataError(f"{a.input}: input file not found")
     tr = load(a.model)
-    inputs = _read_inputs(a.input)
     opts = _decode_options(a)
     if a.sample:
         opts.update(temperature=a.temperature, top_k=a.top_k)
-    results = tr.translate_full(inputs, attention=bool(a.attention), sample=a.sample, **opts)
-    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
-    nbest = max(len(r) for r in results) if results else 1
-    for i, nb in enumerate(results):
+    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
+    rows = []
+    nbest = opts["nbest"] or tr.decode_cfg.nbest
+    for i, nb in enumerate(tr.stream(_iter_inputs(a.input), attention=bool(a.attention),
+                                     sample=a.sample, **opts)):
         for r in nb:
-            if nbest > 1 or a.scores:
-                out.write(f"{i}\t{r.text}\t{r.score:.4f}\n" if nbest > 1 else
-                          f"{r.text}\t{r.score:.4f}\n")
+            if nbest > 1:
+                out.write(f"{i}\t{r.text}\t{r.score:.4f}\n")
+            elif a.scores:
+                out.write(f"{r.text}\t{r.score:.4f}\n")
             else:
                 out.write(r.text + "\n")
+            if a.attention:
+                rows.append({"index": i, "input": r.source, "output": r.text,
+                             "src_tokens": r.src_tokens, "tgt_tokens": r.tokens + ["</s>"],
+                             "attention": r.attention})
+        out.flush()
     if a.output:
         out.close()
     if a.attention:
-        rows = [{"input": inputs[i], "output": r.text, "src_tokens": r.src_tokens,
-                 "tgt_tokens": r.tokens + ["</s>"], "attention": r.attention}
-                for i, nb in enumerate(results) for r in nb]
         Path(a.attention).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return 0
 

@@ -53,6 +53,13 @@ def _bad(msg: str, on_bad_line: str, stats: ReadStats) -> None:
         log.warning("skipping %s", msg)
 
 
+def _checked(pairs: list[Pair], stats: ReadStats, path: Path) -> tuple[list[Pair], ReadStats]:
+    stats.read = len(pairs)
+    if not pairs:
+        raise DataError(f"{path}: no usable lines")
+    return pairs, stats
+
+
 def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], ReadStats]:
     path = Path(path)
     pairs: list[Pair] = []
@@ -75,10 +82,7 @@ def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], 
                  on_bad_line, stats)
             continue
         pairs.append((src, tgt))
-    stats.read = len(pairs)
-    if not pairs:
-        raise DataError(f"{path}: no usable lines")
-    return pairs, stats
+    return _checked(pairs, stats, path)
 
 
 def read_paired(src_path: str | Path, tgt_path: str | Path,
@@ -101,10 +105,7 @@ def read_paired(src_path: str | Path, tgt_path: str | Path,
             _bad(f"{which}:{i}: empty line", on_bad_line, stats)
             continue
         pairs.append((src, tgt))
-    stats.read = len(pairs)
-    if not pairs:
-        raise DataError(f"{src_path}: no usable lines")
-    return pairs, stats
+    return _checked(pairs, stats, src_path)
 
 
 def read_split(path: str, src_suffix: str | None, tgt_suffix: str | None,

@@ -28,6 +28,7 @@ class Result:
     src_tokens: list[str] = field(default_factory=list)
     attention: list[list[float]] | None = None  # (output tokens [+ eos], source tokens)
     unknown: list[str] = field(default_factory=list)  # source tokens never seen in training
+    source: str = ""  # the input text
 
 
 class Translator:
@@ -69,14 +70,15 @@ class Translator:
         results: list[list[Result]] = [[] for _ in texts]
         todo = [i for i, x in enumerate(ids) if x]
         for i in set(range(len(texts))) - set(todo):  # nothing to translate
-            results[i] = [Result("", [], 0.0, 0.0, []) for _ in range(opts.nbest)]
+            results[i] = [Result("", [], 0.0, 0.0, [], source=texts[i])
+                          for _ in range(opts.nbest)]
         for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
             idx = [todo[j] for j in chunk]
             src = pad([ids[i] for i in idx])
             src_len = torch.tensor([len(ids[i]) for i in idx])
             hyps = self._search(src, src_len, opts, attention, sample, generator)
             for i, nb in zip(idx, hyps, strict=True):
-                results[i] = [self._result(h, src_toks[i]) for h in nb]
+                results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
         return results
 
     def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
@@ -90,13 +92,13 @@ class Translator:
         return search.beam_search(self.model, src, src_len, opts.beam, opts.nbest,
                                   opts.max_len_a, opts.max_len_b, opts.length_penalty, attention)
 
-    def _result(self, h: search.Hyp, src_toks: list[str]) -> Result:
+    def _result(self, h: search.Hyp, src_toks: list[str], source: str) -> Result:
         toks = self.fields.tgt_vocab.decode(h.tokens)
         return Result(
             text=self.fields.tgt_tok.detokenize(toks), tokens=toks, score=h.score,
             norm_score=h.norm_score, src_tokens=src_toks,
             attention=None if h.attention is None else h.attention.tolist(),
-            unknown=self.fields.src_vocab.unknown(src_toks),
+            unknown=self.fields.src_vocab.unknown(src_toks), source=source,
         )
 
     def translate(self, inputs: Iterable[str], **options) -> list[str] | list[list[str]]:
