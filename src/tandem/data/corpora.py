@@ -120,6 +120,18 @@ def read_split(path: str, src_suffix: str | None, tgt_suffix: str | None,
     return pairs
 
 
+def read_references(path: str, src_suffix: str | None = None, tgt_suffix: str | None = None,
+                    on_bad_line: str = "error") -> list[Pair]:
+    """Evaluation data: like `read_split`, but a TSV line may hold several references
+    (`source<TAB>ref1<TAB>ref2...`, the `.ref` format of G2P test sets); one pair per reference."""
+    if src_suffix is not None:
+        return read_split(path, src_suffix, tgt_suffix, on_bad_line)
+    pairs = []
+    for src, tgt in read_split(path, None, None, on_bad_line):
+        pairs.extend((src, t) for t in tgt.split("\t") if t.strip())
+    return pairs
+
+
 def read_sources(path: str | Path) -> list[str]:
     """Read the source column of a TSV file, or every line of a plain text file."""
     path = Path(path)

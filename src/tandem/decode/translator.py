@@ -13,6 +13,8 @@ from tandem.config import Config, DecodeConfig, check_decode, from_dict
 from tandem.data.batching import pad, size_batches
 from tandem.data.dataset import Fields
 from tandem.decode import search
+from tandem.decode.ensemble import Ensemble
+from tandem.errors import CheckpointError, TandemError
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train import checkpoint
 
@@ -32,20 +34,26 @@ class Result:
 
 
 class Translator:
-    def __init__(self, model: Seq2Seq, fields: Fields, config: Config) -> None:
+    def __init__(self, model: Seq2Seq | Ensemble, fields: Fields, config: Config) -> None:
         self.model = model.eval()
         self.fields = fields
         self.config = config
         self.decode_cfg = config.decode
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Translator:
-        ckpt = checkpoint.load(path)
-        cfg = from_dict(ckpt["config"])
-        fields = Fields.from_state(ckpt["fields"])
-        model = Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
-        model.load_state_dict(ckpt["model"])
-        return cls(model, fields, cfg)
+    def from_checkpoint(cls, *paths: str | Path) -> Translator:
+        """One checkpoint, or several to decode as an ensemble (same vocabularies)."""
+        if not paths:
+            raise CheckpointError("no model given")
+        loaded = [_load_model(p) for p in paths]
+        model, fields, cfg = loaded[0]
+        if len(loaded) == 1:
+            return cls(model, fields, cfg)
+        for p, (_, f, _) in zip(paths[1:], loaded[1:], strict=True):
+            if f.state() != fields.state():
+                raise CheckpointError(f"{p}: its vocabularies/tokenizers differ from "
+                                      f"{paths[0]}'s; an ensemble needs identical ones")
+        return cls(Ensemble([m for m, _, _ in loaded]), fields, cfg)
 
     def _options(self, **overrides) -> DecodeConfig:
         opts = replace(self.decode_cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -120,6 +128,21 @@ class Translator:
             yield from self.translate_full(buf, **options)
 
 
-def load(path: str | Path) -> Translator:
-    """Load a trained model: `tandem.load("best.pt").translate(["some input"], beam=5)`."""
-    return Translator.from_checkpoint(path)
+def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config]:
+    ckpt = checkpoint.load(path)
+    try:
+        cfg = from_dict(ckpt["config"])
+        fields = Fields.from_state(ckpt["fields"])
+        model = Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError, TandemError) as e:
+        raise CheckpointError(f"{path}: checkpoint contents are inconsistent: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                              ) from None
+    return model.eval(), fields, cfg
+
+
+def load(*paths: str | Path) -> Translator:
+    """Load a trained model: `tandem.load("best.pt").translate(["some input"], beam=5)`.
+    Several paths give an ensemble that averages the models' log-probabilities."""
+    return Translator.from_checkpoint(*paths)

@@ -1,0 +1,52 @@
+"""Ensembles: several models decoded together, their log-probabilities averaged at every step.
+
+An `Ensemble` has the same `encode` / `init_state` / `decode_step` interface as `Seq2Seq`, so
+every search drives it unchanged. The models must share the vocabularies and tokenizers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tandem.model.decoder import DecoderState
+from tandem.model.encoder import EncoderOutput
+from tandem.model.seq2seq import Seq2Seq
+
+
+@dataclass
+class EnsembleState:
+    states: list[DecoderState]
+
+    def reorder(self, idx: torch.Tensor) -> EnsembleState:
+        return EnsembleState([s.reorder(idx) for s in self.states])
+
+    def select(self, idx: torch.Tensor) -> EnsembleState:
+        return EnsembleState([s.select(idx) for s in self.states])
+
+
+class Ensemble(nn.Module):
+    def __init__(self, models: list[Seq2Seq]) -> None:
+        super().__init__()
+        self.models = nn.ModuleList(models)
+
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> list[EncoderOutput]:
+        return [m.encode(src, src_len) for m in self.models]
+
+    def init_state(self, encs: list[EncoderOutput]) -> EnsembleState:
+        return EnsembleState([m.init_state(e) for m, e in zip(self.models, encs, strict=True)])
+
+    def decode_step(self, prev: torch.Tensor, state: EnsembleState
+                    ) -> tuple[torch.Tensor, EnsembleState, torch.Tensor | None]:
+        """Mean of the members' log-probabilities, renormalised so it is a distribution."""
+        outs = [m.decode_step(prev, s) for m, s in zip(self.models, state.states, strict=True)]
+        logp = torch.stack([o[0] for o in outs]).mean(0)
+        logp = logp - torch.logsumexp(logp, -1, keepdim=True)
+        atts = [o[2] for o in outs if o[2] is not None]
+        att = torch.stack(atts).mean(0) if atts else None
+        return logp, EnsembleState([o[1] for o in outs]), att
+
+    def n_params(self) -> int:
+        return sum(m.n_params() for m in self.models)

@@ -1,0 +1,101 @@
+"""Checkpoint averaging and ensemble decoding."""
+
+import torch
+
+from conftest import padded_batch, tiny_model
+from tandem.config import Config, DataConfig
+from tandem.data.dataset import Fields, build_fields
+from tandem.decode import search
+from tandem.decode.ensemble import Ensemble
+from tandem.decode.translator import Translator, load
+from tandem.train import checkpoint
+from tandem.train.average import average
+
+
+def _fields() -> Fields:
+    pairs = [("abc", "cba"), ("hello", "olleh"), ("xyz", "zyx")]
+    return build_fields(DataConfig(task="reverse"), pairs)
+
+
+def _save(model, fields, path, cfg):
+    return checkpoint.save({"model": model.state_dict(), "config": cfg.to_dict(),
+                            "fields": fields.state(), "train_state": {}}, path)
+
+
+def _cfg(**model) -> Config:
+    cfg = Config(data=DataConfig(task="reverse"))
+    for k, v in {"emb_size": 8, "hidden_size": 16, "dropout": 0.0, **model}.items():
+        setattr(cfg.model, k, v)
+    return cfg
+
+
+def test_ensemble_of_one_equals_the_model():
+    model = tiny_model().eval()
+    src, lens = padded_batch([5, 3, 4])
+    alone = search.beam_search(model, src, lens, beam=3, nbest=2)
+    ens = search.beam_search(Ensemble([model]), src, lens, beam=3, nbest=2)
+    for a, b in zip(alone, ens, strict=True):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [round(h.score, 4) for h in a] == [round(h.score, 4) for h in b]
+
+
+def test_ensemble_averages_log_probabilities():
+    m1, m2 = tiny_model().eval(), tiny_model().eval()
+    src, lens = padded_batch([4, 2])
+    ens = Ensemble([m1, m2])
+    prev = torch.full((2,), 2)
+    lp, _, att = ens.decode_step(prev, ens.init_state(ens.encode(src, lens)))
+    lp1, _, a1 = m1.decode_step(prev, m1.init_state(m1.encode(src, lens)))
+    lp2, _, a2 = m2.decode_step(prev, m2.init_state(m2.encode(src, lens)))
+    mean = (lp1 + lp2) / 2
+    expected = mean - torch.logsumexp(mean, -1, keepdim=True)
+    torch.testing.assert_close(lp, expected)
+    torch.testing.assert_close(torch.logsumexp(lp, -1), torch.zeros(2))
+    torch.testing.assert_close(att, (a1 + a2) / 2)
+
+
+def test_average_of_identical_checkpoints_is_the_checkpoint(tmp_path):
+    fields, cfg = _fields(), _cfg()
+    model = tiny_model(len(fields.src_vocab), len(fields.tgt_vocab))
+    p = _save(model, fields, tmp_path / "a.pt", cfg)
+    out = average([p, p, p], tmp_path / "avg.pt")
+    avg = checkpoint.load(out)["model"]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(avg[k], v)
+
+
+def test_average_is_the_mean_and_translates(tmp_path):
+    fields, cfg = _fields(), _cfg()
+    m1 = tiny_model(len(fields.src_vocab), len(fields.tgt_vocab))
+    m2 = tiny_model(len(fields.src_vocab), len(fields.tgt_vocab))
+    out = average([_save(m1, fields, tmp_path / "1.pt", cfg),
+                   _save(m2, fields, tmp_path / "2.pt", cfg)], tmp_path / "avg.pt")
+    avg = checkpoint.load(out)["model"]
+    k = "decoder.generator.weight"
+    torch.testing.assert_close(avg[k], (m1.state_dict()[k] + m2.state_dict()[k]) / 2)
+    assert len(load(out).translate(["abc", "hello"], beam=2)) == 2
+
+
+def test_ensemble_translator_loads_several_checkpoints(tmp_path):
+    fields, cfg = _fields(), _cfg()
+    paths = [_save(tiny_model(len(fields.src_vocab), len(fields.tgt_vocab)), fields,
+                   tmp_path / f"{i}.pt", cfg) for i in range(2)]
+    tr = load(*paths)
+    assert isinstance(tr, Translator) and isinstance(tr.model, Ensemble)
+    out = tr.translate(["abc", "xyz"], beam=3, nbest=2)
+    assert len(out) == 2 and all(len(x) == 2 for x in out)
+
+
+def test_ensemble_and_average_refuse_models_with_other_vocabularies(tmp_path):
+    import pytest
+
+    from tandem.errors import CheckpointError
+
+    f1, cfg = _fields(), _cfg()
+    f2 = build_fields(DataConfig(task="reverse"), [("qrs", "srq")])
+    p1 = _save(tiny_model(len(f1.src_vocab), len(f1.tgt_vocab)), f1, tmp_path / "1.pt", cfg)
+    p2 = _save(tiny_model(len(f2.src_vocab), len(f2.tgt_vocab)), f2, tmp_path / "2.pt", cfg)
+    with pytest.raises(CheckpointError, match="2.pt"):
+        load(p1, p2)
+    with pytest.raises(CheckpointError, match="2.pt"):
+        average([p1, p2], tmp_path / "avg.pt")
