@@ -1,4 +1,4 @@
-"""The `tandem` command: train | translate | evaluate | average | data.
+"""The `tandem` command: train | translate | evaluate | average | bench | data.
 
 User errors (TandemError) print one line and exit with code 2; no traceback.
 """
@@ -150,6 +150,13 @@ def cmd_average(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(a: argparse.Namespace) -> int:
+    from tandem.bench import main as bench_main
+
+    bench_main(a.sizes, a.quick, a.out, a.variants)
+    return 0
+
+
 def cmd_data(a: argparse.Namespace) -> int:
     from tandem.data.tasks import write_splits
 
@@ -200,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("checkpoints", nargs="+")
     av.add_argument("--out", required=True)
     av.set_defaults(func=cmd_average)
+
+    b = sub.add_parser("bench", help="training/decoding speed vs matmul peak and a reference")
+    b.add_argument("--sizes", nargs="+", default=["small", "base"], choices=["small", "base"])
+    b.add_argument("--variants", nargs="+", help="subset of: init every_step additive "
+                   "additive+feed general general+feed (the reference needs general+feed)")
+    b.add_argument("--quick", action="store_true", help="fewer steps and sentences")
+    b.add_argument("--out", default="benchmarks/results")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("data", help="write a built-in task's train/dev/test TSV files")
     d.add_argument("task", help="copy, reverse, sort, addition or dates")

@@ -20,11 +20,14 @@ from tandem.model.seq2seq import Seq2Seq
 class EnsembleState:
     states: list[DecoderState]
 
+    def expand(self, k: int) -> EnsembleState:
+        return EnsembleState([s.expand(k) for s in self.states])
+
     def reorder(self, idx: torch.Tensor) -> EnsembleState:
         return EnsembleState([s.reorder(idx) for s in self.states])
 
-    def select(self, idx: torch.Tensor) -> EnsembleState:
-        return EnsembleState([s.select(idx) for s in self.states])
+    def keep(self, sentences: torch.Tensor) -> EnsembleState:
+        return EnsembleState([s.keep(sentences) for s in self.states])
 
 
 class Ensemble(nn.Module):

@@ -1,5 +1,5 @@
 """Searches: greedy, beam and sampling, batched, written only against the model's
-`encode`, `init_state` and `decode_step` and the state's `select`/`reorder`, so every
+`encode`, `init_state` and `decode_step` and the state's `expand`/`reorder`/`keep`, so every
 decoder variant works with every search.
 
 Each returns, per sentence, a list of `Hyp` (best first). `score` is the sum of the model's
@@ -39,15 +39,20 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
            max_len_b: int = 10, attention: bool = False, sample: bool = False,
            temperature: float = 1.0, top_k: int = 0, generator: torch.Generator | None = None,
            length_penalty: float = 0.0) -> list[list[Hyp]]:
-    """Feed each output back as the next input: argmax, or a sample when `sample`."""
-    B = src.size(0)
+    """Feed each output back as the next input: argmax, or a sample when `sample`.
+    Finished sentences leave the batch, so the work shrinks as outputs end."""
+    B, dev = src.size(0), src.device
     state = model.init_state(model.encode(src, src_len))
     limit = max_lengths(src_len, max_len_a, max_len_b)
-    prev = torch.full((B,), BOS_ID, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    scores = torch.zeros(B, device=src.device)
-    steps, atts = [], []
-    for t in range(int(limit.max())):
+    T = int(limit.max())
+    out = torch.full((B, T), PAD_ID, dtype=torch.long, device=dev)
+    att_buf = torch.zeros(B, T, src.size(1), device=dev) if attention else None
+    scores = torch.zeros(B, device=dev)
+    lengths = torch.zeros(B, dtype=torch.long, device=dev)
+    ended = torch.zeros(B, dtype=torch.bool, device=dev)
+    alive = torch.arange(B, device=dev)  # original ids of the sentences still decoding
+    prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
+    for t in range(T):
         logp, state, att = model.decode_step(prev, state)
         if sample:
             logits = logp / temperature
@@ -57,25 +62,27 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
             tok = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
         else:
             tok = logp.argmax(-1)
-        tok = tok.masked_fill(done, PAD_ID)
-        scores += logp.gather(1, tok.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0)
-        steps.append(tok)
-        if attention and att is not None:
-            atts.append(att)
-        done |= (tok == EOS_ID) | (t + 1 >= limit)
+        out[alive, t] = tok
+        scores[alive] += logp.gather(1, tok.unsqueeze(1)).squeeze(1)
+        if att_buf is not None and att is not None:
+            att_buf[alive, t, : att.size(1)] = att
+        is_eos = tok == EOS_ID
+        fin = is_eos | (t + 1 >= limit[alive])
+        if bool(fin.any()):
+            lengths[alive[fin]] = t + 1
+            ended[alive[fin]] = is_eos[fin]
+            still = (~fin).nonzero().squeeze(1)
+            if still.numel() == 0:
+                break
+            alive, tok = alive[still], tok[still]
+            state = state.keep(still)
         prev = tok
-        if bool(done.all()):
-            break
-    out = torch.stack(steps, 1).tolist()
-    att_all = torch.stack(atts, 1) if atts else None
-    hyps = []
+    rows, hyps = out.tolist(), []
     for i in range(B):
-        seq = out[i]
-        n = seq.index(EOS_ID) + 1 if EOS_ID in seq else len([x for x in seq if x != PAD_ID])
-        toks = [x for x in seq[:n] if x != EOS_ID]
+        n, e = int(lengths[i]), bool(ended[i])
         s = float(scores[i])
-        a = att_all[i, :n, : int(src_len[i])] if att_all is not None else None
-        hyps.append([Hyp(toks, s, _norm(s, n, length_penalty), a, EOS_ID in seq[:n])])
+        a = att_buf[i, :n, : int(src_len[i])] if att_buf is not None else None
+        hyps.append([Hyp(rows[i][: n - e], s, _norm(s, n, length_penalty), a, e)])
     return hyps
 
 
@@ -97,67 +104,68 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
     Each step keeps the k best unfinished expansions per sentence; expansions ending in eos
     among the top k are set aside as finished. A sentence is done when it has k finished
     hypotheses and its best unfinished one cannot overtake them (`_finished_enough`), or
-    when it reaches its length limit; the search stops when every sentence is done.
-    With k=1 this is exactly greedy search.
+    when it reaches its length limit; done sentences leave the batch, and the search stops
+    when every sentence is done. With k=1 this is exactly greedy search.
     """
     B, k, dev = src.size(0), beam, src.device
-    state = model.init_state(model.encode(src, src_len))
-    state = state.select(torch.arange(B, device=dev).repeat_interleave(k))
-    limit = max_lengths(src_len, max_len_a, max_len_b).tolist()
+    state = model.init_state(model.encode(src, src_len)).expand(k)
+    limit_all = max_lengths(src_len, max_len_a, max_len_b).tolist()
+    src_lens = src_len.tolist()
+    alive = list(range(B))  # original ids of the sentences still searching
     scores = torch.full((B, k), float("-inf"), device=dev)
     scores[:, 0] = 0.0  # all beams start identical: keep one alive
     prev = torch.full((B * k,), BOS_ID, dtype=torch.long, device=dev)
     history = torch.empty((B * k, 0), dtype=torch.long, device=dev)
     att_hist: torch.Tensor | None = None
     finished: list[list[Hyp]] = [[] for _ in range(B)]
-    done = [False] * B
-    base = (torch.arange(B, device=dev) * k).unsqueeze(1)  # (B, 1)
-    for t in range(max(limit)):
-        logp, state, att = model.decode_step(prev, state)  # (B*k, V)
+    for t in range(max(limit_all)):
+        n_alive = len(alive)
+        logp, state, att = model.decode_step(prev, state)  # (B'*k, V)
         V = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(B, k * V)
-        top_s, top_i = cand.topk(min(2 * k, k * V), dim=1)  # (B, 2k)
+        cand = (scores.view(-1, 1) + logp).view(n_alive, k * V)
+        top_s, top_i = cand.topk(min(2 * k, k * V), dim=1)  # (B', 2k)
         src_beam, tok = top_i // V, top_i % V
         if attention and att is not None:
             step_att = att.unsqueeze(1)
             att_hist = step_att if att_hist is None else torch.cat([att_hist, step_att], 1)
+        base = (torch.arange(n_alive, device=dev) * k).unsqueeze(1)
         # set aside finished hypotheses (eos within the top k, or everything at the limit)
         is_eos = tok == EOS_ID
-        at_limit = torch.tensor([t + 1 >= n for n in limit], device=dev).unsqueeze(1)
+        at_limit = torch.tensor([t + 1 >= limit_all[b] for b in alive], device=dev)
         rank_ok = torch.arange(top_s.size(1), device=dev).unsqueeze(0) < k
-        fin = (is_eos | at_limit) & rank_ok & torch.isfinite(top_s)
-        for b, j in fin.nonzero().tolist():
-            if done[b]:
-                continue
-            row = int(base[b, 0] + src_beam[b, j])
-            toks = history[row].tolist() + ([] if is_eos[b, j] else [int(tok[b, j])])
-            n = t + 1
-            s = float(top_s[b, j])
+        fin = (is_eos | at_limit.unsqueeze(1)) & rank_ok & torch.isfinite(top_s)
+        for i, j in fin.nonzero().tolist():
+            b = alive[i]
+            row = int(base[i, 0] + src_beam[i, j])
+            eos = bool(is_eos[i, j])
+            toks = history[row].tolist() + ([] if eos else [int(tok[i, j])])
+            s = float(top_s[i, j])
             a = None
             if att_hist is not None:
-                a = att_hist[row, :n, : int(src_len[b])].clone()
-            finished[b].append(Hyp(toks, s, _norm(s, n, length_penalty), a, bool(is_eos[b, j])))
+                a = att_hist[row, : t + 1, : src_lens[b]].clone()
+            finished[b].append(Hyp(toks, s, _norm(s, t + 1, length_penalty), a, eos))
         # keep the k best expansions that did not end in eos
         key = is_eos.float() * (2 * k) + torch.arange(top_s.size(1), device=dev).unsqueeze(0)
-        keep = key.argsort(dim=1)[:, :k]  # (B, k)
+        keep = key.argsort(dim=1)[:, :k]  # (B', k)
         scores = top_s.gather(1, keep)
         best_alive = scores[:, 0].tolist()
-        for b in range(B):
-            if not done[b] and (t + 1 >= limit[b] or _finished_enough(
-                    finished[b], k, best_alive[b], t + 1, length_penalty)):
-                done[b] = True
-        if all(done):
+        still = [i for i, b in enumerate(alive) if not (t + 1 >= limit_all[b] or _finished_enough(
+            finished[b], k, best_alive[i], t + 1, length_penalty))]
+        if not still:
             break
-        done_t = torch.tensor(done, device=dev).unsqueeze(1)
-        scores = scores.masked_fill(done_t, float("-inf"))
         rows = (base + src_beam.gather(1, keep)).view(-1)
         prev = tok.gather(1, keep).view(-1)
         state = state.reorder(rows)
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], 1)
         if att_hist is not None:
             att_hist = att_hist.index_select(0, rows)
-    out = []
-    for b in range(B):
-        hyps = sorted(finished[b], key=lambda h: h.norm_score, reverse=True)
-        out.append(hyps[:nbest])
-    return out
+        if len(still) < n_alive:  # drop done sentences from the batch
+            keep_s = torch.tensor(still, device=dev)
+            keep_rows = (keep_s.unsqueeze(1) * k + torch.arange(k, device=dev)).view(-1)
+            state = state.keep(keep_s)
+            scores, prev = scores.index_select(0, keep_s), prev.index_select(0, keep_rows)
+            history = history.index_select(0, keep_rows)
+            if att_hist is not None:
+                att_hist = att_hist.index_select(0, keep_rows)
+            alive = [alive[i] for i in still]
+    return [sorted(f, key=lambda h: h.norm_score, reverse=True)[:nbest] for f in finished]

@@ -27,9 +27,18 @@ class Attention(nn.Module):
         return self.key_proj(keys) if self.kind == "additive" else keys
 
     def forward(self, query: torch.Tensor, proj_keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """query (B, T, Hq), proj_keys (B, S, *), values (B, S, He), mask (B, S)
-        -> context (B, T, He), weights (B, T, S) summing to 1 over real positions."""
+                mask: torch.Tensor, group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """query (B*g, T, Hq), proj_keys (B, S, *), values (B, S, He), mask (B, S)
+        -> context (B*g, T, He), weights (B*g, T, S) summing to 1 over real positions.
+
+        `group` g consecutive query rows (beams of one sentence) share one encoder row: they
+        are folded into the time axis, so every beam uses the same keys without copies.
+        """
+        if group > 1:
+            N, T = query.shape[:2]
+            ctx, w = self.forward(query.reshape(N // group, group * T, -1), proj_keys, values,
+                                  mask)
+            return ctx.reshape(N, T, -1), w.reshape(N, T, -1)
         if self.kind == "additive":
             q = self.query_proj(query).unsqueeze(2)  # (B, T, 1, A)
             scores = self.v(torch.tanh(q + proj_keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)

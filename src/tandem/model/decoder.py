@@ -24,36 +24,51 @@ from tandem.model.bridge import Hidden
 from tandem.model.encoder import make_rnn
 
 
-def _select_hidden(h: Hidden | None, idx: torch.Tensor) -> Hidden | None:
-    if h is None:
-        return None
-    if isinstance(h, tuple):
-        return (h[0].index_select(1, idx), h[1].index_select(1, idx))
-    return h.index_select(1, idx)
-
-
 @dataclass
 class DecoderState:
-    """What the decoder carries between steps. Beam search only calls `select`/`reorder`."""
+    """What the decoder carries between steps. Searches only call `expand`, `reorder`, `keep`.
 
-    hidden: Hidden | None  # (L, B, Hd) or an LSTM (h, c) pair; None = zeros
-    feed: torch.Tensor | None  # (B, O) previous attentional vector (input feeding)
-    c: torch.Tensor | None  # (B, Hd) semantic vector (every_step)
+    Rows are hypotheses; `group` consecutive rows (the beams of one sentence) share one row of
+    the encoder side (`values`, `keys`, `mask`), which is never copied per beam.
+    """
+
+    hidden: Hidden | None  # (L, N, Hd) or an LSTM (h, c) pair; None = zeros
+    feed: torch.Tensor | None  # (N, O) previous attentional vector (input feeding)
+    c: torch.Tensor | None  # (N, Hd) semantic vector (every_step)
     values: torch.Tensor | None  # (B, S, He) encoder states (attention)
     keys: torch.Tensor | None  # (B, S, *) projected keys (attention)
     mask: torch.Tensor | None  # (B, S) bool
+    group: int = 1  # N = B * group
+
+    def _rows(self, fn) -> DecoderState:
+        hidden = self.hidden
+        if isinstance(hidden, tuple):
+            hidden = (fn(hidden[0], 1), fn(hidden[1], 1))
+        elif hidden is not None:
+            hidden = fn(hidden, 1)
+        feed = None if self.feed is None else fn(self.feed, 0)
+        c = None if self.c is None else fn(self.c, 0)
+        return replace(self, hidden=hidden, feed=feed, c=c)
+
+    def expand(self, k: int) -> DecoderState:
+        """k hypotheses per sentence (for beam search): rows b*k .. b*k+k-1 are sentence b."""
+        return replace(self._rows(lambda t, d: t.repeat_interleave(k, dim=d)), group=k)
 
     def reorder(self, idx: torch.Tensor) -> DecoderState:
-        """Reorder the per-hypothesis parts only (hypotheses of the same sentence)."""
-        feed = None if self.feed is None else self.feed.index_select(0, idx)
-        return replace(self, hidden=_select_hidden(self.hidden, idx), feed=feed)
+        """Reorder hypotheses; idx (N,) must keep each row within its sentence's group."""
+        return self._rows(lambda t, d: t.index_select(d, idx))
 
-    def select(self, idx: torch.Tensor) -> DecoderState:
-        """Select rows of everything, encoder side included (expand or shrink the batch)."""
+    def keep(self, sentences: torch.Tensor) -> DecoderState:
+        """Keep only these sentences (B',) with all their hypotheses: shrinks the batch."""
+        rows = sentences
+        if self.group > 1:
+            k = self.group
+            rows = (sentences.unsqueeze(1) * k + torch.arange(k, device=rows.device)).view(-1)
+        state = self._rows(lambda t, d: t.index_select(d, rows))
+
         def sel(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.index_select(0, idx)
-        return replace(self.reorder(idx), c=sel(self.c), values=sel(self.values),
-                       keys=sel(self.keys), mask=sel(self.mask))
+            return None if t is None else t.index_select(0, sentences)
+        return replace(state, values=sel(self.values), keys=sel(self.keys), mask=sel(self.mask))
 
 
 class Decoder(nn.Module):
@@ -97,7 +112,7 @@ class Decoder(nn.Module):
         """h (B, T, Hd), emb (B, T, E) -> o (B, T, O), attention (B, T, S) or None."""
         att = None
         if self.attention is not None:
-            ctx, att = self.attention(h, state.keys, state.values, state.mask)
+            ctx, att = self.attention(h, state.keys, state.values, state.mask, state.group)
             o = torch.tanh(self.pre_output(torch.cat([h, ctx], -1)))
         elif self.conditioning == "every_step":
             c = state.c.unsqueeze(1).expand(-1, h.size(1), -1)

@@ -100,6 +100,9 @@ class Trainer:
     def _setup_logging(self) -> None:
         handler = logging.FileHandler(self.out / "train.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setLevel(logging.INFO)
+        if log.level == logging.NOTSET:  # called from Python without logging set up
+            log.setLevel(logging.INFO)
         log.addHandler(handler)
         self._log_handler = handler
 

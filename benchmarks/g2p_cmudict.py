@@ -1,0 +1,98 @@
+"""CMUdict G2P: train a recipe, score it on the standard test set, write JSON.
+
+    .venv/bin/python benchmarks/g2p_cmudict.py [--config configs/g2p_cmudict.yaml]
+        [--set train.max_minutes=58 ...] [--no-train] [--average 5] [--beam 5]
+
+Trains (unless --no-train), then scores best.pt and, with --average N, the mean of the last N
+checkpoints, on cmudict.g014b2b.test.ref (12,000 words, all references): WER (% of words whose
+output matches no reference) and PER (edit distance to the closest reference / its length).
+Also reports the training time at which dev WER first fell below Phonetisaurus' 24.5%.
+Writes benchmarks/results/g2p-<date>-<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tandem.config import load_config
+from tandem.data.dataset import load_splits
+from tandem.decode.translator import load
+from tandem.train.average import average
+from tandem.train.trainer import evaluate_outputs, group_references, train
+
+PHONETISAURUS_WER = 24.5
+
+
+def score(paths: list[Path], test, beam: int) -> dict:
+    tr = load(*paths)
+    srcs, refs = group_references(test)
+    t0 = time.time()
+    hyps = tr.translate(srcs, beam=beam)
+    decode_s = time.time() - t0
+    m = evaluate_outputs(tr.fields, hyps, refs, ["seq_error_rate", "token_error_rate"])
+    return {"models": [str(p) for p in paths], "beam": beam, "words": len(srcs),
+            "wer": round(m["seq_error_rate"], 2), "per": round(m["token_error_rate"], 2),
+            "decode_s": round(decode_s, 1), "words_per_s": round(len(srcs) / decode_s, 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config", default="configs/g2p_cmudict.yaml")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--no-train", action="store_true", help="score an existing run")
+    p.add_argument("--resume", action="store_true", help="continue the run before scoring")
+    p.add_argument("--average", type=int, default=0, help="also score the mean of the last N")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--results", default="benchmarks/results")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = load_config(a.config, a.set)
+    run = cfg.out_dir
+    if not a.no_train:
+        train(cfg, resume=a.resume)
+    history = [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
+    first = next((h for h in history if h.get("seq_error_rate", 100) < PHONETISAURUS_WER), None)
+    best = min(history, key=lambda h: h.get("seq_error_rate", 100))
+    test = load_splits(cfg.data).test
+    results = {"best": score([run / "best.pt"], test, a.beam)}
+    if a.average:
+        ckpts = sorted(run.glob("ckpt-*.pt"), key=lambda x: int(x.stem.split("-")[1]))
+        avg = average(ckpts[-a.average:], run / f"avg{a.average}.pt")
+        results[f"average_last_{a.average}"] = score([avg], test, a.beam)
+    params = sum(t.numel() for k, t in torch.load(run / "best.pt", weights_only=True)["model"]
+                 .items())
+    report = {
+        "command": "python benchmarks/g2p_cmudict.py " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "config": cfg.to_dict(), "parameters": params,
+        "train_minutes": round(history[-1]["elapsed_s"] / 60, 1), "steps": history[-1]["step"],
+        "best_dev": {k: best[k] for k in ("step", "elapsed_s", "seq_error_rate",
+                                          "token_error_rate") if k in best},
+        "minutes_to_dev_wer_below_24.5": None if first is None else round(first["elapsed_s"] / 60,
+                                                                          1),
+        "test": results,
+    }
+    Path(a.results).mkdir(parents=True, exist_ok=True)
+    out = Path(a.results) / f"g2p-{report['date']}-{cfg.name}.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    for k, r in results.items():
+        print(f"{k:<18} test WER {r['wer']:.2f}%  PER {r['per']:.2f}%  "
+              f"({r['words_per_s']} words/s)")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

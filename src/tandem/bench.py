@@ -1,0 +1,230 @@
+"""`tandem bench`: training and decoding speed on a fixed synthetic workload, against the
+machine's own matmul peak and a tutorial-style reference, all measured in one run.
+
+    tandem bench [--quick] [--sizes small base] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from tandem.bench_reference import TutorialSeq2Seq
+from tandem.config import ModelConfig
+from tandem.data.batching import collate, pad, token_batches
+from tandem.data.tasks import generate
+from tandem.data.vocab import Vocab
+from tandem.decode import search
+from tandem.model.seq2seq import Seq2Seq
+from tandem.train.loss import token_nll
+
+SIZES = {
+    "small": ModelConfig(cell="lstm", emb_size=128, hidden_size=256, enc_layers=1, dec_layers=1,
+                         bidirectional=True, dropout=0.0),
+    "base": ModelConfig(cell="lstm", emb_size=256, hidden_size=512, enc_layers=2, dec_layers=2,
+                        bidirectional=True, dropout=0.0),
+}
+VARIANTS = {
+    "init": dict(conditioning="init", bridge="linear"),
+    "every_step": dict(conditioning="every_step", bridge="linear"),
+    "additive": dict(conditioning="attention", attention="additive"),
+    "additive+feed": dict(conditioning="attention", attention="additive", input_feeding=True),
+    "general": dict(conditioning="attention", attention="general"),
+    "general+feed": dict(conditioning="attention", attention="general", input_feeding=True),
+}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def rnn_flops(cell: str, inp: int, hidden: int) -> int:
+    """Multiply-adds x2 of one RNN step: gates x hidden x (input + hidden)."""
+    return 2 * GATES[cell] * hidden * (inp + hidden)
+
+
+def forward_flops(cfg: ModelConfig, src_len: float, tgt_len: float, vocab: int) -> float:
+    """Forward FLOPs of one sentence pair (matrix products only), from the layer sizes."""
+    enc_out = cfg.enc_hidden_size or cfg.hidden_size
+    dirs = 2 if cfg.bidirectional else 1
+    per_dir = enc_out // dirs
+    enc = 0
+    for layer in range(cfg.enc_layers):
+        inp = cfg.emb_size if layer == 0 else enc_out
+        enc += dirs * rnn_flops(cfg.cell, inp, per_dir)
+    H, E = cfg.hidden_size, cfg.emb_size
+    dec_in = E + (H if cfg.conditioning == "every_step" else 0)
+    dec_in += H if cfg.input_feeding else 0
+    dec = sum(rnn_flops(cfg.cell, dec_in if i == 0 else H, H) for i in range(cfg.dec_layers))
+    if cfg.conditioning == "attention":
+        if cfg.attention == "additive":
+            att = 2 * H * H + src_len * (4 * H) + 2 * src_len * enc_out
+            keys = 2 * enc_out * H  # per source token, once per sentence
+        else:
+            att = (2 * H * enc_out if cfg.attention == "general" else 0) + 4 * src_len * enc_out
+            keys = 0
+        pre = 2 * (H + enc_out) * H
+    elif cfg.conditioning == "every_step":
+        att, keys, pre = 0, 0, 2 * (2 * H + E) * H
+    else:
+        att, keys, pre = 0, 0, 0
+    gen = 2 * H * vocab
+    return src_len * (enc + keys) + tgt_len * (dec + att + pre + gen)
+
+
+def matmul_peak(seconds: float = 2.0, n: int = 2048) -> float:
+    """GFLOP/s of a large float32 matmul with the current thread count (best of repeats)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best, end = 0.0, time.time() + seconds
+    while time.time() < end:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def workload(n: int, seed: int = 7):
+    """Reverse pairs with lengths 5..50, as character ids."""
+    pairs = generate("reverse", n, seed, min_len=5, max_len=50)
+    vocab = Vocab.build([list(s) for s, _ in pairs])
+    ex = [(vocab.encode(list(s)), vocab.encode(list(t), add_bos=True, add_eos=True))
+          for s, t in pairs]
+    return vocab, ex
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def time_training(model, examples, batch_tokens: int, steps: int, reference: bool = False):
+    batches = [collate([examples[i] for i in idx], idx)
+               for idx in token_batches(examples, batch_tokens, random.Random(0))]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    times, tokens = [], []
+    for k in range(steps + 2):
+        b = batches[k % len(batches)]
+        t = time.perf_counter()
+        if reference:
+            logp = model(b.src, b.tgt_in)
+            loss, n = token_nll(logp, b.tgt_out)
+        else:
+            loss, n = token_nll(model(b.src, b.src_len, b.tgt_in), b.tgt_out)
+        opt.zero_grad()
+        (loss / n).backward()
+        opt.step()
+        if k >= 2:  # the first two warm up
+            times.append(time.perf_counter() - t)
+            tokens.append(int(b.src_len.sum()) + n)
+    return sum(tokens) / sum(times), statistics.median(times) * 1000, sum(tokens) / len(tokens)
+
+
+def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference=False):
+    src_all = [e[0] for e in examples[:n_sent]]
+    model.eval()
+    out_tokens = 0
+    t = time.perf_counter()
+    with torch.no_grad():
+        if reference:
+            for s in src_all:
+                out_tokens += len(model.beam_search(torch.tensor([s]), beam, len(s) + 5))
+        else:
+            for i in range(0, len(src_all), batch):
+                chunk = src_all[i:i + batch]
+                src, lens = pad(chunk), torch.tensor([len(s) for s in chunk])
+                if beam == 1:
+                    hyps = search.greedy(model, src, lens, max_len_a=1.0, max_len_b=5)
+                else:
+                    hyps = search.beam_search(model, src, lens, beam, max_len_a=1.0,
+                                              max_len_b=5)
+                out_tokens += sum(len(h[0].tokens) + 1 for h in hyps)
+    dt = time.perf_counter() - t
+    return len(src_all) / dt, out_tokens / dt
+
+
+def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None) -> dict:
+    torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    steps = 3 if quick else 10
+    batch_tokens = 4000
+    vocab, examples = workload(2000)
+    V = len(vocab)
+    peak = matmul_peak(1.0 if quick else 3.0)
+    avg_src = statistics.mean(len(e[0]) for e in examples)
+    avg_tgt = statistics.mean(len(e[1]) - 1 for e in examples)
+    rows = []
+    for size in sizes:
+        for name in variants or list(VARIANTS):
+            cfg = replace(SIZES[size], **VARIANTS[name])
+            model = Seq2Seq(cfg, V, V)
+            tok_s, ms, tok_per_step = time_training(model, examples, batch_tokens, steps)
+            fpt = forward_flops(cfg, avg_src, avg_tgt, V) / (avg_src + avg_tgt)
+            gflops = 3 * fpt * tok_s / 1e9  # forward + backward ~ 3x forward
+            row = {"size": size, "variant": name, "params": model.n_params(),
+                   "train_tok_s": round(tok_s), "train_ms_step": round(ms, 1),
+                   "tokens_per_step": round(tok_per_step),
+                   "fwd_flops_per_token": round(fpt), "train_gflops": round(gflops, 2),
+                   "utilisation": round(gflops / peak, 3), "peak_rss_mb": round(_rss_mb())}
+            n1, n64 = (8, 64) if quick else (24, 192)
+            for beam in (1, 5):
+                for batch, n in ((1, n1), (64, n64)):
+                    sps, tps = time_decoding(model, examples, batch, beam, n)
+                    row[f"decode_b{beam}_bs{batch}_sent_s"] = round(sps, 1)
+                    row[f"decode_b{beam}_bs{batch}_tok_s"] = round(tps)
+            rows.append(row)
+            print(_fmt(row), flush=True)
+        ref = TutorialSeq2Seq(V, V, SIZES[size].emb_size, SIZES[size].hidden_size,
+                              SIZES[size].enc_layers, SIZES[size].dec_layers)
+        r_tok_s, r_ms, _ = time_training(ref, examples, batch_tokens, max(2, steps // 2),
+                                         reference=True)
+        r_sps, _ = time_decoding(ref, examples, 1, 5, 8 if quick else 24, reference=True)
+        ours = next(r for r in rows if r["size"] == size and r["variant"] == "general+feed")
+        fast = next(r for r in rows if r["size"] == size and r["variant"] == "general")
+        rows.append({"size": size, "variant": "reference (tutorial, general+feed)",
+                     "train_tok_s": round(r_tok_s), "train_ms_step": round(r_ms, 1),
+                     "decode_b5_bs1_sent_s": round(r_sps, 2),
+                     "ratio_train_same_model": round(ours["train_tok_s"] / r_tok_s, 2),
+                     "ratio_train_general_no_feed": round(fast["train_tok_s"] / r_tok_s, 2),
+                     "ratio_beam5_bs64": round(ours["decode_b5_bs64_sent_s"] / r_sps, 2)})
+        print(_fmt(rows[-1]), flush=True)
+    return {"matmul_peak_gflops": round(peak, 1), "threads": threads, "rows": rows,
+            "workload": {"task": "reverse", "lengths": "5..50", "pairs": len(examples),
+                         "batch_tokens": batch_tokens, "avg_src_len": round(avg_src, 1)}}
+
+
+def _fmt(r: dict) -> str:
+    if "ratio_train_same_model" in r:
+        return (f"{r['size']:<6} {r['variant']:<36} train {r['train_tok_s']:>7} tok/s  "
+                f"beam5 bs1 {r['decode_b5_bs1_sent_s']:>6} sent/s | tandem/ref: train "
+                f"{r['ratio_train_same_model']}x (no feed {r['ratio_train_general_no_feed']}x), "
+                f"beam5 bs64 {r['ratio_beam5_bs64']}x")
+    return (f"{r['size']:<6} {r['variant']:<14} train {r['train_tok_s']:>7} tok/s "
+            f"{r['train_ms_step']:>7} ms/step {r['utilisation'] * 100:5.1f}% peak | greedy bs64 "
+            f"{r['decode_b1_bs64_sent_s']:>7} sent/s  beam5 bs64 {r['decode_b5_bs64_sent_s']:>7} "
+            f"sent/s  beam5 bs1 {r['decode_b5_bs1_sent_s']:>6} sent/s  rss {r['peak_rss_mb']} MB")
+
+
+def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = None) -> Path:
+    started = time.time()
+    res = run(sizes, quick, variants)
+    report = {
+        "command": f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else ""),
+        "date": datetime.date.today().isoformat(),
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count(), "torch": torch.__version__},
+        "minutes": round((time.time() - started) / 60, 1), **res,
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    path = Path(out) / f"speed-{report['date']}{'-quick' if quick else ''}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"matmul peak {res['matmul_peak_gflops']} GFLOP/s on {res['threads']} threads; "
+          f"wrote {path}")
+    return path

@@ -1,0 +1,94 @@
+"""The reference the speed benchmark compares against: a seq2seq model written the way tutorials
+write it. The encoder is one `nn.LSTM` call (tutorials do that too); the decoder is a Python loop
+over time steps with `nn.LSTMCell`s, recomputing the attention projection of the encoder states
+at every step; beam search decodes one sentence at a time (its k beams as one small batch).
+
+It exists only to be timed: same sizes and the same arithmetic as tandem's LSTM model with
+`general` attention and input feeding, none of the batching.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
+
+
+class TutorialSeq2Seq(nn.Module):
+    def __init__(self, src_vocab: int, tgt_vocab: int, emb: int, hidden: int, enc_layers: int,
+                 dec_layers: int) -> None:
+        super().__init__()
+        self.hidden, self.dec_layers = hidden, dec_layers
+        self.src_embed = nn.Embedding(src_vocab, emb, padding_idx=PAD_ID)
+        self.encoder = nn.LSTM(emb, hidden // 2, enc_layers, batch_first=True,
+                               bidirectional=True)
+        self.bridge = nn.Linear(hidden, hidden)
+        self.tgt_embed = nn.Embedding(tgt_vocab, emb, padding_idx=PAD_ID)
+        self.cells = nn.ModuleList(nn.LSTMCell(emb + hidden if i == 0 else hidden, hidden)
+                                   for i in range(dec_layers))
+        self.att_proj = nn.Linear(hidden, hidden, bias=False)
+        self.combine = nn.Linear(2 * hidden, hidden)
+        self.out = nn.Linear(hidden, tgt_vocab)
+
+    def encode(self, src: torch.Tensor):
+        states, (h, _) = self.encoder(self.src_embed(src))
+        top = torch.cat([h[-2], h[-1]], -1)
+        h0 = torch.tanh(self.bridge(top))
+        hc = [(h0, torch.zeros_like(h0)) for _ in range(self.dec_layers)]
+        return states, (src != PAD_ID), hc
+
+    def step(self, y: torch.Tensor, feed: torch.Tensor, hc, states, mask):
+        x = torch.cat([self.tgt_embed(y), feed], -1)
+        new = []
+        for cell, (h, c) in zip(self.cells, hc, strict=True):
+            h, c = cell(x, (h, c))
+            new.append((h, c))
+            x = h
+        keys = self.att_proj(states)  # every step, as tutorials do
+        scores = torch.bmm(keys, x.unsqueeze(2)).squeeze(2).masked_fill(~mask, float("-inf"))
+        ctx = torch.bmm(torch.softmax(scores, -1).unsqueeze(1), states).squeeze(1)
+        o = torch.tanh(self.combine(torch.cat([x, ctx], -1)))
+        return torch.log_softmax(self.out(o), -1), o, new
+
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        states, mask, hc = self.encode(src)
+        feed = states.new_zeros(src.size(0), self.hidden)
+        outs = []
+        for t in range(tgt_in.size(1)):
+            logp, feed, hc = self.step(tgt_in[:, t], feed, hc, states, mask)
+            outs.append(logp)
+        return torch.stack(outs, 1)
+
+    @torch.no_grad()
+    def beam_search(self, src: torch.Tensor, beam: int, max_len: int) -> list[int]:
+        """One sentence (1, S): k hypotheses as a batch of k; finished ones set aside."""
+        states, mask, hc = self.encode(src)
+        states, mask = states.expand(beam, -1, -1), mask.expand(beam, -1)
+        hc = [(h.expand(beam, -1).contiguous(), c.expand(beam, -1).contiguous()) for h, c in hc]
+        feed = states.new_zeros(beam, self.hidden)
+        y = torch.full((beam,), BOS_ID)
+        scores = torch.full((beam,), float("-inf"))
+        scores[0] = 0.0
+        hyps: list[list[int]] = [[] for _ in range(beam)]
+        finished: list[tuple[float, list[int]]] = []
+        for _ in range(max_len):
+            logp, feed, hc = self.step(y, feed, hc, states, mask)
+            cand = (scores.unsqueeze(1) + logp).view(-1)
+            top, idx = cand.topk(beam)
+            rows, toks = idx // logp.size(1), idx % logp.size(1)
+            new_hyps, keep = [], []
+            for s, r, t in zip(top.tolist(), rows.tolist(), toks.tolist(), strict=True):
+                if t == EOS_ID:
+                    finished.append((s / (len(hyps[r]) + 1), hyps[r]))
+                    s = float("-inf")
+                new_hyps.append(hyps[r] + [t])
+                keep.append(s)
+            if len(finished) >= beam:
+                break
+            hyps, scores, y = new_hyps, torch.tensor(keep), toks
+            feed = feed[rows]
+            hc = [(h[rows], c[rows]) for h, c in hc]
+        if not finished:
+            finished = [(float(scores.max()), hyps[int(scores.argmax())])]
+        return max(finished, key=lambda x: x[0])[1]
