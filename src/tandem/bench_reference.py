@@ -1,7 +1,9 @@
 """The reference the speed benchmark compares against: a seq2seq model written the way tutorials
 write it. The encoder is one `nn.LSTM` call (tutorials do that too); the decoder is a Python loop
 over time steps with `nn.LSTMCell`s, recomputing the attention projection of the encoder states
-at every step; beam search decodes one sentence at a time (its k beams as one small batch).
+at every step. Beam search decodes one sentence at a time, in two ways: `beam_search_per_hyp`
+as tutorials write it (each hypothesis its own decoder call, a sorted list of candidates), and
+`beam_search` with the k beams of the sentence as one small batch (a stronger reference).
 
 It exists only to be timed: same sizes and the same arithmetic as tandem's LSTM model with
 `general` attention and input feeding, none of the batching.
@@ -91,4 +93,32 @@ class TutorialSeq2Seq(nn.Module):
             hc = [(h[rows], c[rows]) for h, c in hc]
         if not finished:
             finished = [(float(scores.max()), hyps[int(scores.argmax())])]
+        return max(finished, key=lambda x: x[0])[1]
+
+    @torch.no_grad()
+    def beam_search_per_hyp(self, src: torch.Tensor, beam: int, max_len: int) -> list[int]:
+        """One sentence (1, S), one decoder call per hypothesis per step."""
+        states, mask, hc = self.encode(src)
+        feed = states.new_zeros(1, self.hidden)
+        hyps = [(0.0, [BOS_ID], feed, hc)]
+        finished: list[tuple[float, list[int]]] = []
+        for _ in range(max_len):
+            cands = []
+            for score, toks, feed, hc in hyps:
+                logp, new_feed, new_hc = self.step(torch.tensor([toks[-1]]), feed, hc, states,
+                                                   mask)
+                top, idx = logp[0].topk(beam)
+                for s, i in zip(top.tolist(), idx.tolist(), strict=True):
+                    cands.append((score + s, toks + [i], new_feed, new_hc))
+            cands.sort(key=lambda c: c[0], reverse=True)
+            hyps = []
+            for c in cands[:beam]:
+                if c[1][-1] == EOS_ID:
+                    finished.append((c[0] / (len(c[1]) - 1), c[1][1:-1]))
+                else:
+                    hyps.append(c)
+            if len(finished) >= beam or not hyps:
+                break
+        if not finished:
+            finished = [(hyps[0][0], hyps[0][1][1:])]
         return max(finished, key=lambda x: x[0])[1]

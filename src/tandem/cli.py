@@ -47,6 +47,7 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
     g.add_argument("--max-len-b", type=int)
     g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
+    g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
 
 
 def _decode_options(a: argparse.Namespace) -> dict:
@@ -93,6 +94,8 @@ def cmd_translate(a: argparse.Namespace) -> int:
     if a.input and not Path(a.input).is_file():
         raise DataError(f"{a.input}: input file not found")
     tr = load(*a.model)
+    if a.quantize:
+        tr.quantize(a.quantize)
     opts = _decode_options(a)
     if a.sample:
         opts.update(temperature=a.temperature, top_k=a.top_k)
@@ -126,6 +129,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from tandem.train.trainer import evaluate_outputs, group_references
 
     tr = load(*a.model)
+    if a.quantize:
+        tr.quantize(a.quantize)
     pairs = read_references(a.data, a.src_suffix, a.tgt_suffix)
     srcs, refs = group_references(pairs)
     opts = _decode_options(a)
@@ -231,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
+    if args.command in ("translate", "evaluate", "bench"):
+        from tandem.threads import configure
+
+        configure()
     try:
         return args.func(args)
     except TandemError as e:

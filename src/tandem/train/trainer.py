@@ -20,6 +20,7 @@ from tandem.data.batching import Batch, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
 from tandem.model.seq2seq import Seq2Seq
+from tandem.threads import configure
 from tandem.train import checkpoint
 from tandem.train.loss import token_nll
 
@@ -81,8 +82,8 @@ class Trainer:
         self.out = cfg.out_dir
         self.out.mkdir(parents=True, exist_ok=True)
         self._setup_logging()
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
+        threads = configure(cfg.train.threads)
+        log.info("torch threads: %d", threads)
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
         self.rng = random.Random(cfg.train.seed)
