@@ -157,3 +157,37 @@ def test_bridge_pooled_uses_all_states_not_padding():
     h1 = model.init_state(model.encode(src, lens)).c
     h2 = model.init_state(model.encode(src[:, :4], lens)).c  # less padding, same result
     torch.testing.assert_close(h1, h2)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("given_state", [False, True])
+def test_single_step_kernel_equals_the_rnn_module(cell, layers, given_state):
+    """Search steps go through the cell kernels; they must compute what the RNN module does."""
+    from tandem.model.encoder import make_rnn, run_rnn
+
+    rnn = make_rnn(cell, 6, 8, layers, dropout=0.3).eval()
+    x = torch.randn(3, 1, 6)
+    hidden = None
+    if given_state:
+        h = torch.randn(layers, 3, 8)
+        hidden = (h, torch.randn(layers, 3, 8)) if cell == "lstm" else h
+    want_out, want_h = rnn(x, hidden)
+    got_out, got_h = run_rnn(rnn, x, hidden)
+    torch.testing.assert_close(got_out, want_out, atol=1e-6, rtol=1e-5)
+    for g, w in zip(got_h if cell == "lstm" else [got_h], want_h if cell == "lstm" else [want_h],
+                    strict=True):
+        torch.testing.assert_close(g, w, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_step_cells_compute_what_the_decoder_rnn_does(cell):
+    """The per-layer cells added for int8 inference are exact copies of the decoder RNN."""
+    model = _combo(cell, "linear", "attention", input_feeding=True, dec_layers=2).eval()
+    src, lens = padded_batch([5, 3])
+    prev = torch.tensor([2, 2])
+    want, _, _ = model.decode_step(prev, model.init_state(model.encode(src, lens)))
+    model.decoder.add_step_cells()
+    assert len(model.decoder.step_cells) == 2
+    got, _, _ = model.decode_step(prev, model.init_state(model.encode(src, lens)))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -6,6 +6,7 @@ machine's own matmul peak and a tutorial-style reference, all measured in one ru
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -21,6 +22,7 @@ import torch
 
 from tandem.bench_reference import TutorialSeq2Seq
 from tandem.config import ModelConfig
+from tandem.cpu import autocast, native_bf16, quantize_int8
 from tandem.data.batching import collate, pad, token_batches
 from tandem.data.tasks import generate
 from tandem.data.vocab import Vocab
@@ -104,7 +106,8 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def time_training(model, examples, batch_tokens: int, steps: int, reference: bool = False):
+def time_training(model, examples, batch_tokens: int, steps: int, reference: bool = False,
+                  bf16: bool = False):
     batches = [collate([examples[i] for i in idx], idx)
                for idx in token_batches(examples, batch_tokens, random.Random(0))]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -117,7 +120,9 @@ def time_training(model, examples, batch_tokens: int, steps: int, reference: boo
             logp = model(b.src, b.tgt_in)
             loss, n = token_nll(logp, b.tgt_out)
         else:
-            loss, n = token_nll(model(b.src, b.src_len, b.tgt_in), b.tgt_out)
+            with autocast(bf16):
+                logits = model(b.src, b.src_len, b.tgt_in)
+            loss, n = token_nll(logits, b.tgt_out)
         opt.zero_grad()
         (loss / n).backward()
         opt.step()
@@ -127,14 +132,15 @@ def time_training(model, examples, batch_tokens: int, steps: int, reference: boo
     return sum(tokens) / sum(times), statistics.median(times) * 1000, sum(tokens) / len(tokens)
 
 
-def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference: str = ""):
+def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference: str = "",
+                  bf16: bool = False):
     src_all = [e[0] for e in examples[:n_sent]]
     if batch > 1:  # as tandem translates a file: batches of similar length
         src_all.sort(key=len)
     model.eval()
     out_tokens = 0
     t = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), autocast(bf16):
         if reference:
             fn = getattr(model, reference)
             for s in src_all:
@@ -182,6 +188,20 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
                     sps, tps = time_decoding(model, examples, batch, beam, n)
                     row[f"decode_b{beam}_bs{batch}_sent_s"] = round(sps, 1)
                     row[f"decode_b{beam}_bs{batch}_tok_s"] = round(tps)
+            q = quantize_int8(copy.deepcopy(model))
+            for batch, n in ((1, n1), (64, n64)):
+                sps, _ = time_decoding(q, examples, batch, 5, n)
+                row[f"int8_decode_b5_bs{batch}_sent_s"] = round(sps, 1)
+                row[f"int8_speedup_b5_bs{batch}"] = round(
+                    sps / row[f"decode_b5_bs{batch}_sent_s"], 2)
+            if name == "general":  # bfloat16 autocast, training and decoding
+                b_tok_s, b_ms, _ = time_training(copy.deepcopy(model), examples, batch_tokens,
+                                                 steps, bf16=True)
+                sps, _ = time_decoding(model, examples, 64, 5, n64, bf16=True)
+                row.update(bf16_train_tok_s=round(b_tok_s),
+                           bf16_train_speedup=round(b_tok_s / tok_s, 2),
+                           bf16_decode_b5_bs64_sent_s=round(sps, 1),
+                           bf16_decode_speedup=round(sps / row["decode_b5_bs64_sent_s"], 2))
             rows.append(row)
             print(_fmt(row), flush=True)
         ref = TutorialSeq2Seq(V, V, SIZES[size].emb_size, SIZES[size].hidden_size,
@@ -204,7 +224,8 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
                      "ratio_beam5_bs64_vs_per_hyp": round(ours["decode_b5_bs64_sent_s"]
                                                           / r_hyp_sps, 2)})
         print(_fmt(rows[-1]), flush=True)
-    return {"matmul_peak_gflops": round(peak, 1), "threads": threads, "rows": rows,
+    return {"matmul_peak_gflops": round(peak, 1), "threads": threads,
+            "native_bf16": native_bf16(), "rows": rows,
             "workload": {"task": "reverse", "lengths": "5..50", "pairs": len(examples),
                          "batch_tokens": batch_tokens, "avg_src_len": round(avg_src, 1)}}
 
@@ -220,7 +241,10 @@ def _fmt(r: dict) -> str:
     return (f"{r['size']:<6} {r['variant']:<14} train {r['train_tok_s']:>7} tok/s "
             f"{r['train_ms_step']:>7} ms/step {r['utilisation'] * 100:5.1f}% peak | greedy bs64 "
             f"{r['decode_b1_bs64_sent_s']:>7} sent/s  beam5 bs64 {r['decode_b5_bs64_sent_s']:>7} "
-            f"sent/s  beam5 bs1 {r['decode_b5_bs1_sent_s']:>6} sent/s  rss {r['peak_rss_mb']} MB")
+            f"sent/s  beam5 bs1 {r['decode_b5_bs1_sent_s']:>6} sent/s  int8 beam5 bs64 "
+            f"{r['int8_speedup_b5_bs64']}x  rss {r['peak_rss_mb']} MB"
+            + (f"  bf16 train {r['bf16_train_speedup']}x decode {r['bf16_decode_speedup']}x"
+               if "bf16_train_speedup" in r else ""))
 
 
 def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = None) -> Path:

@@ -48,11 +48,14 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-b", type=int)
     g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
     g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    g.add_argument("--bf16", action="store_true", default=None,
+                   help="bfloat16 autocast (fast only on CPUs with native bf16)")
 
 
 def _decode_options(a: argparse.Namespace) -> dict:
     return {"beam": a.beam, "nbest": a.nbest, "length_penalty": a.length_penalty,
-            "max_len_a": a.max_len_a, "max_len_b": a.max_len_b, "batch_size": a.batch_size}
+            "max_len_a": a.max_len_a, "max_len_b": a.max_len_b, "batch_size": a.batch_size,
+            "bf16": a.bf16}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.command in ("translate", "evaluate", "bench"):
-        from tandem.threads import configure
+        from tandem.cpu import configure
 
         configure()
     try:

@@ -100,7 +100,8 @@ class TrainConfig:
     keep_last: int = 2
     log_every: int = 50
     seed: int = 1
-    threads: int | None = None  # torch threads; None = torch default
+    threads: int | None = None  # torch threads; None = one per usable core
+    bf16: bool = False  # bfloat16 autocast for forward/backward (weights and optimizer stay fp32)
     progress: bool = True
 
 
@@ -114,6 +115,7 @@ class DecodeConfig:
     batch_size: int = 64
     temperature: float = 1.0
     top_k: int = 0
+    bf16: bool = False  # bfloat16 autocast while decoding
 
 
 @dataclass

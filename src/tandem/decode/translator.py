@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from tandem.config import Config, DecodeConfig, check_decode, from_dict
+from tandem.cpu import autocast, quantize_int8
 from tandem.data.batching import pad, size_batches
 from tandem.data.dataset import Fields
 from tandem.decode import search
@@ -45,10 +46,7 @@ class Translator:
         faster CPU inference; weights are stored as int8, activations stay float."""
         if kind != "int8":
             raise ConfigError(f"--quantize {kind!r}: only 'int8' is supported")
-        from torch.ao.quantization import quantize_dynamic
-
-        self.model = quantize_dynamic(self.model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU},
-                                      dtype=torch.qint8)
+        self.model = quantize_int8(self.model)
         return self
 
     @classmethod
@@ -101,6 +99,10 @@ class Translator:
         return results
 
     def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
+        with autocast(opts.bf16):
+            return self._search_fp(src, src_len, opts, attention, sample, generator)
+
+    def _search_fp(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
         if sample:
             return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
                                  attention, sample=True, temperature=opts.temperature,

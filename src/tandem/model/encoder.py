@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from tandem.cpu import native_bf16
 from tandem.data.vocab import PAD_ID
 
 RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -17,6 +18,82 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout:
              bidirectional: bool = False) -> nn.RNNBase:
     return RNNS[cell](input_size, hidden_size, num_layers=layers, batch_first=True,
                       dropout=dropout if layers > 1 else 0.0, bidirectional=bidirectional)
+
+
+_CELLS = {nn.LSTM: torch.lstm_cell, nn.GRU: torch.gru_cell, nn.RNN: torch.rnn_tanh_cell}
+_CELL_MODULES = {nn.LSTM: nn.LSTMCell, nn.GRU: nn.GRUCell, nn.RNN: nn.RNNCell}
+
+
+def _steppable(rnn: nn.Module) -> bool:
+    return (type(rnn) in _CELLS and not rnn.bidirectional and rnn.bias and not rnn.proj_size
+            and getattr(rnn, "nonlinearity", "tanh") == "tanh")
+
+
+def step_layers(x: torch.Tensor, hidden, layers, lstm: bool, hidden_size: int,
+                dropout: float = 0.0, training: bool = False):
+    """One time step through a stack of cells: x (N, 1, In) -> (N, 1, H), new hidden (L, N, H)
+    or an LSTM (h, c) pair. `layers` are callables cell(input, hx) -> h or (h, c)."""
+    N, L = x.size(0), len(layers)
+    if hidden is None:
+        zeros = x.new_zeros(L, N, hidden_size)
+        hidden = (zeros, zeros) if lstm else zeros
+    inp, hs, cs = x[:, 0], [], []
+    for i, cell in enumerate(layers):
+        if i and dropout and training:
+            inp = nn.functional.dropout(inp, dropout, True)
+        if lstm:
+            h, c = cell(inp, (hidden[0][i], hidden[1][i]))
+            cs.append(c)
+        else:
+            h = cell(inp, hidden[i])
+        hs.append(h)
+        inp = h
+    new = (torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs)
+    return inp.unsqueeze(1), new
+
+
+def _one_step(rnn: nn.RNNBase, x: torch.Tensor, hidden):
+    """One time step of a unidirectional multi-layer RNN with its own weights, through the
+    cell kernels: the same arithmetic as `rnn(x, h)` without the per-call setup of the fused
+    sequence kernel, which dominates a single step."""
+    fn = _CELLS[type(rnn)]
+    w = rnn._flat_weights
+    layers = [lambda inp, hx, i=i: fn(inp, hx, *w[4 * i: 4 * i + 4])
+              for i in range(rnn.num_layers)]
+    return step_layers(x, hidden, layers, isinstance(rnn, nn.LSTM), rnn.hidden_size,
+                       rnn.dropout, rnn.training)
+
+
+def cells_like(rnn: nn.RNNBase) -> nn.ModuleList:
+    """Per-layer cell modules (LSTMCell/GRUCell/RNNCell) holding copies of a unidirectional
+    RNN's weights: what int8 dynamic quantization turns into fast quantized cells."""
+    cls = _CELL_MODULES[type(rnn)]
+    cells = nn.ModuleList()
+    for i in range(rnn.num_layers):
+        cell = cls(rnn.input_size if i == 0 else rnn.hidden_size, rnn.hidden_size)
+        with torch.no_grad():
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(cell, name).copy_(getattr(rnn, f"{name}_l{i}"))
+        cells.append(cell)
+    return cells.train(rnn.training)
+
+
+def run_rnn(rnn: nn.Module, x, hidden=None):
+    """rnn(x, hidden), with two CPU refinements:
+    - a single time step of a plain unidirectional RNN goes through the cell kernels;
+    - under bfloat16 autocast on a CPU without native bf16, oneDNN has no bf16 recurrent
+      kernel, so the recurrence runs in float32 and only the matrix products around it
+      (attention, output layer) run in bf16."""
+    step = isinstance(x, torch.Tensor) and x.size(1) == 1 and _steppable(rnn)
+    if torch.is_autocast_enabled("cpu") and not native_bf16():
+        with torch.autocast("cpu", enabled=False):
+            if isinstance(hidden, tuple):
+                hidden = tuple(h.float() for h in hidden)
+            elif hidden is not None:
+                hidden = hidden.float()
+            x = x.float()
+            return _one_step(rnn, x, hidden) if step else rnn(x, hidden)
+    return _one_step(rnn, x, hidden) if step else rnn(x, hidden)
 
 
 @dataclass
@@ -51,7 +128,7 @@ class Encoder(nn.Module):
         mask = src != PAD_ID
         x = self.dropout(self.embed(src))
         packed = pack_padded_sequence(x, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, hidden = self.rnn(packed)
+        out, hidden = run_rnn(self.rnn, packed)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if isinstance(hidden, tuple):
             return EncoderOutput(states, mask, self._join(hidden[0]), self._join(hidden[1]))

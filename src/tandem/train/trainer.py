@@ -16,11 +16,11 @@ import yaml
 
 from tandem import metrics
 from tandem.config import Config
+from tandem.cpu import autocast, configure
 from tandem.data.batching import Batch, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
 from tandem.model.seq2seq import Seq2Seq
-from tandem.threads import configure
 from tandem.train import checkpoint
 from tandem.train.loss import token_nll
 
@@ -149,7 +149,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = self._lr(self.state.step)
         tf = teacher_forcing_ratio(self.cfg, self.state.step)
-        logits = self.model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing=tf)
+        with autocast(self.cfg.train.bf16):
+            logits = self.model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing=tf)
         loss, n = token_nll(logits, batch.tgt_out, self.cfg.train.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         (loss / n).backward()
@@ -166,7 +167,9 @@ class Trainer:
         total, count = 0.0, 0
         for idx in token_batches(self.dev_examples, self.cfg.train.batch_tokens, None):
             b = collate([self.dev_examples[i] for i in idx], idx)
-            loss, n = token_nll(self.model(b.src, b.src_len, b.tgt_in), b.tgt_out)
+            with autocast(self.cfg.train.bf16):
+                logits = self.model(b.src, b.src_len, b.tgt_in)
+            loss, n = token_nll(logits, b.tgt_out)
             total, count = total + float(loss), count + n
         return total / max(count, 1)
 
@@ -231,7 +234,8 @@ class Trainer:
         self.state.elapsed = self._elapsed0 + time.time() - self._t0
         entry = {"step": self.state.step, "elapsed_s": round(self.state.elapsed, 1),
                  **{k: round(v, 4) for k, v in res.items()},
-                 "lr": self.optimizer.param_groups[0]["lr"], "best": is_best}
+                 "lr": self.optimizer.param_groups[0]["lr"], "best": is_best,
+                 "data_wait_s": round(getattr(self, "data_wait", 0.0), 2)}
         self.state.history.append(entry)
         with open(self.out / "valid.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
@@ -264,10 +268,15 @@ class Trainer:
         bar = _progress(t.max_steps, self.state.step, t.progress)
         tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, time.time()
         stop = self.state.step >= t.max_steps
-        for batch in self.batches():
-            if stop:
-                break
+        self.data_wait = self.step_time = 0.0  # seconds waiting for batches / in train_step
+        batches = self.batches()
+        while not stop:
+            t_wait = time.perf_counter()
+            batch = next(batches)
+            t_step = time.perf_counter()
             loss, n = self.train_step(batch)
+            self.data_wait += t_step - t_wait
+            self.step_time += time.perf_counter() - t_step
             tokens += int(batch.src_len.sum()) + n
             loss_sum, n_sum = loss_sum + loss, n_sum + n
             bar.update(1)
@@ -284,6 +293,9 @@ class Trainer:
             if self.state.step % t.valid_every == 0 or stop:
                 stop = self.validate_and_save() or stop
         bar.close()
+        busy = self.data_wait + self.step_time
+        log.info("time waiting for batches: %.1f s of %.1f s (%.2f%%)", self.data_wait, busy,
+                 100 * self.data_wait / max(busy, 1e-9))
         if not (self.out / "best.pt").exists():
             self.save(True)
         log.info("done: %d steps in %.1f min; best %s = %s at step %d", self.state.step,

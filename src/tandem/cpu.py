@@ -1,0 +1,82 @@
+"""Running on a CPU: thread count, denormal flushing, bfloat16 autocast, int8 quantization."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+
+import torch
+
+log = logging.getLogger("tandem")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (respects taskset/cgroups affinity)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def configure(threads: int | None = None) -> int:
+    """Use `threads` torch threads, or (when neither the user nor OMP_NUM_THREADS set it) one
+    per usable core; flush denormal floats to zero, which otherwise slow CPU math badly."""
+    if threads is None and "OMP_NUM_THREADS" not in os.environ:
+        threads = usable_cores()
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    return torch.get_num_threads()
+
+
+@functools.cache
+def native_bf16() -> bool:
+    """True when the CPU has bfloat16 instructions (AVX512-BF16 / AMX); elsewhere bf16 math is
+    emulated and usually slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_warned = False
+
+
+def autocast(enabled: bool, device: str = "cpu"):
+    """bfloat16 autocast when `enabled` (a no-op context otherwise). Warns once when the CPU
+    has no native bf16 support, because then it is an accuracy/speed experiment, not a win."""
+    global _warned
+    if not enabled:
+        return contextlib.nullcontext()
+    if device == "cpu" and not native_bf16() and not _warned:
+        log.warning("bf16: this CPU has no native bfloat16 instructions; expect it to be "
+                    "slower than float32")
+        _warned = True
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization (PyTorch's own `quantize_dynamic`) of every Linear, LSTM and
+    GRU layer: weights stored as int8, activations quantized on the fly, outputs float.
+    Decoders get per-layer cells for single steps first (quantized cells are far faster per
+    search step than the quantized sequence RNN). Returns a quantized copy, for inference."""
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    from tandem.model.decoder import Decoder
+
+    model = copy.deepcopy(model).eval()
+    for m in model.modules():
+        if isinstance(m, Decoder):
+            m.add_step_cells()
+    nn = torch.nn
+    kinds = {nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell}
+
+    with warnings.catch_warnings():  # torch.ao's notices that it will move to torchao
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(model, kinds, dtype=torch.qint8, inplace=True)

@@ -1,0 +1,101 @@
+"""bfloat16 training and int8 decoding on tiny models: they run, learn, and keep the API."""
+
+import torch
+
+from tandem.config import from_dict
+from tandem.decode.translator import Translator
+from tandem.train.trainer import Trainer
+
+
+def _cfg(tmp_path, **train):
+    return from_dict({
+        "name": "tiny", "run_dir": str(tmp_path / "run"),
+        "data": {"task": "copy", "task_sizes": [400, 20, 20], "task_max_len": 6},
+        "model": {"cell": "lstm", "emb_size": 16, "hidden_size": 32, "dropout": 0.0},
+        "train": {"max_steps": 40, "valid_every": 40, "batch_tokens": 400, "lr": 0.01,
+                  "progress": False, "threads": 1, "keep_last": 0, **train},
+    })
+
+
+def test_bf16_training_runs_in_bf16_and_learns(tmp_path):
+    trainer = Trainer(_cfg(tmp_path, bf16=True))
+    dtypes = []
+    trainer.model.decoder.generator.register_forward_hook(
+        lambda mod, inp, out: dtypes.append(out.dtype))
+    batches = trainer.batches()
+    batch = next(batches)
+    first, _ = trainer.train_step(batch)
+    for _ in range(40):
+        trainer.train_step(batch)
+    last, _ = trainer.train_step(batch)
+    assert set(dtypes) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights
+    assert last < first * 0.7
+
+
+def test_training_reports_time_waiting_for_batches(tmp_path):
+    run = Trainer(_cfg(tmp_path)).train()
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert "time waiting for batches" in log
+    import json
+    entry = json.loads((run / "valid.jsonl").read_text().splitlines()[-1])
+    assert 0.0 <= entry["data_wait_s"] < entry["elapsed_s"]
+
+
+def test_quantized_translator_translates_every_option(tmp_path):
+    run = Trainer(_cfg(tmp_path, max_steps=5, valid_every=5)).train()
+    tr = Translator.from_checkpoint(run / "best.pt").quantize("int8")
+    out = tr.translate(["abc", "", "dd"], beam=3, nbest=2)
+    assert len(out) == 3 and all(len(x) == 2 for x in out)
+    assert tr.translate(["abc"], beam=1) == tr.translate(["abc"], beam=1)
+    full = tr.translate_full(["abc"], beam=2, attention=True)
+    assert full[0][0].attention is not None
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_streaming_100k_lines_keeps_memory_flat(tmp_path):
+    """Decoding memory does not grow with the number of sentences translated."""
+    import itertools
+    import random
+
+    run = Trainer(_cfg(tmp_path, max_steps=2, valid_every=2)).train()
+    tr = Translator.from_checkpoint(run / "best.pt")
+    rng = random.Random(0)
+    lines = ("".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 8)))
+             for _ in range(100_000))
+    outputs = tr.stream(lines, chunk=2000, beam=1, max_len_a=0.0, max_len_b=2,
+                        batch_size=500)
+    n = sum(1 for _ in itertools.islice(outputs, 20_000))
+    after_warmup = _rss_mb()
+    n += sum(1 for _ in outputs)
+    grown = _rss_mb() - after_warmup
+    assert n == 100_000
+    assert grown < 0.1 * after_warmup, (after_warmup, grown)
+
+
+def test_int8_model_is_a_close_copy_and_leaves_the_float_model_alone():
+    from tandem.config import ModelConfig
+    from tandem.cpu import quantize_int8
+    from tandem.model.seq2seq import Seq2Seq
+
+    torch.manual_seed(0)
+    model = Seq2Seq(ModelConfig(emb_size=32, hidden_size=64, dec_layers=2, dropout=0.0),
+                    30, 30).eval()
+    q = quantize_int8(model)
+    assert model.decoder.step_cells is None  # the original is untouched
+    assert type(model.decoder.rnn) is torch.nn.LSTM
+    assert "quantized" in type(q.decoder.step_cells[0]).__module__
+    assert "quantized" in type(q.decoder.generator).__module__
+    src = torch.randint(4, 30, (4, 7))
+    lens = torch.tensor([7, 6, 3, 1])
+    prev = torch.full((4,), 2)
+    with torch.no_grad():
+        want, _, _ = model.decode_step(prev, model.init_state(model.encode(src, lens)))
+        got, _, _ = q.decode_step(prev, q.init_state(q.encode(src, lens)))
+    real = torch.isfinite(want)
+    diff = (got[real].exp() - want[real].exp()).abs().max()
+    assert diff < 0.02, diff  # int8 weights: probabilities move a little, not a lot
