@@ -159,6 +159,34 @@ def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference
     return len(src_all) / dt, out_tokens / dt
 
 
+def trainer_data_wait(size: str, steps: int, batch_tokens: int) -> dict:
+    """The real training loop (`tandem train`) on the same workload for a few steps: how much
+    of the wall time goes to waiting for batches rather than computing."""
+    import tempfile
+
+    from tandem.config import from_dict
+    from tandem.train.trainer import Trainer
+
+    m = SIZES[size]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = from_dict({
+            "run_dir": tmp,
+            "data": {"task": "reverse", "task_sizes": [2000, 20, 20], "task_min_len": 5,
+                     "task_max_len": 50},
+            "model": {**{k: getattr(m, k) for k in ("cell", "emb_size", "hidden_size",
+                                                     "enc_layers", "dec_layers",
+                                                     "bidirectional", "dropout")},
+                      **VARIANTS["general"]},
+            "train": {"batch_tokens": batch_tokens, "max_steps": steps, "valid_every": steps,
+                      "valid_metric": "loss", "progress": False, "keep_last": 0},
+        })
+        trainer = Trainer(cfg)
+        trainer.train()
+    busy = trainer.data_wait + trainer.step_time
+    return {"size": size, "steps": steps, "data_wait_s": round(trainer.data_wait, 3),
+            "train_s": round(busy, 2), "data_wait_pct": round(100 * trainer.data_wait / busy, 2)}
+
+
 def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     threads = torch.get_num_threads()
@@ -224,8 +252,12 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
                      "ratio_beam5_bs64_vs_per_hyp": round(ours["decode_b5_bs64_sent_s"]
                                                           / r_hyp_sps, 2)})
         print(_fmt(rows[-1]), flush=True)
+    waits = [trainer_data_wait(size, 4 if quick else 20, batch_tokens) for size in sizes]
+    for w in waits:
+        print(f"{w['size']:<6} tandem train: {w['data_wait_pct']}% of {w['train_s']} s spent "
+              f"waiting for batches", flush=True)
     return {"matmul_peak_gflops": round(peak, 1), "threads": threads,
-            "native_bf16": native_bf16(), "rows": rows,
+            "native_bf16": native_bf16(), "rows": rows, "data_wait": waits,
             "workload": {"task": "reverse", "lengths": "5..50", "pairs": len(examples),
                          "batch_tokens": batch_tokens, "avg_src_len": round(avg_src, 1)}}
 

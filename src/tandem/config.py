@@ -98,6 +98,7 @@ class TrainConfig:
     valid_beam: int = 1
     patience: int | None = None  # early stopping: validations without improvement
     keep_last: int = 2
+    max_nonfinite_steps: int = 5  # stop after this many NaN/Inf losses in a row (each skipped)
     log_every: int = 50
     seed: int = 1
     threads: int | None = None  # torch threads; None = one per usable core
@@ -331,6 +332,8 @@ def validate(cfg: Config) -> None:
     _check(t.tf_k > 0, "train.tf_k", "a number > 0", t.tf_k)
     _check(t.valid_every >= 1, "train.valid_every", "an integer >= 1", t.valid_every)
     _check(t.keep_last >= 0, "train.keep_last", "an integer >= 0", t.keep_last)
+    _check(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "an integer >= 1",
+           t.max_nonfinite_steps)
     _check(t.log_every >= 1, "train.log_every", "an integer >= 1", t.log_every)
     _check(t.valid_beam >= 1, "train.valid_beam", "an integer >= 1", t.valid_beam)
     from tandem.metrics import METRICS

@@ -15,3 +15,8 @@ class DataError(TandemError):
 
 class CheckpointError(TandemError):
     """A checkpoint file is missing, corrupt, unsafe or incompatible."""
+
+
+class TrainingError(TandemError):
+    """Training cannot go on (e.g. the loss keeps being NaN/Inf); the last good checkpoint
+    is kept."""

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -14,7 +15,28 @@ import torch
 
 from tandem.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a checksum of the model tensors
+
+
+def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a small text file via a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def save(obj: dict[str, Any], path: str | Path) -> Path:
@@ -27,7 +49,8 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format_version": FORMAT_VERSION, **obj}, f)
+            torch.save({**obj, "format_version": FORMAT_VERSION,
+                        "checksum": tensor_checksum(obj["model"])}, f)
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
@@ -73,4 +96,7 @@ def load(path: str | Path) -> dict[str, Any]:
     if obj["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {obj['format_version']} is not "
                               f"supported; this tandem reads format {FORMAT_VERSION}")
+    if not isinstance(obj["model"], dict) or obj.get("checksum") != tensor_checksum(obj["model"]):
+        raise CheckpointError(f"{path}: the weights do not match the checkpoint's checksum "
+                              "(the file was corrupted or edited)")
     return obj

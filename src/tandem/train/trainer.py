@@ -6,11 +6,14 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -20,6 +23,7 @@ from tandem.cpu import autocast, configure
 from tandem.data.batching import Batch, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
+from tandem.errors import CheckpointError, TrainingError
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train import checkpoint
 from tandem.train.loss import token_nll
@@ -74,6 +78,8 @@ class TrainState:
     lr_bad: int = 0
     elapsed: float = 0.0  # wall-clock seconds of training so far, across resumes
     history: list[dict] = field(default_factory=list)
+    batch_in_epoch: int = 0  # batches of the current epoch already trained on
+    skipped_steps: int = 0  # steps skipped because the loss or gradients were not finite
 
 
 class Trainer:
@@ -81,19 +87,23 @@ class Trainer:
         self.cfg = cfg
         self.out = cfg.out_dir
         self.out.mkdir(parents=True, exist_ok=True)
+        config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+        checkpoint.write_text_atomic(self.out / "config.yaml", config_text)  # first: resumable
         self._setup_logging()
         threads = configure(cfg.train.threads)
         log.info("torch threads: %d", threads)
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
-        self.rng = random.Random(cfg.train.seed)
+        self.rng = random.Random(cfg.train.seed)  # the data order
+        self._epoch_rng: tuple | None = None  # self.rng's state when this epoch's order was drawn
+        self._stop_signal: int | None = None
+        self._nonfinite_in_row = 0
         self.state = TrainState()
         self._setup_data()
         self.model = Seq2Seq(cfg.model, len(self.fields.src_vocab), len(self.fields.tgt_vocab))
         self.optimizer = self._make_optimizer()
         if resume:
             self._resume()
-        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         log.info("model: %s parameters; vocab src %d, tgt %d", f"{self.model.n_params():,}",
                  len(self.fields.src_vocab), len(self.fields.tgt_vocab))
 
@@ -125,13 +135,58 @@ class Trainer:
         return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
     def _resume(self) -> None:
-        path = self.out / "last.pt"
-        ckpt = checkpoint.load(path)
+        """Continue exactly where the newest complete checkpoint left off: weights, optimizer,
+        schedule, RNG states, data order and position, counters. Checkpoints that cannot be
+        read (a kill -9 can only leave stray temporary files, but a disk can fail) are
+        skipped with a warning."""
+        for tmp in self.out.glob(".*.pt.*.tmp"):  # an interrupted write
+            tmp.unlink(missing_ok=True)
+        found = [p for p in [self.out / "last.pt", *self.out.glob("ckpt-*.pt")] if p.is_file()]
+        found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        ckpt, path = None, None
+        for path in found:
+            try:
+                ckpt = checkpoint.load(path)
+                break
+            except CheckpointError as e:
+                log.warning("cannot resume from %s: %s", path, e)
+        if ckpt is None:
+            log.info("nothing to resume in %s; starting from the beginning", self.out)
+            return
         self.model.load_state_dict(ckpt["model"])
         if "optimizer" in ckpt:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = TrainState(**ckpt["train_state"])
+        if "rng" in ckpt:
+            self._set_rng(ckpt["rng"])
+        self._truncate_valid_log()
         log.info("resumed from %s at step %d", path, self.state.step)
+
+    def _rng_state(self) -> dict:
+        name, keys, pos, has_gauss, gauss = np.random.get_state()
+        return {"python": random.getstate(), "data": self.rng.getstate(),
+                "epoch": self._epoch_rng, "torch": torch.get_rng_state(),
+                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+
+    def _set_rng(self, r: dict) -> None:
+        def tup(x):  # checkpoints store tuples as lists after a round trip through YAML/JSON
+            return tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x
+        random.setstate(tup(r["python"]))
+        self.rng.setstate(tup(r["data"]))
+        self._epoch_rng = None if r["epoch"] is None else tup(r["epoch"])
+        torch.set_rng_state(r["torch"])
+        name, keys, pos, has_gauss, gauss = r["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+
+    def _truncate_valid_log(self) -> None:
+        """Drop validations recorded after the checkpoint we resume from (a kill between
+        writing valid.jsonl and the checkpoint), so the log matches the run."""
+        path = self.out / "valid.jsonl"
+        if path.is_file():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= self.state.step]
+            if len(keep) != len(lines):
+                path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
 
     # --- one step ------------------------------------------------------------------------
     def _lr(self, step: int) -> float:
@@ -145,19 +200,40 @@ class Trainer:
         return lr
 
     def train_step(self, batch: Batch) -> tuple[float, int]:
+        """One update. A NaN/Inf loss or gradient skips the update (the weights stay as they
+        were) and is counted; `train.max_nonfinite_steps` in a row stop training."""
+        t = self.cfg.train
         self.model.train()
         for g in self.optimizer.param_groups:
             g["lr"] = self._lr(self.state.step)
         tf = teacher_forcing_ratio(self.cfg, self.state.step)
-        with autocast(self.cfg.train.bf16):
+        with autocast(t.bf16):
             logits = self.model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing=tf)
-        loss, n = token_nll(logits, batch.tgt_out, self.cfg.train.label_smoothing)
+        loss, n = token_nll(logits, batch.tgt_out, t.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        (loss / n).backward()
-        if self.cfg.train.clip_grad:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_grad)
-        self.optimizer.step()
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            (loss / n).backward()
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
+                                                  t.clip_grad or float("inf"))
+            finite = bool(torch.isfinite(norm))
         self.state.step += 1
+        if not finite:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state.skipped_steps += 1
+            self._nonfinite_in_row += 1
+            log.warning("step %d: non-finite loss or gradient; update skipped (%d in a row)",
+                        self.state.step, self._nonfinite_in_row)
+            if self._nonfinite_in_row >= t.max_nonfinite_steps:
+                raise TrainingError(
+                    f"step {self.state.step}: the loss or its gradient was NaN/Inf for "
+                    f"{self._nonfinite_in_row} steps in a row, so training stopped. Likely "
+                    f"causes: a learning rate too high (train.lr = {t.lr:g}; try a tenth), "
+                    f"no gradient clipping (train.clip_grad = {t.clip_grad:g}), or bad data. "
+                    f"The last good checkpoint is {self.out / 'last.pt'}")
+            return 0.0, 0
+        self._nonfinite_in_row = 0
+        self.optimizer.step()
         return float(loss.detach()), n
 
     # --- validation ----------------------------------------------------------------------
@@ -204,13 +280,14 @@ class Trainer:
              "fields": self.fields.state(), "train_state": vars(self.state).copy()}
         if with_optimizer:
             d["optimizer"] = self.optimizer.state_dict()
+            d["rng"] = self._rng_state()
         return d
 
     def save(self, is_best: bool) -> None:
         ckpt = self.checkpoint_dict()
         checkpoint.save(ckpt, self.out / "last.pt")
         if is_best:
-            checkpoint.save({k: v for k, v in ckpt.items() if k != "optimizer"},
+            checkpoint.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")},
                             self.out / "best.pt")
         if self.cfg.train.keep_last:
             checkpoint.save(ckpt, self.out / f"ckpt-{self.state.step}.pt")
@@ -254,17 +331,54 @@ class Trainer:
 
     # --- the loop ------------------------------------------------------------------------
     def batches(self):
+        """Training batches forever, epoch after epoch. Each epoch's order is drawn from
+        `self.rng`; its state before the draw is kept, so a resumed run redraws the same
+        order and skips the batches already trained on."""
         while True:
+            if self._epoch_rng is None:
+                self._epoch_rng = self.rng.getstate()
+            else:  # resuming inside an epoch
+                self.rng.setstate(self._epoch_rng)
             order = token_batches(self.train_examples, self.cfg.train.batch_tokens, self.rng)
-            for idx in order:
+            while self.state.batch_in_epoch < len(order):
+                idx = order[self.state.batch_in_epoch]
+                self.state.batch_in_epoch += 1
                 yield collate([self.train_examples[i] for i in idx], idx)
             self.state.epoch += 1
+            self.state.batch_in_epoch = 0
+            self._epoch_rng = None
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self._stop_signal is not None:  # the second Ctrl-C: stop now
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self._stop_signal = signum
+        log.warning("%s: stopping after this step and saving a checkpoint (press Ctrl-C "
+                    "again to quit at once)", signal.Signals(signum).name)
+
+    def _catch_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def train(self) -> Path:
+        """Run until max_steps, max_epochs, the time budget (`train.max_minutes`, counted over
+        the whole run, resumes included), early stopping, or SIGINT/SIGTERM (checkpoint at
+        the step boundary, then a normal return)."""
+        previous = self._catch_signals()
+        try:
+            return self._loop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    def _loop(self) -> Path:
         t = self.cfg.train
         start = self._t0 = time.time()
         self._elapsed0 = self.state.elapsed
-        deadline = start + t.max_minutes * 60 if t.max_minutes else None
+        deadline = start + t.max_minutes * 60 - self._elapsed0 if t.max_minutes else None
         bar = _progress(t.max_steps, self.state.step, t.progress)
         tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, time.time()
         stop = self.state.step >= t.max_steps
@@ -282,16 +396,19 @@ class Trainer:
             bar.update(1)
             if self.state.step % t.log_every == 0:
                 now = time.time()
-                bar.set_postfix(loss=f"{loss_sum / n_sum:.3f}",
+                bar.set_postfix(loss=f"{loss_sum / max(n_sum, 1):.3f}",
                                 tok_s=f"{tokens / (now - last_log):.0f}",
                                 best=self.state.best_score)
-                log.debug("step %d loss %.4f", self.state.step, loss_sum / n_sum)
+                log.debug("step %d loss %.4f", self.state.step, loss_sum / max(n_sum, 1))
                 tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, now
             out_of_time = deadline is not None and time.time() >= deadline
             out_of_epochs = t.max_epochs is not None and self.state.epoch >= t.max_epochs
             stop = self.state.step >= t.max_steps or out_of_time or out_of_epochs
             if self.state.step % t.valid_every == 0 or stop:
                 stop = self.validate_and_save() or stop
+            if self._stop_signal is not None:
+                bar.close()
+                return self._interrupted()
         bar.close()
         busy = self.data_wait + self.step_time
         log.info("time waiting for batches: %.1f s of %.1f s (%.2f%%)", self.data_wait, busy,
@@ -301,8 +418,17 @@ class Trainer:
         log.info("done: %d steps in %.1f min; best %s = %s at step %d", self.state.step,
                  (time.time() - start) / 60, t.valid_metric, self.state.best_score,
                  self.state.best_step)
-        log.removeHandler(self._log_handler)
-        self._log_handler.close()
+        return self.out
+
+    def _interrupted(self) -> Path:
+        """A signal asked us to stop: save where we are (no validation) and say how to go on."""
+        self.state.elapsed = self._elapsed0 + time.time() - self._t0
+        checkpoint.save(self.checkpoint_dict(), self.out / "last.pt")
+        if not (self.out / "best.pt").exists():
+            checkpoint.save(self.checkpoint_dict(with_optimizer=False), self.out / "best.pt")
+        name = signal.Signals(self._stop_signal).name
+        log.warning("%s: stopped at step %d; saved %s. Continue with: tandem train --resume %s",
+                    name, self.state.step, self.out / "last.pt", self.out)
         return self.out
 
 

@@ -1,0 +1,201 @@
+"""Nothing lost: exact resume, signals, kill -9 at random moments, non-finite losses,
+checksummed checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tandem.config import from_dict
+from tandem.errors import CheckpointError, TrainingError
+from tandem.train import checkpoint
+from tandem.train.trainer import Trainer
+
+
+def _raw(run_dir: Path, **train) -> dict:
+    return {
+        "name": "rel", "run_dir": str(run_dir),
+        "data": {"task": "reverse", "task_sizes": [300, 20, 20], "task_max_len": 8},
+        "model": {"cell": "lstm", "emb_size": 16, "hidden_size": 32, "dropout": 0.3},
+        "train": {"batch_tokens": 300, "lr": 0.005, "progress": False, "threads": 1,
+                  "keep_last": 2, "teacher_forcing": 0.8, **train},
+    }
+
+
+def _params(run: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
+    return checkpoint.load(run / name)["model"]
+
+
+def test_resume_gives_bit_identical_weights(tmp_path):
+    """2N steps in one go == N steps, stop, resume for N more (dropout and scheduled
+    sampling draw random numbers; N is in the middle of an epoch)."""
+    n = 13
+    one = Trainer(from_dict(_raw(tmp_path / "one", max_steps=2 * n, valid_every=n))).train()
+    two = tmp_path / "two"
+    Trainer(from_dict(_raw(two, max_steps=n, valid_every=n))).train()
+    first = _params(two)
+    Trainer(from_dict(_raw(two, max_steps=2 * n, valid_every=n)), resume=True).train()
+    a, b = _params(one), _params(two)
+    assert any(not torch.equal(first[k], b[k]) for k in b)  # it really trained on
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    state = checkpoint.load(two / "last.pt")["train_state"]
+    assert state["step"] == 2 * n and 0 < state["batch_in_epoch"]
+    log_one = [json.loads(x) for x in (one / "valid.jsonl").read_text().splitlines()]
+    log_two = [json.loads(x) for x in (two / "valid.jsonl").read_text().splitlines()]
+    assert [x["loss"] for x in log_one] == [x["loss"] for x in log_two]
+
+
+def test_resume_with_nothing_saved_starts_over(tmp_path):
+    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=3, valid_every=3)),
+                  resume=True).train()
+    assert checkpoint.load(run / "last.pt")["train_state"]["step"] == 3
+
+
+def test_resume_skips_a_corrupt_newest_checkpoint(tmp_path):
+    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=6, valid_every=3))).train()
+    (run / "last.pt").write_bytes(b"garbage")
+    trainer = Trainer(from_dict(_raw(run, max_steps=8, valid_every=3)), resume=True)
+    assert trainer.state.step == 6  # from ckpt-6.pt
+
+
+# --- non-finite losses -----------------------------------------------------------------
+
+
+def _poison(trainer: Trainer, from_step: int, until_step: int = 10**9) -> None:
+    forward = trainer.model.forward
+
+    def bad(*args, **kw):
+        out = forward(*args, **kw)
+        if from_step <= trainer.state.step < until_step:
+            return out * float("nan")
+        return out
+    trainer.model.forward = bad
+
+
+def test_nan_steps_are_skipped_then_training_stops_with_a_clear_error(tmp_path):
+    trainer = Trainer(from_dict(_raw(tmp_path / "r", max_steps=50, valid_every=4,
+                                     max_nonfinite_steps=3)))
+    _poison(trainer, from_step=5)
+    with pytest.raises(TrainingError) as e:
+        trainer.train()
+    msg = str(e.value)
+    assert "step 8" in msg and "NaN/Inf" in msg and "train.lr" in msg and "last.pt" in msg
+    assert trainer.state.skipped_steps == 3
+    good = _params(trainer.out)  # saved at step 4, before the bad steps
+    assert checkpoint.load(trainer.out / "last.pt")["train_state"]["step"] == 4
+    now = trainer.model.state_dict()
+    # step 5 was a good update after the checkpoint; the 3 bad ones changed nothing more
+    assert all(torch.isfinite(v).all() for v in now.values())
+    assert any(not torch.equal(good[k], now[k]) for k in good)
+
+
+def test_a_single_nan_step_is_skipped_and_training_goes_on(tmp_path):
+    trainer = Trainer(from_dict(_raw(tmp_path / "r", max_steps=12, valid_every=12)))
+    _poison(trainer, from_step=4, until_step=5)
+    trainer.train()
+    assert trainer.state.step == 12 and trainer.state.skipped_steps == 1
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+
+
+# --- checkpoints -----------------------------------------------------------------------
+
+
+def test_a_changed_weight_fails_the_checksum(tmp_path):
+    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=2, valid_every=2))).train()
+    obj = torch.load(run / "best.pt", weights_only=True)
+    key = next(iter(obj["model"]))
+    obj["model"][key].view(-1)[0] += 1.0
+    torch.save(obj, run / "edited.pt")
+    with pytest.raises(CheckpointError, match="checksum"):
+        checkpoint.load(run / "edited.pt")
+
+
+# --- signals and kill -9, against real training processes -------------------------------
+
+def _start(cwd: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tandem.cli", "train", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _write_config(tmp_path: Path, **train) -> Path:
+    import yaml
+
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(_raw(tmp_path / "run", **train)), encoding="utf-8")
+    return path
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < end, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_a_checkpoint_and_exits_0(tmp_path, sig):
+    cfg = _write_config(tmp_path, max_steps=100000, valid_every=10)
+    proc = _start(tmp_path, str(cfg))
+    _wait_for(tmp_path / "run" / "valid.jsonl", proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"tandem train --resume {tmp_path / 'run'}" in err
+    state = checkpoint.load(tmp_path / "run" / "last.pt")["train_state"]
+    assert 10 <= state["step"] < 100000
+    # and it goes on from there
+    res = subprocess.run([sys.executable, "-m", "tandem.cli", "train", "--resume",
+                          str(tmp_path / "run"), "--set", f"train.max_steps={state['step'] + 3}"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert checkpoint.load(tmp_path / "run" / "last.pt")["train_state"]["step"] == \
+        state["step"] + 3
+
+
+def test_a_second_interrupt_quits_at_once(tmp_path):
+    trainer = Trainer(from_dict(_raw(tmp_path / "r", max_steps=2)))
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        trainer._on_signal(signal.SIGINT, None)
+        assert trainer._stop_signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):
+            trainer._on_signal(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_never_leaves_an_unusable_run(tmp_path):
+    cfg = _write_config(tmp_path, max_steps=60, valid_every=5, keep_last=2)
+    run = tmp_path / "run"
+    rng = random.Random(1)
+    for _ in range(10):
+        args = ["--resume", str(run)] if (run / "config.yaml").exists() else [str(cfg)]
+        proc = _start(tmp_path, *args)
+        time.sleep(rng.uniform(0.5, 4.0))
+        proc.kill()
+        proc.communicate()
+        for ckpt in run.glob("*.pt"):  # whatever is there must load
+            checkpoint.load(ckpt)
+    args = ["--resume", str(run)] if (run / "config.yaml").exists() else [str(cfg)]
+    proc = _start(tmp_path, *args)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert checkpoint.load(run / "last.pt")["train_state"]["step"] == 60
+    steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 60
+    assert not list(run.glob(".*.tmp"))
