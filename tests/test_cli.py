@@ -176,3 +176,34 @@ def test_cli_round_trip(tmp_path):
     assert _valid_steps(run) == [15, 30, 40]
     assert "resumed from" in (run / "train.log").read_text(encoding="utf-8")
     assert "max_steps: 40" in (run / "config.yaml").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def tiny_model_path(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("tiny")
+    run = tmp / "run"
+    (tmp / "tiny.yaml").write_text(CONFIG.format(run_dir=run).replace("max_steps: 30",
+                                                                       "max_steps: 4"),
+                                   encoding="utf-8")
+    res = tandem(tmp, "train", "tiny.yaml", "--set", "data.max_src_len=20")
+    assert res.returncode == 0, res.stderr
+    return run / "best.pt"
+
+
+def test_translate_survives_junk_input_and_says_what_it_did(tmp_path, tiny_model_path):
+    junk = b"abc\n\xff\xfe\x00binary\n\n   \nab\xe2\x98\x83c\n" + b"x" * 50 + b"\n"
+    (tmp_path / "in.txt").write_bytes(junk)
+    res = tandem(tmp_path, "translate", "--model", str(tiny_model_path), "--input", "in.txt",
+                 "--report-unknown")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert len(res.stdout.split("\n")) - 1 == 6  # one output line per input line
+    assert "in.txt:2: not valid UTF-8" in res.stderr
+    assert "input 5: never seen in training" in res.stderr and "'\u2603'" in res.stderr
+    assert "input 6 has 50 tokens; truncated to data.max_src_len=20" in res.stderr
+
+
+def test_translate_can_refuse_long_inputs(tmp_path, tiny_model_path):
+    res = tandem(tmp_path, "translate", "--model", str(tiny_model_path), "--on-long-input",
+                 "error", stdin="abc\n" + "x" * 50 + "\n")
+    assert_user_error(res, "input 2 has 50 tokens", "data.max_src_len = 20")

@@ -43,16 +43,52 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     two = tmp_path / "two"
     Trainer(from_dict(_raw(two, max_steps=n, valid_every=n))).train()
     first = _params(two)
+    half = checkpoint.load(two / "last.pt")["train_state"]
+    assert half["batch_in_epoch"] > 0  # stopped inside an epoch
     Trainer(from_dict(_raw(two, max_steps=2 * n, valid_every=n)), resume=True).train()
     a, b = _params(one), _params(two)
     assert any(not torch.equal(first[k], b[k]) for k in b)  # it really trained on
     for k in a:
         assert torch.equal(a[k], b[k]), k
     state = checkpoint.load(two / "last.pt")["train_state"]
-    assert state["step"] == 2 * n and 0 < state["batch_in_epoch"]
+    assert state["step"] == 2 * n and state["epoch"] > half["epoch"]  # crossed an epoch end
     log_one = [json.loads(x) for x in (one / "valid.jsonl").read_text().splitlines()]
     log_two = [json.loads(x) for x in (two / "valid.jsonl").read_text().splitlines()]
     assert [x["loss"] for x in log_one] == [x["loss"] for x in log_two]
+
+
+def _epoch_length(tmp_path) -> int:
+    trainer = Trainer(from_dict(_raw(tmp_path / "len", max_steps=10**6, max_epochs=1,
+                                     valid_every=10**6)))
+    trainer.train()
+    return trainer.state.step
+
+
+def test_max_epochs_trains_exactly_that_many_epochs(tmp_path):
+    per_epoch = _epoch_length(tmp_path)
+    trainer = Trainer(from_dict(_raw(tmp_path / "two", max_steps=10**6, max_epochs=2,
+                                     valid_every=10**6)))
+    trainer.train()
+    assert per_epoch > 3 and trainer.state.step == 2 * per_epoch
+
+
+def test_resume_at_an_epoch_boundary_is_bit_identical(tmp_path):
+    n = _epoch_length(tmp_path)
+    one = Trainer(from_dict(_raw(tmp_path / "one", max_steps=n + 3, valid_every=n))).train()
+    two = tmp_path / "two"
+    Trainer(from_dict(_raw(two, max_steps=n, valid_every=n))).train()
+    Trainer(from_dict(_raw(two, max_steps=n + 3, valid_every=n)), resume=True).train()
+    a, b = _params(one), _params(two)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_when_no_checkpoint_is_readable(tmp_path):
+    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=3, valid_every=3, keep_last=0))
+                  ).train()
+    (run / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="none of its checkpoints can be read"):
+        Trainer(from_dict(_raw(run, max_steps=6, valid_every=3)), resume=True)
+    assert (run / "last.pt").read_bytes() == b"garbage"  # nothing overwritten
 
 
 def test_resume_with_nothing_saved_starts_over(tmp_path):
@@ -180,22 +216,31 @@ def test_a_second_interrupt_quits_at_once(tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_leaves_an_unusable_run(tmp_path):
-    cfg = _write_config(tmp_path, max_steps=60, valid_every=5, keep_last=2)
+    """10 times: start (or resume) training, wait until the trainer is up, kill -9 it after a
+    random delay (checkpoints are written every few hundredths of a second), check that
+    every checkpoint left behind loads; then resume to the end."""
+    cfg = _write_config(tmp_path, max_steps=300, valid_every=5, keep_last=2)
     run = tmp_path / "run"
+    log = run / "train.log"
     rng = random.Random(1)
     for _ in range(10):
         args = ["--resume", str(run)] if (run / "config.yaml").exists() else [str(cfg)]
+        seen = log.read_text().count("model:") if log.exists() else 0
         proc = _start(tmp_path, *args)
-        time.sleep(rng.uniform(0.5, 4.0))
+        end = time.time() + 60
+        while not (log.exists() and log.read_text().count("model:") > seen):
+            assert proc.poll() is None and time.time() < end, proc.communicate()
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))
         proc.kill()
         proc.communicate()
         for ckpt in run.glob("*.pt"):  # whatever is there must load
             checkpoint.load(ckpt)
-    args = ["--resume", str(run)] if (run / "config.yaml").exists() else [str(cfg)]
-    proc = _start(tmp_path, *args)
+    proc = _start(tmp_path, "--resume", str(run))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert checkpoint.load(run / "last.pt")["train_state"]["step"] == 60
+    assert checkpoint.load(run / "last.pt")["train_state"]["step"] == 300
     steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps)) and steps[-1] == 60
+    assert steps == sorted(set(steps)) and steps[-1] == 300
     assert not list(run.glob(".*.tmp"))
+    assert log.read_text().count("resumed from") >= 5  # the kills hit a live run

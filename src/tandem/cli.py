@@ -48,6 +48,8 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-b", type=int)
     g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
     g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    g.add_argument("--on-long-input", choices=["truncate", "error"],
+                   help="inputs longer than the model's data.max_src_len (default truncate)")
     g.add_argument("--bf16", action="store_true", default=None,
                    help="bfloat16 autocast (fast only on CPUs with native bf16)")
 
@@ -55,7 +57,7 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
 def _decode_options(a: argparse.Namespace) -> dict:
     return {"beam": a.beam, "nbest": a.nbest, "length_penalty": a.length_penalty,
             "max_len_a": a.max_len_a, "max_len_b": a.max_len_b, "batch_size": a.batch_size,
-            "bf16": a.bf16}
+            "bf16": a.bf16, "on_long_input": a.on_long_input}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -83,8 +85,10 @@ def _iter_inputs(path: str | None) -> Iterator[str]:
         for i, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{label}:{i}: not valid UTF-8 (byte {e.start})") from None
+            except UnicodeDecodeError as e:  # translate what can be read; say what was not
+                log.warning("%s:%d: not valid UTF-8 (byte %d); undecodable bytes replaced by "
+                            "U+FFFD", label, i, e.start)
+                line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             yield line.split("\t", 1)[0] if path else line
     finally:
         if path:
@@ -107,6 +111,9 @@ def cmd_translate(a: argparse.Namespace) -> int:
     nbest = opts["nbest"] or tr.decode_cfg.nbest
     for i, nb in enumerate(tr.stream(_iter_inputs(a.input), attention=bool(a.attention),
                                      sample=a.sample, **opts)):
+        if a.report_unknown and nb and nb[0].unknown:
+            log.warning("input %d: never seen in training, read as <unk>: %s", i + 1,
+                        " ".join(repr(t) for t in dict.fromkeys(nb[0].unknown)))
         for r in nb:
             if nbest > 1:
                 out.write(f"{i}\t{r.text}\t{r.score:.4f}\n")
@@ -116,7 +123,8 @@ def cmd_translate(a: argparse.Namespace) -> int:
                 out.write(r.text + "\n")
             if a.attention:
                 rows.append({"index": i, "input": r.source, "output": r.text,
-                             "src_tokens": r.src_tokens, "tgt_tokens": r.tokens + ["</s>"],
+                             "src_tokens": r.src_tokens, "unknown": r.unknown,
+                             "tgt_tokens": r.tokens + ["</s>"],
                              "attention": r.attention})
         out.flush()
     if a.output:
@@ -194,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--scores", action="store_true", help="write TEXT<TAB>SCORE")
     tr.add_argument("--attention", metavar="FILE", help="write attention weights as JSON")
     tr.add_argument("--sample", action="store_true", help="sample instead of searching")
+    tr.add_argument("--report-unknown", action="store_true",
+                    help="warn on stderr about input tokens the model never saw in training")
     tr.add_argument("--temperature", type=float, default=1.0)
     tr.add_argument("--top-k", type=int, default=0)
     _decode_args(tr)

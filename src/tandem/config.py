@@ -117,6 +117,7 @@ class DecodeConfig:
     temperature: float = 1.0
     top_k: int = 0
     bf16: bool = False  # bfloat16 autocast while decoding
+    on_long_input: Literal["truncate", "error"] = "truncate"  # inputs over data.max_src_len
 
 
 @dataclass
@@ -363,3 +364,5 @@ def check_decode(dec: DecodeConfig, prefix: str = "decode") -> None:
     _check(dec.batch_size >= 1, f"{prefix}.batch_size", "an integer >= 1", dec.batch_size)
     _check(dec.temperature > 0, f"{prefix}.temperature", "a number > 0", dec.temperature)
     _check(dec.top_k >= 0, f"{prefix}.top_k", "an integer >= 0 (0 = no limit)", dec.top_k)
+    _check(dec.on_long_input in ("truncate", "error"), f"{prefix}.on_long_input",
+           "'truncate' or 'error'", dec.on_long_input)

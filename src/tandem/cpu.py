@@ -71,7 +71,7 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 
     model = copy.deepcopy(model).eval()
     for m in model.modules():
-        if isinstance(m, Decoder):
+        if isinstance(m, Decoder) and m.step_cells is None:
             m.add_step_cells()
     nn = torch.nn
     kinds = {nn.Linear, nn.LSTM, nn.GRU, nn.LSTMCell, nn.GRUCell, nn.RNNCell}

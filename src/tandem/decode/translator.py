@@ -15,7 +15,7 @@ from tandem.data.batching import pad, size_batches
 from tandem.data.dataset import Fields
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
-from tandem.errors import CheckpointError, ConfigError, TandemError
+from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train import checkpoint
 
@@ -70,18 +70,23 @@ class Translator:
         return opts
 
     def translate_full(self, inputs: Iterable[str], attention: bool = False, sample: bool = False,
-                       generator: torch.Generator | None = None, **options
-                       ) -> list[list[Result]]:
+                       generator: torch.Generator | None = None, first_number: int = 1,
+                       **options) -> list[list[Result]]:
         """n-best Results per input. options: beam, nbest, max_len_a, max_len_b,
-        length_penalty, batch_size, temperature, top_k (defaults from the model's config)."""
+        length_penalty, batch_size, temperature, top_k, bf16, on_long_input (defaults from
+        the model's config). Messages number the inputs from `first_number`."""
         opts = self._options(**options)
         texts = list(inputs)
         src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
         limit = self.config.data.max_src_len
         for i, toks in enumerate(src_toks):
             if len(toks) > limit:
+                if opts.on_long_input == "error":
+                    raise DataError(f"input {i + first_number} has {len(toks)} tokens, more "
+                                    f"than this model's limit (data.max_src_len = {limit}); "
+                                    "shorten it, or allow truncation (on_long_input: truncate)")
                 log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
-                            i + 1, len(toks), limit)
+                            i + first_number, len(toks), limit)
                 src_toks[i] = toks[:limit]
         ids = [self.fields.src_vocab.encode(t) for t in src_toks]
         results: list[list[Result]] = [[] for _ in texts]
@@ -132,13 +137,15 @@ class Translator:
     def stream(self, lines: Iterable[str], chunk: int = 1000, **options) -> Iterator[list[Result]]:
         """Translate an arbitrarily long stream in chunks, in order, in constant memory."""
         buf: list[str] = []
+        done = 0
         for line in lines:
             buf.append(line)
             if len(buf) >= chunk:
-                yield from self.translate_full(buf, **options)
+                yield from self.translate_full(buf, first_number=done + 1, **options)
+                done += len(buf)
                 buf = []
         if buf:
-            yield from self.translate_full(buf, **options)
+            yield from self.translate_full(buf, first_number=done + 1, **options)
 
 
 def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config]:

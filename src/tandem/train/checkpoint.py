@@ -16,15 +16,19 @@ import torch
 from tandem.errors import CheckpointError
 
 FORMAT_VERSION = 2  # 2: a checksum of the model tensors
+READABLE_VERSIONS = (1, 2)  # 1: as 2, without the checksum
 
 
 def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over the names, dtypes, shapes and bytes of a state dict's tensors."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
+        t = tensors[name]
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} is not a tensor")
+        t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -93,10 +97,17 @@ def load(path: str | Path) -> dict[str, Any]:
                               f"corrupted?): {_first_line(e)}") from None
     if not isinstance(obj, dict) or "format_version" not in obj or "model" not in obj:
         raise CheckpointError(f"{path}: not a tandem checkpoint (no format_version/model)")
-    if obj["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {obj['format_version']} is not "
-                              f"supported; this tandem reads format {FORMAT_VERSION}")
-    if not isinstance(obj["model"], dict) or obj.get("checksum") != tensor_checksum(obj["model"]):
-        raise CheckpointError(f"{path}: the weights do not match the checkpoint's checksum "
-                              "(the file was corrupted or edited)")
+    if obj["format_version"] not in READABLE_VERSIONS:
+        raise CheckpointError(f"{path}: checkpoint format {obj['format_version']!r} is not "
+                              f"supported; this tandem reads formats "
+                              f"{', '.join(map(str, READABLE_VERSIONS))}")
+    if obj["format_version"] >= 2:
+        try:
+            ok = isinstance(obj["model"], dict) and obj.get("checksum") == tensor_checksum(
+                obj["model"])
+        except (TypeError, RuntimeError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}: the weights do not match the checkpoint's "
+                                  "checksum (the file was corrupted or edited)")
     return obj

@@ -98,6 +98,7 @@ class Trainer:
         self._epoch_rng: tuple | None = None  # self.rng's state when this epoch's order was drawn
         self._stop_signal: int | None = None
         self._nonfinite_in_row = 0
+        self._epoch_len = 0  # batches in the current epoch (known once its order is drawn)
         self.state = TrainState()
         self._setup_data()
         self.model = Seq2Seq(cfg.model, len(self.fields.src_vocab), len(self.fields.tgt_vocab))
@@ -141,8 +142,10 @@ class Trainer:
         skipped with a warning."""
         for tmp in self.out.glob(".*.pt.*.tmp"):  # an interrupted write
             tmp.unlink(missing_ok=True)
-        found = [p for p in [self.out / "last.pt", *self.out.glob("ckpt-*.pt")] if p.is_file()]
-        found.sort(key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        numbered = sorted(self.out.glob("ckpt-*.pt"), reverse=True,
+                          key=lambda p: int(p.stem.split("-")[1]) if p.stem[5:].isdigit() else -1)
+        # last.pt is written before ckpt-N.pt at every save, so it is the newest when readable
+        found = [p for p in [self.out / "last.pt", *numbered] if p.is_file()]
         ckpt, path = None, None
         for path in found:
             try:
@@ -150,6 +153,9 @@ class Trainer:
                 break
             except CheckpointError as e:
                 log.warning("cannot resume from %s: %s", path, e)
+        if ckpt is None and found:
+            raise CheckpointError(f"{self.out}: none of its checkpoints can be read "
+                                  f"({', '.join(p.name for p in found)}); nothing was changed")
         if ckpt is None:
             log.info("nothing to resume in %s; starting from the beginning", self.out)
             return
@@ -340,6 +346,7 @@ class Trainer:
             else:  # resuming inside an epoch
                 self.rng.setstate(self._epoch_rng)
             order = token_batches(self.train_examples, self.cfg.train.batch_tokens, self.rng)
+            self._epoch_len = len(order)
             while self.state.batch_in_epoch < len(order):
                 idx = order[self.state.batch_in_epoch]
                 self.state.batch_in_epoch += 1
@@ -370,7 +377,8 @@ class Trainer:
             return self._loop()
         finally:
             for signum, handler in previous.items():
-                signal.signal(signum, handler)
+                if handler is not None:  # None: installed outside Python; leave ours
+                    signal.signal(signum, handler)
             log.removeHandler(self._log_handler)
             self._log_handler.close()
 
@@ -381,7 +389,7 @@ class Trainer:
         deadline = start + t.max_minutes * 60 - self._elapsed0 if t.max_minutes else None
         bar = _progress(t.max_steps, self.state.step, t.progress)
         tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, time.time()
-        stop = self.state.step >= t.max_steps
+        stop = self._should_stop(deadline)
         self.data_wait = self.step_time = 0.0  # seconds waiting for batches / in train_step
         batches = self.batches()
         while not stop:
@@ -401,9 +409,7 @@ class Trainer:
                                 best=self.state.best_score)
                 log.debug("step %d loss %.4f", self.state.step, loss_sum / max(n_sum, 1))
                 tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, now
-            out_of_time = deadline is not None and time.time() >= deadline
-            out_of_epochs = t.max_epochs is not None and self.state.epoch >= t.max_epochs
-            stop = self.state.step >= t.max_steps or out_of_time or out_of_epochs
+            stop = self._should_stop(deadline)
             if self.state.step % t.valid_every == 0 or stop:
                 stop = self.validate_and_save() or stop
             if self._stop_signal is not None:
@@ -419,6 +425,13 @@ class Trainer:
                  (time.time() - start) / 60, t.valid_metric, self.state.best_score,
                  self.state.best_step)
         return self.out
+
+    def _should_stop(self, deadline: float | None) -> bool:
+        t = self.cfg.train
+        out_of_time = deadline is not None and time.time() >= deadline
+        epochs_done = self.state.epoch + (0 < self._epoch_len <= self.state.batch_in_epoch)
+        out_of_epochs = t.max_epochs is not None and epochs_done >= t.max_epochs
+        return self.state.step >= t.max_steps or out_of_time or out_of_epochs
 
     def _interrupted(self) -> Path:
         """A signal asked us to stop: save where we are (no validation) and say how to go on."""
