@@ -28,15 +28,15 @@ from tandem.decode.translator import load
 from tandem.train.trainer import evaluate_outputs, group_references, train
 
 # Per-task settings; everything else is shared. Source lengths follow the core issue (1..15).
-# sort and addition need more data than 50k pairs to generalise, and run faster with `general`
-# attention than with `additive` (no tanh over every query x key pair).
+# sort needs more data than 50k pairs to generalise and runs faster with `general` attention
+# than with `additive` (no tanh over every query x key pair). The same change made addition
+# worse in 10 minutes (75.7% dev after 3000 steps against 88.8% after 2000), so addition keeps
+# the first recipe.
 TASKS = {
     "reverse": {"model": {"cell": "gru", "hidden_size": 256}},
     "sort": {"model": {"cell": "gru", "hidden_size": 256, "attention": "general"},
              "data": {"task_sizes": [200000, 1000, 1000]}, "train": {"lr": 0.003}},
-    "addition": {"model": {"cell": "lstm", "hidden_size": 256, "attention": "general"},
-                 "data": {"task_max_len": 15, "task_sizes": [200000, 1000, 1000]},
-                 "train": {"lr": 0.003}},
+    "addition": {"model": {"cell": "lstm", "hidden_size": 256}, "data": {"task_max_len": 15}},
     "dates": {"model": {"cell": "gru", "hidden_size": 256}},
 }
 
@@ -62,7 +62,7 @@ def config(task: str, minutes: float, out: Path) -> dict:
 def run_task(task: str, minutes: float, out: Path) -> dict:
     cfg = from_dict(config(task, minutes, out))
     t0 = time.time()
-    run = train(cfg)
+    run = train(cfg, overwrite=True)
     train_s = time.time() - t0
     history = [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
     first99 = next((h for h in history if h.get("exact_match", 0) >= 99.0), None)

@@ -158,10 +158,26 @@ def test_a_changed_weight_fails_the_checksum(tmp_path):
 
 # --- signals and kill -9, against real training processes -------------------------------
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_processes():
+    """A failing test must not leave a training process running."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def _start(cwd: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tandem.cli", "train", *args], cwd=cwd,
+    proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "train", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    _STARTED.append(proc)
+    return proc
 
 
 def _write_config(tmp_path: Path, **train) -> Path:
@@ -172,7 +188,7 @@ def _write_config(tmp_path: Path, **train) -> Path:
     return path
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     end = time.time() + timeout
     while not path.exists():
         assert proc.poll() is None, proc.communicate()
@@ -187,7 +203,7 @@ def test_signal_saves_a_checkpoint_and_exits_0(tmp_path, sig):
     proc = _start(tmp_path, str(cfg))
     _wait_for(tmp_path / "run" / "valid.jsonl", proc)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert f"tandem train --resume {tmp_path / 'run'}" in err
@@ -196,7 +212,7 @@ def test_signal_saves_a_checkpoint_and_exits_0(tmp_path, sig):
     # and it goes on from there
     res = subprocess.run([sys.executable, "-m", "tandem.cli", "train", "--resume",
                           str(tmp_path / "run"), "--set", f"train.max_steps={state['step'] + 3}"],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert checkpoint.load(tmp_path / "run" / "last.pt")["train_state"]["step"] == \
         state["step"] + 3
@@ -227,7 +243,7 @@ def test_kill_9_at_random_moments_never_leaves_an_unusable_run(tmp_path):
         args = ["--resume", str(run)] if (run / "config.yaml").exists() else [str(cfg)]
         seen = log.read_text().count("model:") if log.exists() else 0
         proc = _start(tmp_path, *args)
-        end = time.time() + 60
+        end = time.time() + 300
         while not (log.exists() and log.read_text().count("model:") > seen):
             assert proc.poll() is None and time.time() < end, proc.communicate()
             time.sleep(0.02)
@@ -244,3 +260,16 @@ def test_kill_9_at_random_moments_never_leaves_an_unusable_run(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 300
     assert not list(run.glob(".*.tmp"))
     assert log.read_text().count("resumed from") >= 5  # the kills hit a live run
+
+
+def test_a_new_run_never_replaces_an_earlier_one_unless_asked(tmp_path):
+    from tandem.errors import ConfigError
+
+    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=2, valid_every=2))).train()
+    before = (run / "best.pt").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a training run.*--resume"):
+        Trainer(from_dict(_raw(run, max_steps=3, valid_every=3)))
+    assert (run / "best.pt").read_bytes() == before
+    Trainer(from_dict(_raw(run, max_steps=3, valid_every=3)), overwrite=True).train()
+    steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
+    assert steps == [3]  # the old run's log went with it

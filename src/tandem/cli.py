@@ -72,7 +72,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         if a.config is None:
             raise ConfigError("tandem train: give a config file, or --resume RUN_DIR")
         cfg = load_config(a.config, a.set)
-    out = train(cfg, resume=bool(a.resume))
+    out = train(cfg, resume=bool(a.resume), overwrite=a.overwrite)
     print(f"run folder: {out}\nbest model: {out / 'best.pt'}")
     return 0
 
@@ -192,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set model.hidden_size=512")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the checkpoints and logs of an earlier run in the run folder")
     t.set_defaults(func=cmd_train)
 
     tr = sub.add_parser("translate", help="translate lines from stdin or a file")

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"== tandem demo: '{a.task}', GRU encoder-decoder with attention, "
           f"{a.minutes:g} min training budget")
     t0 = time.time()
-    run = train(cfg)
+    run = train(cfg, overwrite=True)
     minutes = (time.time() - t0) / 60
     tr = load(run / "best.pt")
     d = cfg.data

@@ -33,11 +33,9 @@ class Batch:
 
 
 def pad(seqs: list[list[int]], value: int = PAD_ID) -> torch.Tensor:
+    """(B, longest) long tensor, padded at the end; one tensor construction for the batch."""
     width = max(len(s) for s in seqs)
-    out = torch.full((len(seqs), width), value, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return out
+    return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 
 def collate(examples: list[Example], indices: list[int]) -> Batch:

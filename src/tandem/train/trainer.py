@@ -23,7 +23,7 @@ from tandem.cpu import autocast, configure
 from tandem.data.batching import Batch, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
-from tandem.errors import CheckpointError, TrainingError
+from tandem.errors import CheckpointError, ConfigError, TrainingError
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train import checkpoint
 from tandem.train.loss import token_nll
@@ -82,10 +82,28 @@ class TrainState:
     skipped_steps: int = 0  # steps skipped because the loss or gradients were not finite
 
 
+RUN_FILES = ("best.pt", "last.pt", "ckpt-*.pt", "valid.jsonl", "train.log")
+
+
+def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """A new run never silently replaces an earlier run's models."""
+    old = [p for pattern in RUN_FILES for p in out.glob(pattern)]
+    if resume or not old:
+        return
+    if not overwrite:
+        names = ", ".join(sorted(p.name for p in old)[:4])
+        raise ConfigError(f"{out} already holds a training run ({names}); continue it with "
+                          f"`tandem train --resume {out}`, start over with --overwrite, or "
+                          "set another run_dir/name")
+    for p in old:
+        p.unlink()
+
+
 class Trainer:
-    def __init__(self, cfg: Config, resume: bool = False) -> None:
+    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False) -> None:
         self.cfg = cfg
         self.out = cfg.out_dir
+        _claim_run_dir(self.out, resume, overwrite)
         self.out.mkdir(parents=True, exist_ok=True)
         config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
         checkpoint.write_text_atomic(self.out / "config.yaml", config_text)  # first: resumable
@@ -464,6 +482,7 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
 
 
-def train(cfg: Config, resume: bool = False) -> Path:
-    """Train a model from a config; returns the run folder (best.pt, last.pt, logs)."""
-    return Trainer(cfg, resume=resume).train()
+def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train a model from a config; returns the run folder (best.pt, last.pt, logs).
+    A run folder that already holds a run is refused unless `resume` or `overwrite`."""
+    return Trainer(cfg, resume=resume, overwrite=overwrite).train()
