@@ -13,17 +13,15 @@ Writes benchmarks/results/g2p-<date>-<name>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from tandem.bench import write_report
 from tandem.config import load_config
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import load
@@ -71,11 +69,7 @@ def main() -> int:
         results[f"average_last_{a.average}"] = score([avg], test, a.beam)
     params = sum(t.numel() for k, t in torch.load(run / "best.pt", weights_only=True)["model"]
                  .items())
-    report = {
-        "command": "python benchmarks/g2p_cmudict.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+    body = {
         "config": cfg.to_dict(), "parameters": params,
         "train_minutes": round(history[-1]["elapsed_s"] / 60, 1), "steps": history[-1]["step"],
         "best_dev": {k: best[k] for k in ("step", "elapsed_s", "seq_error_rate",
@@ -84,9 +78,8 @@ def main() -> int:
                                                                           1),
         "test": results,
     }
-    Path(a.results).mkdir(parents=True, exist_ok=True)
-    out = Path(a.results) / f"g2p-{report['date']}-{cfg.name}.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_report(a.results, "g2p", f"-{cfg.name}",
+                       "python benchmarks/g2p_cmudict.py " + " ".join(sys.argv[1:]), body)
     for k, r in results.items():
         print(f"{k:<18} test WER {r['wer']:.2f}%  PER {r['per']:.2f}%  "
               f"({r['words_per_s']} words/s)")

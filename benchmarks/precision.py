@@ -11,18 +11,13 @@ timed in the same run). Writes benchmarks/results/precision-<date>.json.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from tandem.cpu import configure, native_bf16
+from tandem.bench import write_report
+from tandem.cpu import configure
 from tandem.data.tasks import make_splits
 from tandem.decode.translator import load
 from tandem.train.trainer import evaluate_outputs, group_references
@@ -76,17 +71,9 @@ def main() -> int:
               f" | int8 {r['int8']['exact_match']:6.2f}% {r['int8']['speedup_vs_fp32']}x"
               f" | bf16 {r['bf16']['exact_match']:6.2f}% {r['bf16']['speedup_vs_fp32']}x",
               flush=True)
-    report = {
-        "command": "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "native_bf16": native_bf16()},
-        "results": rows,
-    }
-    Path(a.results).mkdir(parents=True, exist_ok=True)
-    path = Path(a.results) / f"precision-{report['date']}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    path = write_report(a.results, "precision", "",
+                        "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
+                        {"results": rows})
     print(f"wrote {path}")
     return 0
 

@@ -279,19 +279,28 @@ def _fmt(r: dict) -> str:
                if "bf16_train_speedup" in r else ""))
 
 
+def write_report(folder: str | Path, prefix: str, suffix: str, command: str,
+                 body: dict) -> Path:
+    """Write a benchmark result as `folder/<prefix>-<date><suffix>.json`, with the command
+    that made it and the machine it ran on."""
+    date = datetime.date.today().isoformat()
+    report = {"command": command, "date": date,
+              "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "threads": torch.get_num_threads(), "native_bf16": native_bf16()},
+              **body}
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(folder) / f"{prefix}-{date}{suffix}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
 def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = None) -> Path:
     started = time.time()
     res = run(sizes, quick, variants)
-    report = {
-        "command": f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else ""),
-        "date": datetime.date.today().isoformat(),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__},
-        "minutes": round((time.time() - started) / 60, 1), **res,
-    }
-    Path(out).mkdir(parents=True, exist_ok=True)
-    path = Path(out) / f"speed-{report['date']}{'-quick' if quick else ''}.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    command = f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else "")
+    path = write_report(out, "speed", "-quick" if quick else "", command,
+                        {"minutes": round((time.time() - started) / 60, 1), **res})
     print(f"matmul peak {res['matmul_peak_gflops']} GFLOP/s on {res['threads']} threads; "
           f"wrote {path}")
     return path
