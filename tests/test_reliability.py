@@ -273,3 +273,13 @@ def test_a_new_run_never_replaces_an_earlier_one_unless_asked(tmp_path):
     Trainer(from_dict(_raw(run, max_steps=3, valid_every=3)), overwrite=True).train()
     steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
     assert steps == [3]  # the old run's log went with it
+
+
+def test_starting_over_drops_validations_that_have_no_checkpoint(tmp_path):
+    """A kill between logging a validation and writing the first checkpoint."""
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "valid.jsonl").write_text('{"step": 5, "loss": 1.0}\n', encoding="utf-8")
+    Trainer(from_dict(_raw(run, max_steps=5, valid_every=5)), resume=True).train()
+    steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
+    assert steps == [5]

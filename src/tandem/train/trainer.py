@@ -176,6 +176,7 @@ class Trainer:
                                   f"({', '.join(p.name for p in found)}); nothing was changed")
         if ckpt is None:
             log.info("nothing to resume in %s; starting from the beginning", self.out)
+            self._truncate_valid_log()  # validations logged before the kill have no checkpoint
             return
         self.model.load_state_dict(ckpt["model"])
         if "optimizer" in ckpt:
