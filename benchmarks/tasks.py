@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from tandem.bench import write_report
-from tandem.config import from_dict
+from tandem.config import apply_overrides, from_dict
 from tandem.data.tasks import make_splits
 from tandem.decode.translator import load
 from tandem.train.trainer import evaluate_outputs, group_references, train
@@ -55,8 +55,8 @@ def config(task: str, minutes: float, out: Path) -> dict:
     return base
 
 
-def run_task(task: str, minutes: float, out: Path) -> dict:
-    cfg = from_dict(config(task, minutes, out))
+def run_task(task: str, minutes: float, out: Path, overrides: list[str] | None = None) -> dict:
+    cfg = from_dict(apply_overrides(config(task, minutes, out), overrides or []))
     t0 = time.time()
     run = train(cfg, overwrite=True)
     train_s = time.time() - t0
@@ -90,13 +90,17 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=10.0, help="training budget per task")
     p.add_argument("--out", default="runs/bench-tasks")
     p.add_argument("--results", default="benchmarks/results")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override the recipe of every task run, e.g. --set train.lr=0.003")
+    p.add_argument("--tag", default="", help="added to the results file name")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = [run_task(t, a.minutes, Path(a.out)) for t in a.tasks]
+    results = [run_task(t, a.minutes, Path(a.out), a.set) for t in a.tasks]
     for r in results:
         print(f"{r['task']:<10} test exact match {r['test_exact_match']:6.2f}%  "
               f"trained {r['train_minutes']:5.1f} min  dev>=99% after {r['minutes_to_dev_99']} min")
-    tag = "" if a.tasks == list(TASKS) else "-" + "-".join(a.tasks)
+    tag = ("" if a.tasks == list(TASKS) else "-" + "-".join(a.tasks)) + (
+        f"-{a.tag}" if a.tag else "")
     path = write_report(a.results, "tasks", tag,
                         "python benchmarks/tasks.py " + " ".join(sys.argv[1:]),
                         {"results": results})
