@@ -21,7 +21,7 @@ from torch import nn
 from tandem.data.vocab import PAD_ID
 from tandem.model.attention import Attention
 from tandem.model.bridge import Hidden
-from tandem.model.encoder import cells_like, make_rnn, run_rnn, step_layers
+from tandem.model.encoder import cells_like, make_rnn, run_rnn
 
 
 @dataclass
@@ -149,11 +149,7 @@ class Decoder(nn.Module):
         """
         emb = self.dropout(self.embed(tokens))
         x = self._rnn_input(emb, state)
-        if self.step_cells is not None and tokens.size(1) == 1:
-            h, hidden = step_layers(x, state.hidden, list(self.step_cells), self.lstm,
-                                    self.hidden_size)
-        else:
-            h, hidden = run_rnn(self.rnn, x, state.hidden)
+        h, hidden = run_rnn(self.rnn, x, state.hidden, self.step_cells)
         o, att = self._outputs(h, emb, state)
         o = self.dropout(o)
         new = replace(state, hidden=hidden, feed=o[:, -1] if self.input_feeding else None)

@@ -78,12 +78,14 @@ def cells_like(rnn: nn.RNNBase) -> nn.ModuleList:
     return cells.train(rnn.training)
 
 
-def run_rnn(rnn: nn.Module, x, hidden=None):
+def run_rnn(rnn: nn.Module, x, hidden=None, cells: nn.ModuleList | None = None):
     """rnn(x, hidden), with two CPU refinements:
     - a single time step of a plain unidirectional RNN goes through the cell kernels;
     - under bfloat16 autocast on a CPU without native bf16, oneDNN has no bf16 recurrent
       kernel, so the recurrence runs in float32 and only the matrix products around it
       (attention, output layer) run in bf16."""
+    if cells is not None and x.size(1) == 1:  # per-layer cell modules (int8 inference)
+        return step_layers(x, hidden, list(cells), rnn.mode == "LSTM", rnn.hidden_size)
     step = isinstance(x, torch.Tensor) and x.size(1) == 1 and _steppable(rnn)
     if torch.is_autocast_enabled("cpu") and not native_bf16():
         with torch.autocast("cpu", enabled=False):
