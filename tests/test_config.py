@@ -456,7 +456,7 @@ def test_from_dict_raises_only_config_error(raw):
         assert str(e)
         return
     assert isinstance(cfg, Config)
-    assert cfg.data.task is not None or cfg.data.train is not None
+    assert (cfg.data.task, cfg.data.train, cfg.data.corpus) != (None, None, None)
     assert cfg.model.hidden_size >= 1 and 0 <= cfg.model.dropout < 1
     assert 1 <= cfg.decode.nbest <= cfg.decode.beam
     assert not math.isnan(cfg.train.lr)
