@@ -478,3 +478,23 @@ def test_load_config_with_random_overrides_raises_only_config_error(items):
 def test_example_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.name
+
+
+def test_cosine_over_minutes_follows_the_wall_clock_and_needs_a_budget():
+    import time
+    from types import SimpleNamespace
+
+    from tandem.train.trainer import Trainer
+
+    cfg = from_dict({"data": {"task": "reverse"},
+                     "train": {"lr": 0.01, "min_lr": 0.0, "lr_schedule": "cosine",
+                               "lr_horizon": "minutes", "max_minutes": 10, "max_steps": 10**6}})
+    fake = SimpleNamespace(cfg=cfg, optimizer=None, _elapsed0=0.0, _t0=time.time())
+    assert Trainer._lr(fake, 1) == pytest.approx(0.01, rel=1e-3)  # just started
+    fake._elapsed0 = 300.0  # half the budget spent in an earlier part of the run
+    assert Trainer._lr(fake, 1) == pytest.approx(0.005, rel=1e-2)
+    fake._elapsed0 = 900.0
+    assert Trainer._lr(fake, 1) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ConfigError, match="max_minutes"):
+        from_dict({"data": {"task": "reverse"},
+                   "train": {"lr_schedule": "cosine", "lr_horizon": "minutes"}})

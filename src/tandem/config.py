@@ -85,6 +85,9 @@ class TrainConfig:
     lr_decay: float = 0.5  # plateau: factor applied when the metric stalls
     lr_patience: int = 3  # plateau: validations without improvement before decaying
     min_lr: float = 1e-5
+    # cosine: decay over max_steps, or over max_minutes of wall clock ("minutes": the run ends
+    # at the low learning rate whatever the machine's speed; not bit-reproducible on resume)
+    lr_horizon: Literal["steps", "minutes"] = "steps"
     warmup_steps: int = 0
     clip_grad: float = 1.0
     label_smoothing: float = 0.0
@@ -344,6 +347,9 @@ def validate(cfg: Config) -> None:
            f"one of {', '.join(allowed_metrics)}", t.valid_metric)
     if t.max_minutes is not None:
         _check(t.max_minutes > 0, "train.max_minutes", "a number > 0", t.max_minutes)
+    if t.lr_horizon == "minutes" and t.max_minutes is None:
+        raise ConfigError("train.lr_horizon: 'minutes' decays the learning rate over "
+                          "train.max_minutes; set train.max_minutes too")
     if t.max_epochs is not None:
         _check(t.max_epochs >= 1, "train.max_epochs", "an integer >= 1", t.max_epochs)
     if t.patience is not None:

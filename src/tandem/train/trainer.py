@@ -115,6 +115,7 @@ class Trainer:
         self.rng = random.Random(cfg.train.seed)  # the data order
         self._epoch_rng: tuple | None = None  # self.rng's state when this epoch's order was drawn
         self._stop_signal: int | None = None
+        self._t0, self._elapsed0 = 0.0, 0.0  # wall clock at train() start; elapsed before it
         self._nonfinite_in_row = 0
         self._epoch_len = 0  # batches in the current epoch (known once its order is drawn)
         self.state = TrainState()
@@ -219,6 +220,9 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"] if t.lr_schedule == "plateau" else t.lr
         if t.lr_schedule == "cosine":
             frac = min(1.0, step / t.max_steps)
+            if t.lr_horizon == "minutes":
+                elapsed = self._elapsed0 + time.time() - self._t0 if self._t0 else 0.0
+                frac = min(1.0, elapsed / (t.max_minutes * 60))
             lr = t.min_lr + (t.lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * frac))
         if t.warmup_steps and step < t.warmup_steps:
             lr = t.lr * (step + 1) / t.warmup_steps
