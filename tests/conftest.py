@@ -1,4 +1,8 @@
 import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -33,3 +37,46 @@ def padded_batch(lengths: list[int], vocab: int = 20, pad_to: int | None = None)
 settings.register_profile("fixed", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fixed"))
+
+
+@pytest.fixture(scope="session")
+def attention_checkpoint(tmp_path_factory):
+    """A small attention model trained briefly on `reverse` (shared by server/plot tests)."""
+    from tandem.config import from_dict
+    from tandem.train.trainer import train
+
+    run = tmp_path_factory.mktemp("attn") / "run"
+    cfg = from_dict({
+        "name": "tiny-attn", "run_dir": str(run),
+        "data": {"task": "reverse", "task_sizes": [600, 50, 50], "task_max_len": 6},
+        "model": {"cell": "gru", "emb_size": 16, "hidden_size": 32,
+                  "conditioning": "attention", "attention": "general"},
+        "train": {"max_steps": 200, "valid_every": 100, "batch_tokens": 600, "lr": 0.01,
+                  "progress": False,
+                  "threads": 1, "keep_last": 1, "log_every": 5},
+    })
+    train(cfg)
+    return run / "best.pt"
+
+
+@contextmanager
+def live_server(app):
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields the URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        assert time.time() < deadline, "server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

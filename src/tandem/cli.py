@@ -1,4 +1,5 @@
-"""The `tandem` command: train | translate | evaluate | average | bench | data.
+"""The `tandem` command: train | translate | evaluate | average | bench | data | serve | chat |
+plot-attention | plot-run.
 
 User errors (TandemError) print one line and exit with code 2; no traceback.
 """
@@ -134,6 +135,77 @@ def cmd_translate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(a: argparse.Namespace) -> int:
+    from tandem.decode.translator import load
+    from tandem.serve import ServeOptions, serve
+
+    tr = load(*a.model)
+    if a.quantize:
+        tr.quantize(a.quantize)
+    opts = ServeOptions(max_body_bytes=a.max_body_bytes, max_inputs=a.max_inputs,
+                        max_chars=a.max_chars, max_beam=a.max_beam, timeout_s=a.timeout,
+                        batching=not a.no_batching, max_batch=a.max_batch,
+                        max_wait_ms=a.max_wait_ms)
+    for name in ("max_body_bytes", "max_inputs", "max_chars", "max_beam", "max_batch"):
+        if getattr(opts, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}: expected an integer >= 1, got "
+                              f"{getattr(opts, name)}")
+    if opts.timeout_s <= 0 or opts.max_wait_ms < 0:
+        raise ConfigError("--timeout must be > 0 and --max-wait-ms >= 0")
+    serve(tr, a.host, a.port, opts)
+    return 0
+
+
+def cmd_chat(a: argparse.Namespace) -> int:
+    from tandem.decode.translator import load
+
+    tr = load(*a.model)
+    opts = {"beam": a.beam, "nbest": 1}
+    if a.sample:
+        opts = {"temperature": a.temperature, "top_k": a.top_k}
+    tty = sys.stdin.isatty()
+    if tty:
+        print("tandem chat: type a message; /quit or Ctrl-D to leave", file=sys.stderr)
+    import torch
+
+    gen = torch.Generator().manual_seed(a.seed) if a.seed is not None else None
+    while True:
+        if tty:
+            print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        line = line.strip()
+        if line in ("/quit", "/exit"):
+            break
+        if not line:
+            continue
+        reply = tr.translate_full([line], sample=a.sample, generator=gen, **opts)[0][0].text
+        print(reply, flush=True)
+    return 0
+
+
+def cmd_plot_attention(a: argparse.Namespace) -> int:
+    from tandem.decode.translator import load
+    from tandem.plots import plot_attention
+
+    tr = load(*a.model)
+    r = tr.translate_full([a.input], attention=True, beam=a.beam)[0][0]
+    if not r.tokens or r.attention is None:
+        raise DataError(f"the model produced no output for {a.input!r}; nothing to draw")
+    plot_attention(r.src_tokens, r.tokens, [row for row in r.attention[:len(r.tokens)]], a.out)
+    print(f"{r.text}\nwrote {a.out}")
+    return 0
+
+
+def cmd_plot_run(a: argparse.Namespace) -> int:
+    from tandem.plots import plot_run
+
+    plot_run(a.run, a.out)
+    print(f"wrote {a.out}")
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from tandem.data.corpora import read_references
     from tandem.decode.translator import load
@@ -245,13 +317,51 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--min-len", type=int, default=1)
     d.add_argument("--max-len", type=int, default=15)
     d.set_defaults(func=cmd_data)
+
+    sv = sub.add_parser("serve", help="HTTP API and web page over a model (FastAPI + uvicorn)")
+    sv.add_argument("--model", required=True, nargs="+", help="checkpoint(s); several = ensemble")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-body-bytes", type=int, default=65_536)
+    sv.add_argument("--max-inputs", type=int, default=64, help="inputs per request")
+    sv.add_argument("--max-chars", type=int, default=1_000, help="characters per input")
+    sv.add_argument("--max-beam", type=int, default=16)
+    sv.add_argument("--timeout", type=float, default=30.0,
+                    help="seconds a request may wait for its decode before a 503")
+    sv.add_argument("--max-batch", type=int, default=64, help="sentences decoded together")
+    sv.add_argument("--max-wait-ms", type=float, default=5.0,
+                    help="how long a request waits for others to share its batch")
+    sv.add_argument("--no-batching", action="store_true", help="decode requests one by one")
+    sv.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    sv.set_defaults(func=cmd_serve)
+
+    ch = sub.add_parser("chat", help="talk to a dialogue model (reads lines until EOF or /quit)")
+    ch.add_argument("--model", required=True, nargs="+")
+    ch.add_argument("--beam", type=int, help="beam size (default: the model's)")
+    ch.add_argument("--sample", action="store_true", help="sample replies instead of searching")
+    ch.add_argument("--temperature", type=float, default=0.8)
+    ch.add_argument("--top-k", type=int, default=20)
+    ch.add_argument("--seed", type=int, help="seed for --sample (repeatable replies)")
+    ch.set_defaults(func=cmd_chat)
+
+    pa = sub.add_parser("plot-attention", help="draw a model's attention for one input (PNG)")
+    pa.add_argument("--model", required=True, nargs="+")
+    pa.add_argument("--input", required=True, help="the text to translate")
+    pa.add_argument("--beam", type=int)
+    pa.add_argument("--out", required=True, help="PNG file to write")
+    pa.set_defaults(func=cmd_plot_attention)
+
+    pr = sub.add_parser("plot-run", help="draw a run's loss and dev-metric curves (PNG)")
+    pr.add_argument("run", help="run folder (holds scalars.csv / valid.jsonl)")
+    pr.add_argument("--out", required=True, help="PNG file to write")
+    pr.set_defaults(func=cmd_plot_run)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    if args.command in ("translate", "evaluate", "bench"):
+    if args.command in ("translate", "evaluate", "bench", "serve", "chat", "plot-attention"):
         from tandem.cpu import configure
 
         configure()

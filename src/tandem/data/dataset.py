@@ -61,6 +61,10 @@ def load_splits(cfg: DataConfig) -> Splits:
         train, dev = hold_out_by_word(package_dictionary(cfg.corpus_stress),
                                       cfg.corpus_dev_words)
         return Splits(train, dev, [])
+    if cfg.corpus == "chatterbot":
+        from tandem.data.chatterbot import pairs_split
+
+        return Splits(*pairs_split())
     if cfg.task is not None and cfg.train is None:
         from tandem.data.tasks import make_splits
 

@@ -40,6 +40,7 @@ class Translator:
         self.fields = fields
         self.config = config
         self.decode_cfg = config.decode
+        self.train_state: dict = {}  # step, best score... of the checkpoint, when known
 
     def quantize(self, kind: str = "int8") -> Translator:
         """Dynamic int8 quantization of the Linear/LSTM/GRU layers (PyTorch's own API), for
@@ -55,14 +56,16 @@ class Translator:
         if not paths:
             raise CheckpointError("no model given")
         loaded = [_load_model(p) for p in paths]
-        model, fields, cfg = loaded[0]
+        model, fields, cfg, state = loaded[0]
         if len(loaded) == 1:
-            return cls(model, fields, cfg)
-        for p, (_, f, _) in zip(paths[1:], loaded[1:], strict=True):
+            tr = cls(model, fields, cfg)
+            tr.train_state = state
+            return tr
+        for p, (_, f, _, _) in zip(paths[1:], loaded[1:], strict=True):
             if f.state() != fields.state():
                 raise CheckpointError(f"{p}: its vocabularies/tokenizers differ from "
                                       f"{paths[0]}'s; an ensemble needs identical ones")
-        return cls(Ensemble([m for m, _, _ in loaded]), fields, cfg)
+        return cls(Ensemble([m for m, _, _, _ in loaded]), fields, cfg)
 
     def _options(self, **overrides) -> DecodeConfig:
         opts = replace(self.decode_cfg, **{k: v for k, v in overrides.items() if v is not None})
@@ -148,7 +151,7 @@ class Translator:
             yield from self.translate_full(buf, first_number=done + 1, **options)
 
 
-def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config]:
+def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config, dict]:
     ckpt = checkpoint.load(path)
     try:
         cfg = from_dict(ckpt["config"])
@@ -159,7 +162,10 @@ def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config]:
         raise CheckpointError(f"{path}: checkpoint contents are inconsistent: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
                               ) from None
-    return model.eval(), fields, cfg
+    state = ckpt.get("train_state")
+    keep = ("step", "epoch", "best_score", "best_step", "elapsed")
+    state = {k: state[k] for k in keep if k in state} if isinstance(state, dict) else {}
+    return model.eval(), fields, cfg, state
 
 
 def load(*paths: str | Path) -> Translator:

@@ -27,6 +27,7 @@ from tandem.errors import CheckpointError, ConfigError, TrainingError
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train import checkpoint
 from tandem.train.loss import token_nll
+from tandem.train.scalars import Scalars
 
 log = logging.getLogger("tandem")
 
@@ -343,6 +344,9 @@ class Trainer:
                  "lr": self.optimizer.param_groups[0]["lr"], "best": is_best,
                  "data_wait_s": round(getattr(self, "data_wait", 0.0), 2)}
         self.state.history.append(entry)
+        if hasattr(self, "scalars"):
+            self.scalars.add(self.state.step, self.state.elapsed,
+                             {f"dev/{k}": v for k, v in res.items()})
         with open(self.out / "valid.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(entry) + "\n")
         log.info("valid step %d: %s%s", self.state.step,
@@ -396,9 +400,11 @@ class Trainer:
         the whole run, resumes included), early stopping, or SIGINT/SIGTERM (checkpoint at
         the step boundary, then a normal return)."""
         previous = self._catch_signals()
+        self.scalars = Scalars(self.out, self.state.step, self.cfg.train.tensorboard)
         try:
             return self._loop()
         finally:
+            self.scalars.close()
             for signum, handler in previous.items():
                 if handler is not None:  # None: installed outside Python; leave ours
                     signal.signal(signum, handler)
@@ -431,6 +437,11 @@ class Trainer:
                                 tok_s=f"{tokens / (now - last_log):.0f}",
                                 best=self.state.best_score)
                 log.debug("step %d loss %.4f", self.state.step, loss_sum / max(n_sum, 1))
+                mean = loss_sum / max(n_sum, 1)
+                self.scalars.add(self.state.step, self._elapsed0 + now - start, {
+                    "train/loss": mean, "train/ppl": math.exp(min(mean, 50)),
+                    "train/lr": self.optimizer.param_groups[0]["lr"],
+                    "train/tokens_per_s": tokens / max(now - last_log, 1e-9)})
                 tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, now
             stop = self._should_stop(deadline)
             if self.state.step % t.valid_every == 0 or stop:
