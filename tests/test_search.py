@@ -128,3 +128,53 @@ def test_sampling_is_seeded_and_top_k_restricts():
     assert run(1) != run(2) or run(1) != run(3)
     # top_k=1 sampling is greedy
     assert run(5, top_k=1) == [h[0].tokens for h in search.greedy(model, src, lens)]
+
+
+def _ngrams(toks: list[int], n: int) -> list[tuple[int, ...]]:
+    return [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_size_forbids_repeats_in_greedy_and_beam(n):
+    model = _trained_ish(VARIANTS[0], eos_bias=-4.0)  # long outputs: repeats are likely
+    src, lens = padded_batch([6, 3, 5, 7])
+    plain = search.greedy(model, src, lens, max_len_a=3.0)
+    assert any(len(set(_ngrams(h[0].tokens, n))) < len(_ngrams(h[0].tokens, n)) for h in plain)
+    for out in (search.greedy(model, src, lens, max_len_a=3.0, no_repeat_ngram_size=n),
+                search.beam_search(model, src, lens, beam=3, nbest=3, max_len_a=3.0,
+                                   no_repeat_ngram_size=n)):
+        for nb in out:
+            for h in nb:
+                grams = _ngrams(h.tokens, n)
+                assert len(set(grams)) == len(grams), (n, h.tokens)
+
+
+def test_forbid_unk_never_outputs_unk():
+    from tandem.data.vocab import UNK_ID
+
+    model = tiny_model(**VARIANTS[0]).eval()
+    with torch.no_grad():
+        model.decoder.generator.bias[UNK_ID] += 20.0  # <unk> would win everywhere
+    src, lens = padded_batch([4, 6])
+    assert UNK_ID in search.greedy(model, src, lens)[0][0].tokens
+    for out in (search.greedy(model, src, lens, allow_unk=False),
+                search.beam_search(model, src, lens, beam=3, nbest=2, allow_unk=False)):
+        assert all(UNK_ID not in h.tokens for nb in out for h in nb)
+
+
+def test_gnmt_length_norm_and_coverage_penalty_rank_by_their_formulas():
+    model = _trained_ish(VARIANTS[0], eos_bias=1.5)
+    src, lens = padded_batch([5, 3])
+    alpha, beta = 0.8, 0.4
+    out = search.beam_search(model, src, lens, beam=4, nbest=4, length_penalty=alpha,
+                             length_norm="gnmt", coverage_penalty_beta=beta, attention=True)
+    for i, nb in enumerate(out):
+        for h in nb:
+            length = len(h.tokens) + h.ended
+            want = h.score / ((5 + length) / 6) ** alpha
+            cov = h.attention[:length, : int(lens[i])].sum(0).clamp(1e-6, 1.0).log().sum()
+            assert h.norm_score == pytest.approx(want + beta * float(cov), abs=1e-4)
+        assert [h.norm_score for h in nb] == sorted((h.norm_score for h in nb), reverse=True)
+    assert search.coverage_penalty(torch.tensor([[0.5, 1.0], [0.7, 0.5]]), 1.0) == 0.0
+    assert search.coverage_penalty(torch.tensor([[0.5, 0.25]]), 2.0) == pytest.approx(
+        2 * (torch.tensor(0.5).log() + torch.tensor(0.25).log()).item())

@@ -45,6 +45,12 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beam", type=int, help="beam size; 1 = greedy")
     g.add_argument("--nbest", type=int, help="outputs per input (<= beam)")
     g.add_argument("--length-penalty", type=float, help="alpha in score / length**alpha")
+    g.add_argument("--length-norm", choices=["power", "gnmt"],
+                   help="length**alpha, or GNMT's ((5 + length) / 6)**alpha")
+    g.add_argument("--coverage-penalty", type=float, help="beta of GNMT's coverage penalty")
+    g.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
+    g.add_argument("--forbid-unk", action="store_true", default=None,
+                   help="never output <unk>")
     g.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
     g.add_argument("--max-len-b", type=int)
     g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
@@ -57,6 +63,9 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
 
 def _decode_options(a: argparse.Namespace) -> dict:
     return {"beam": a.beam, "nbest": a.nbest, "length_penalty": a.length_penalty,
+            "length_norm": a.length_norm, "coverage_penalty": a.coverage_penalty,
+            "no_repeat_ngram_size": a.no_repeat_ngram_size,
+            "allow_unk": None if a.forbid_unk is None else not a.forbid_unk,
             "max_len_a": a.max_len_a, "max_len_b": a.max_len_b, "batch_size": a.batch_size,
             "bf16": a.bf16, "on_long_input": a.on_long_input}
 

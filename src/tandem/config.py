@@ -119,6 +119,10 @@ class DecodeConfig:
     max_len_a: float = 2.0  # max output length = a * source length + b
     max_len_b: int = 10
     length_penalty: float = 1.0  # alpha: score / length**alpha (0 = raw log-probability)
+    length_norm: Literal["power", "gnmt"] = "power"  # gnmt: score / ((5 + length) / 6)**alpha
+    coverage_penalty: float = 0.0  # beta of GNMT's coverage penalty (beam search, attention)
+    no_repeat_ngram_size: int = 0  # > 0: never output the same n-gram twice
+    allow_unk: bool = True  # false: never output <unk>
     batch_size: int = 64
     temperature: float = 1.0
     top_k: int = 0
@@ -375,3 +379,9 @@ def check_decode(dec: DecodeConfig, prefix: str = "decode") -> None:
     _check(dec.top_k >= 0, f"{prefix}.top_k", "an integer >= 0 (0 = no limit)", dec.top_k)
     _check(dec.on_long_input in ("truncate", "error"), f"{prefix}.on_long_input",
            "'truncate' or 'error'", dec.on_long_input)
+    _check(dec.length_norm in ("power", "gnmt"), f"{prefix}.length_norm", "'power' or 'gnmt'",
+           dec.length_norm)
+    _check(dec.coverage_penalty >= 0, f"{prefix}.coverage_penalty", "a number >= 0",
+           dec.coverage_penalty)
+    _check(dec.no_repeat_ngram_size >= 0, f"{prefix}.no_repeat_ngram_size",
+           "an integer >= 0 (0 = off)", dec.no_repeat_ngram_size)

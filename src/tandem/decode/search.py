@@ -4,7 +4,10 @@ decoder variant works with every search.
 
 Each returns, per sentence, a list of `Hyp` (best first). `score` is the sum of the model's
 log-probabilities of the output tokens (eos included when the hypothesis ended with eos);
-`norm_score` is score / length**alpha (GNMT-style length normalisation, alpha=0: raw score).
+`norm_score` is the score divided by a length penalty: length**alpha (`length_norm: power`)
+or ((5 + length) / 6)**alpha (`gnmt`, Wu et al. 2016); alpha=0 leaves the raw score. Beam
+search can add GNMT's coverage penalty, beta * sum_j log(min(attention received by source
+token j, 1)), to finished hypotheses. Both searches can forbid <unk> and repeated n-grams.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 
 @dataclass
@@ -30,15 +33,42 @@ def max_lengths(src_len: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (src_len.float() * a + b).long().clamp(min=1)
 
 
-def _norm(score: float, length: int, alpha: float) -> float:
-    return score / (max(length, 1) ** alpha) if alpha else score
+def _norm(score: float, length: int, alpha: float, kind: str = "power") -> float:
+    if not alpha:
+        return score
+    if kind == "gnmt":
+        return score / (((5 + length) / 6) ** alpha)
+    return score / (max(length, 1) ** alpha)
+
+
+def _ban(logp: torch.Tensor, history: list[list[int]], n: int, allow_unk: bool) -> None:
+    """In place: -inf for <unk> (unless allowed) and, per row, for every token that would
+    repeat an n-gram already in that row's history."""
+    if not allow_unk:
+        logp[:, UNK_ID] = float("-inf")
+    if n <= 0 or not history or len(history[0]) < n - 1:
+        return
+    for row, h in enumerate(history):
+        if n == 1:
+            banned = set(h)
+        else:
+            tail = h[len(h) - n + 1:]
+            banned = {h[i + n - 1] for i in range(len(h) - n + 1) if h[i:i + n - 1] == tail}
+        if banned:
+            logp[row, list(banned)] = float("-inf")
+
+
+def coverage_penalty(att: torch.Tensor, beta: float) -> float:
+    """GNMT: beta * sum over source tokens of log(min(total attention received, 1))."""
+    return beta * float(att.sum(0).clamp(min=1e-6, max=1.0).log().sum())
 
 
 @torch.no_grad()
 def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2.0,
            max_len_b: int = 10, attention: bool = False, sample: bool = False,
            temperature: float = 1.0, top_k: int = 0, generator: torch.Generator | None = None,
-           length_penalty: float = 0.0) -> list[list[Hyp]]:
+           length_penalty: float = 0.0, length_norm: str = "power", no_repeat_ngram_size: int = 0,
+           allow_unk: bool = True) -> list[list[Hyp]]:
     """Feed each output back as the next input: argmax, or a sample when `sample`.
     Finished sentences leave the batch, so the work shrinks as outputs end."""
     B, dev = src.size(0), src.device
@@ -54,6 +84,8 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
     prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
     for t in range(T):
         logp, state, att = model.decode_step(prev, state)
+        if no_repeat_ngram_size or not allow_unk:
+            _ban(logp, out[alive, :t].tolist(), no_repeat_ngram_size, allow_unk)
         if sample:
             logits = logp / temperature
             if top_k:
@@ -82,23 +114,26 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
         n, e = int(lengths[i]), bool(ended[i])
         s = float(scores[i])
         a = att_buf[i, :n, : int(src_len[i])] if att_buf is not None else None
-        hyps.append([Hyp(rows[i][: n - e], s, _norm(s, n, length_penalty), a, e)])
+        hyps.append([Hyp(rows[i][: n - e], s, _norm(s, n, length_penalty, length_norm), a, e)])
     return hyps
 
 
-def _finished_enough(fin: list[Hyp], k: int, alive: float, length: int, alpha: float) -> bool:
+def _finished_enough(fin: list[Hyp], k: int, alive: float, length: int, alpha: float,
+                     kind: str = "power") -> bool:
     """Done when k hypotheses are finished and the best unfinished one, scored at its current
     length, ranks below the k-th finished one. Exact for alpha=0 (scores only fall)."""
     if len(fin) < k:
         return False
     kth = sorted((h.norm_score for h in fin), reverse=True)[k - 1]
-    return _norm(alive, length, alpha) <= kth
+    return _norm(alive, length, alpha, kind) <= kth
 
 
 @torch.no_grad()
 def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, nbest: int = 1,
                 max_len_a: float = 2.0, max_len_b: int = 10, length_penalty: float = 1.0,
-                attention: bool = False) -> list[list[Hyp]]:
+                attention: bool = False, length_norm: str = "power",
+                coverage_penalty_beta: float = 0.0, no_repeat_ngram_size: int = 0,
+                allow_unk: bool = True) -> list[list[Hyp]]:
     """Batched beam search: one (B*k) tensor for all beams of all sentences.
 
     Each step keeps the k best unfinished expansions per sentence; expansions ending in eos
@@ -117,10 +152,13 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
     prev = torch.full((B * k,), BOS_ID, dtype=torch.long, device=dev)
     history = torch.empty((B * k, 0), dtype=torch.long, device=dev)
     att_hist: torch.Tensor | None = None
+    coverage: torch.Tensor | None = None  # (B'*k, S) attention received so far, for beta > 0
     finished: list[list[Hyp]] = [[] for _ in range(B)]
     for t in range(max(limit_all)):
         n_alive = len(alive)
         logp, state, att = model.decode_step(prev, state)  # (B'*k, V)
+        if no_repeat_ngram_size or not allow_unk:
+            _ban(logp, history.tolist(), no_repeat_ngram_size, allow_unk)
         V = logp.size(-1)
         cand = (scores.view(-1, 1) + logp).view(n_alive, k * V)
         top_s, top_i = cand.topk(min(2 * k, k * V), dim=1)  # (B', 2k)
@@ -128,6 +166,8 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         if attention and att is not None:
             step_att = att.unsqueeze(1)
             att_hist = step_att if att_hist is None else torch.cat([att_hist, step_att], 1)
+        if coverage_penalty_beta and att is not None:
+            coverage = att.clone() if coverage is None else coverage + att
         base = (torch.arange(n_alive, device=dev) * k).unsqueeze(1)
         # set aside finished hypotheses (eos within the top k, or everything at the limit)
         is_eos = tok == EOS_ID
@@ -143,14 +183,18 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
             a = None
             if att_hist is not None:
                 a = att_hist[row, : t + 1, : src_lens[b]].clone()
-            finished[b].append(Hyp(toks, s, _norm(s, t + 1, length_penalty), a, eos))
+            norm = _norm(s, t + 1, length_penalty, length_norm)
+            if coverage is not None:
+                norm += coverage_penalty(coverage[row, : src_lens[b]].unsqueeze(0),
+                                         coverage_penalty_beta)
+            finished[b].append(Hyp(toks, s, norm, a, eos))
         # keep the k best expansions that did not end in eos
         key = is_eos.float() * (2 * k) + torch.arange(top_s.size(1), device=dev).unsqueeze(0)
         keep = key.argsort(dim=1)[:, :k]  # (B', k)
         scores = top_s.gather(1, keep)
         best_alive = scores[:, 0].tolist()
         still = [i for i, b in enumerate(alive) if not (t + 1 >= limit_all[b] or _finished_enough(
-            finished[b], k, best_alive[i], t + 1, length_penalty))]
+            finished[b], k, best_alive[i], t + 1, length_penalty, length_norm))]
         if not still:
             break
         rows = (base + src_beam.gather(1, keep)).view(-1)
@@ -159,6 +203,8 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], 1)
         if att_hist is not None:
             att_hist = att_hist.index_select(0, rows)
+        if coverage is not None:
+            coverage = coverage.index_select(0, rows)
         if len(still) < n_alive:  # drop done sentences from the batch
             keep_s = torch.tensor(still, device=dev)
             keep_rows = (keep_s.unsqueeze(1) * k + torch.arange(k, device=dev)).view(-1)
@@ -167,5 +213,7 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
             history = history.index_select(0, keep_rows)
             if att_hist is not None:
                 att_hist = att_hist.index_select(0, keep_rows)
+            if coverage is not None:
+                coverage = coverage.index_select(0, keep_rows)
             alive = [alive[i] for i in still]
     return [sorted(f, key=lambda h: h.norm_score, reverse=True)[:nbest] for f in finished]

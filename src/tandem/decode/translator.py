@@ -76,8 +76,9 @@ class Translator:
                        generator: torch.Generator | None = None, first_number: int = 1,
                        **options) -> list[list[Result]]:
         """n-best Results per input. options: beam, nbest, max_len_a, max_len_b,
-        length_penalty, batch_size, temperature, top_k, bf16, on_long_input (defaults from
-        the model's config). Messages number the inputs from `first_number`."""
+        length_penalty, length_norm, coverage_penalty, no_repeat_ngram_size, allow_unk,
+        batch_size, temperature, top_k, bf16, on_long_input (defaults from the model's
+        config). Messages number the inputs from `first_number`."""
         opts = self._options(**options)
         texts = list(inputs)
         src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
@@ -111,15 +112,19 @@ class Translator:
             return self._search_fp(src, src_len, opts, attention, sample, generator)
 
     def _search_fp(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
+        bans = {"no_repeat_ngram_size": opts.no_repeat_ngram_size, "allow_unk": opts.allow_unk}
         if sample:
             return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
                                  attention, sample=True, temperature=opts.temperature,
-                                 top_k=opts.top_k, generator=generator)
+                                 top_k=opts.top_k, generator=generator, **bans)
         if opts.beam == 1:
             return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
-                                 attention, length_penalty=opts.length_penalty)
+                                 attention, length_penalty=opts.length_penalty,
+                                 length_norm=opts.length_norm, **bans)
         return search.beam_search(self.model, src, src_len, opts.beam, opts.nbest,
-                                  opts.max_len_a, opts.max_len_b, opts.length_penalty, attention)
+                                  opts.max_len_a, opts.max_len_b, opts.length_penalty, attention,
+                                  length_norm=opts.length_norm,
+                                  coverage_penalty_beta=opts.coverage_penalty, **bans)
 
     def _result(self, h: search.Hyp, src_toks: list[str], source: str) -> Result:
         toks = self.fields.tgt_vocab.decode(h.tokens)
