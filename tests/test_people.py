@@ -97,3 +97,16 @@ def test_chatterbot_corpus_pairs_follow_the_conversations():
     held_out = [p for c in convs[19::20] for p in zip(c[:-1], c[1:], strict=True)]
     assert dev == held_out and 50 < len(dev) < len(train) / 10
     assert not any(t in ("True", "False", "None") for c in convs for t in c)
+
+
+def test_translating_a_file_shows_progress_and_speed(attention_checkpoint, tmp_path):
+    (tmp_path / "in.txt").write_text("abc\nhello\nxy\n", encoding="utf-8")
+    res = run_cli("translate", "--model", str(attention_checkpoint), "--input", "in.txt",
+                  "--output", "out.txt", "--progress", "--chunk", "2", "--forbid-unk",
+                  "--no-repeat-ngram-size", "2", "--length-norm", "gnmt", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "translated 3 lines" in res.stderr and "output tokens/s" in res.stderr
+    assert "3/3" in res.stderr  # the bar knew the total
+    want = load(attention_checkpoint).translate(["abc", "hello", "xy"], allow_unk=False,
+                                                no_repeat_ngram_size=2, length_norm="gnmt")
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8").splitlines() == want

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,8 +120,21 @@ def cmd_translate(a: argparse.Namespace) -> int:
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
     rows = []
     nbest = opts["nbest"] or tr.decode_cfg.nbest
+    show = a.progress if a.progress is not None else (a.input is not None and
+                                                       sys.stderr.isatty())
+    total = None
+    if show and a.input:
+        with open(a.input, "rb") as f:
+            total = sum(1 for _ in f)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="line", disable=not show, file=sys.stderr)
+    started, out_tokens, lines = time.perf_counter(), 0, 0
     for i, nb in enumerate(tr.stream(_iter_inputs(a.input), attention=bool(a.attention),
-                                     sample=a.sample, **opts)):
+                                     sample=a.sample, chunk=a.chunk, **opts)):
+        bar.update(1)
+        lines += 1
+        out_tokens += len(nb[0].tokens) if nb else 0
         if a.report_unknown and nb and nb[0].unknown:
             log.warning("input %d: never seen in training, read as <unk>: %s", i + 1,
                         " ".join(repr(t) for t in dict.fromkeys(nb[0].unknown)))
@@ -137,8 +151,13 @@ def cmd_translate(a: argparse.Namespace) -> int:
                              "tgt_tokens": r.tokens + ["</s>"],
                              "attention": r.attention})
         out.flush()
+    bar.close()
     if a.output:
         out.close()
+    seconds = time.perf_counter() - started
+    if show or a.output:
+        log.info("translated %d lines in %.1f s: %.1f lines/s, %.0f output tokens/s", lines,
+                 seconds, lines / max(seconds, 1e-9), out_tokens / max(seconds, 1e-9))
     if a.attention:
         Path(a.attention).write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     return 0
@@ -287,6 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--sample", action="store_true", help="sample instead of searching")
     tr.add_argument("--report-unknown", action="store_true",
                     help="warn on stderr about input tokens the model never saw in training")
+    tr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar on stderr (default: when --input is given on a terminal)")
+    tr.add_argument("--chunk", type=int, default=1000,
+                    help="lines read and decoded per chunk (sorted by length within it)")
     tr.add_argument("--temperature", type=float, default=1.0)
     tr.add_argument("--top-k", type=int, default=0)
     _decode_args(tr)
