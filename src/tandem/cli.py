@@ -188,9 +188,9 @@ def cmd_chat(a: argparse.Namespace) -> int:
     from tandem.decode.translator import load
 
     tr = load(*a.model)
-    opts = {"beam": a.beam, "nbest": 1}
+    opts = {"beam": a.beam, "nbest": 1, "max_len_b": a.max_len_b}
     if a.sample:
-        opts = {"temperature": a.temperature, "top_k": a.top_k}
+        opts = {"temperature": a.temperature, "top_k": a.top_k, "max_len_b": a.max_len_b}
     tty = sys.stdin.isatty()
     if tty:
         print("tandem chat: type a message; /quit or Ctrl-D to leave", file=sys.stderr)
@@ -374,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--temperature", type=float, default=0.8)
     ch.add_argument("--top-k", type=int, default=20)
     ch.add_argument("--seed", type=int, help="seed for --sample (repeatable replies)")
+    ch.add_argument("--max-len-b", type=int,
+                    help="longest reply = max_len_a * message length + this (default: model's)")
     ch.set_defaults(func=cmd_chat)
 
     pa = sub.add_parser("plot-attention", help="draw a model's attention for one input (PNG)")
