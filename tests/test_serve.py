@@ -190,3 +190,16 @@ def test_health_answers_while_a_batch_is_decoding(translator):
         assert time.perf_counter() - t0 < 0.5 and h["decoding"] is True
         worker.join()
     assert len(fake.calls) == 1
+
+
+def test_odd_inputs_get_answers_not_errors(translator):
+    odd = ["", "   ", "ab\u0000\ufffd☃\x1b[31m", "x" * 300, "abc"]
+    with client(translator, max_chars=1000) as c:
+        r = c.post("/v1/translate", json={"inputs": odd})
+        assert r.status_code == 200, r.text
+        results = r.json()["results"]
+        assert [x["input"] for x in results] == odd
+        assert results[0]["hypotheses"][0]["text"] == "" == results[1]["hypotheses"][0]["text"]
+        assert "☃" in results[2]["unknown"]
+        assert len(results[3]["src_tokens"]) == translator.config.data.max_src_len  # truncated
+        assert c.get("/v1/health").json()["status"] == "ok"
