@@ -83,6 +83,8 @@ def test_resume_drops_scalars_logged_after_the_checkpoint(tmp_path):
         f.write("4")  # a line torn by kill -9
     Scalars(tmp_path, 20, tensorboard=False).close()
     assert [st for st, _ in read(tmp_path / "scalars.csv")["train/loss"]] == [10, 20]
+    lines = (tmp_path / "scalars.csv").read_text().splitlines()
+    assert lines[0] == "step,elapsed_s,tag,value" and len(lines) == 3  # the torn line is gone
 
 
 def test_chatterbot_corpus_pairs_follow_the_conversations():

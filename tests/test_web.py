@@ -41,6 +41,8 @@ def _drive_page(pw, url, tr):
             page.on("request", lambda r: None if r.url.startswith(url) else
                     external.append(r.url))
             page.goto(url + "/")
+            page.wait_for_function("!document.getElementById('model').textContent"
+                                   ".startsWith('loading')")
             page.fill("#source", text)
             page.fill("#beam", "3")
             page.fill("#nbest", "2")

@@ -173,8 +173,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     opts = ServeOptions(max_body_bytes=a.max_body_bytes, max_inputs=a.max_inputs,
                         max_chars=a.max_chars, max_beam=a.max_beam, timeout_s=a.timeout,
                         batching=not a.no_batching, max_batch=a.max_batch,
-                        max_wait_ms=a.max_wait_ms)
-    for name in ("max_body_bytes", "max_inputs", "max_chars", "max_beam", "max_batch"):
+                        max_wait_ms=a.max_wait_ms, max_queue=a.max_queue)
+    for name in ("max_body_bytes", "max_inputs", "max_chars", "max_beam", "max_batch",
+                 "max_queue"):
         if getattr(opts, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')}: expected an integer >= 1, got "
                               f"{getattr(opts, name)}")
@@ -363,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-batch", type=int, default=64, help="sentences decoded together")
     sv.add_argument("--max-wait-ms", type=float, default=5.0,
                     help="how long a request waits for others to share its batch")
+    sv.add_argument("--max-queue", type=int, default=1024,
+                    help="sentences waiting to be decoded; beyond it requests get 503 at once")
     sv.add_argument("--no-batching", action="store_true", help="decode requests one by one")
     sv.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
     sv.set_defaults(func=cmd_serve)

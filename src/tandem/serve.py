@@ -36,6 +36,7 @@ class ServeOptions:
     batching: bool = True
     max_batch: int = 64  # sentences decoded together
     max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
+    max_queue: int = 1024  # sentences waiting to be decoded; more are answered 503 at once
 
 
 class TranslateRequest(BaseModel):
@@ -51,8 +52,47 @@ class LimitError(Exception):
         self.status, self.limit, self.allowed, self.got = status, limit, allowed, got
 
     def response(self) -> JSONResponse:
+        headers = {"Retry-After": "1"} if self.status == 503 else None
         return JSONResponse({"error": str(self), "limit": self.limit, "allowed": self.allowed,
-                             "got": self.got}, status_code=self.status)
+                             "got": self.got}, status_code=self.status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `max_bytes` is refused with 413 while it is read,
+    whether or not the client declared its length, before anything parses it."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def _refuse(self, size: int) -> JSONResponse:
+        return LimitError(413, "max_body_bytes", f"request body is {'over ' if size < 0 else ''}"
+                          f"{abs(size)} bytes; the limit is {self.max_bytes}", self.max_bytes,
+                          abs(size)).response()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(int(declared))(scope, receive, send)
+        body, more = [], True
+        size = 0
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return await self._refuse(-size)(scope, receive, send)
+            body.append(chunk)
+            more = message.get("more_body", False)
+        replay = [{"type": "http.request", "body": b"".join(body), "more_body": False}]
+
+        async def replayed():
+            return replay.pop() if replay else await receive()
+
+        await self.app(scope, replayed, send)
 
 
 @dataclass
@@ -73,14 +113,31 @@ class Batcher:
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="tandem-decode")
         self.busy = False
         self.batches = self.sentences = 0
+        self.waiting = 0  # sentences queued, not yet taken into a batch
+        self._carry: _Job | None = None  # taken from the queue but too big for the last batch
 
     async def submit(self, inputs: list[str], key: tuple[int, int, bool]) -> list[list[Result]]:
         job = _Job(inputs, key, asyncio.get_running_loop().create_future())
+        self.waiting += len(inputs)
         await self.queue.put(job)
         return await job.future
 
+    async def _next(self, timeout: float | None) -> _Job:
+        if self._carry is not None:
+            job, self._carry = self._carry, None
+        elif timeout is None:
+            job = await self.queue.get()
+        elif timeout <= 0:
+            job = self.queue.get_nowait()
+        else:
+            job = await asyncio.wait_for(self.queue.get(), timeout)
+        self.waiting -= len(job.inputs)
+        return job
+
     async def _gather(self) -> list[_Job]:
-        jobs = [await self.queue.get()]
+        """The next batch: the first job, then whatever arrives within max_wait_ms, up to
+        max_batch sentences (a job that would overflow waits for the next batch)."""
+        jobs = [await self._next(None)]
         if not self.opts.batching:
             return jobs
         loop = asyncio.get_running_loop()
@@ -88,41 +145,67 @@ class Batcher:
         size = len(jobs[0].inputs)
         while size < self.opts.max_batch:
             try:
-                job = self.queue.get_nowait() if loop.time() >= deadline else \
-                    await asyncio.wait_for(self.queue.get(), deadline - loop.time())
+                job = await self._next(deadline - loop.time())
             except (asyncio.QueueEmpty, TimeoutError):
+                break
+            if job.future.done():  # its request timed out meanwhile
+                continue
+            if size + len(job.inputs) > self.opts.max_batch:
+                self._carry = job
+                self.waiting += len(job.inputs)
                 break
             jobs.append(job)
             size += len(job.inputs)
         return jobs
 
+    async def _decode(self, texts: list[str], key: tuple[int, int, bool]) -> list[list[Result]]:
+        beam, nbest, attention = key
+        self.busy = True
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.worker, lambda: self.translator.translate_full(
+                    texts, beam=beam, nbest=nbest, attention=attention))
+        finally:
+            self.busy = False
+
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             jobs = [j for j in await self._gather() if not j.future.done()]
             groups: dict[tuple[int, int, bool], list[_Job]] = {}
             for j in jobs:
                 groups.setdefault(j.key, []).append(j)
-            for (beam, nbest, attention), group in groups.items():
+            for key, group in groups.items():
                 texts = [t for j in group for t in j.inputs]
-                self.busy = True
                 try:
-                    out = await loop.run_in_executor(
-                        self.worker, lambda t=texts, b=beam, n=nbest, a=attention:
-                        self.translator.translate_full(t, beam=b, nbest=n, attention=a))
-                except Exception as e:  # one bad batch answers its requests, not the server
-                    for j in group:
-                        if not j.future.done():
-                            j.future.set_exception(e)
+                    out = await self._decode(texts, key)
+                except Exception:  # noqa: BLE001 - find the request that failed, answer the rest
+                    if len(group) == 1:
+                        await self._answer_alone(group[0])
+                    else:
+                        for j in group:
+                            await self._answer_alone(j)
                     continue
-                finally:
-                    self.busy = False
                 self.batches += 1
                 self.sentences += len(texts)
                 for j in group:
                     part, out = out[:len(j.inputs)], out[len(j.inputs):]
                     if not j.future.done():
                         j.future.set_result(part)
+
+    async def _answer_alone(self, job: _Job) -> None:
+        """Decode one request by itself, so an error names its own inputs and no other."""
+        if job.future.done():
+            return
+        try:
+            out = await self._decode(job.inputs, job.key)
+        except Exception as e:  # noqa: BLE001 - the request gets the error, the server goes on
+            if not job.future.done():
+                job.future.set_exception(e)
+            return
+        self.batches += 1
+        self.sentences += len(job.inputs)
+        if not job.future.done():
+            job.future.set_result(out)
 
 
 def _hypothesis(r: Result, attention: bool) -> dict:
@@ -156,7 +239,7 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
     opts = opts or ServeOptions()
     batcher = Batcher(translator, opts)
     info = model_info(translator)
-    default_beam = translator.config.decode.beam
+    default_beam = min(translator.config.decode.beam, opts.max_beam)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -169,18 +252,17 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
                   version="1", lifespan=lifespan)
     app.state.batcher = batcher
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next):
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > opts.max_body_bytes:
-            return LimitError(413, "max_body_bytes", f"request body is {declared} bytes; the "
-                              f"limit is {opts.max_body_bytes}", opts.max_body_bytes,
-                              int(declared)).response()
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
 
     @app.exception_handler(LimitError)
     async def _limit(request: Request, e: LimitError):
         return e.response()
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception):
+        log.exception("request failed")
+        return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"},
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
@@ -206,11 +288,7 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
         return info
 
     @app.post("/v1/translate")
-    async def translate(req: TranslateRequest, request: Request) -> dict:
-        size = len(await request.body())  # also covers bodies sent without a length
-        if size > opts.max_body_bytes:
-            raise LimitError(413, "max_body_bytes", f"request body is {size} bytes; the limit "
-                             f"is {opts.max_body_bytes}", opts.max_body_bytes, size)
+    async def translate(req: TranslateRequest) -> dict:
         if not req.inputs:
             raise LimitError(422, "inputs", "inputs: give at least one text", None, 0)
         if len(req.inputs) > opts.max_inputs:
@@ -227,6 +305,10 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
         if req.nbest > beam:
             raise LimitError(422, "nbest", f"nbest {req.nbest} is above the beam size {beam}",
                              beam, req.nbest)
+        if batcher.waiting + len(req.inputs) > opts.max_queue:
+            raise LimitError(503, "max_queue", f"{batcher.waiting} sentences are waiting to be "
+                             f"decoded; the limit is {opts.max_queue}; retry shortly",
+                             opts.max_queue, batcher.waiting + len(req.inputs))
         t0 = time.perf_counter()
         try:
             results = await asyncio.wait_for(

@@ -5,9 +5,12 @@ one row per value, so new tags never break the header) and TensorBoard event fil
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from pathlib import Path
+
+from tandem.train.checkpoint import write_text_atomic
 
 log = logging.getLogger("tandem")
 
@@ -20,9 +23,10 @@ class Scalars:
         kept = []
         if start_step > 0 and self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as f:
-                kept = [r for r in csv.reader(f) if r and r != HEADER and _step(r) <= start_step]
-        with open(self.path, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([HEADER, *kept])
+                kept = [r for r in csv.reader(f) if _complete(r) and int(r[0]) <= start_step]
+        buf = io.StringIO()
+        csv.writer(buf).writerows([HEADER, *kept])
+        write_text_atomic(self.path, buf.getvalue())  # a kill here keeps the old file whole
         self._file = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self._csv = csv.writer(self._file)
         self.tb = None
@@ -50,11 +54,15 @@ class Scalars:
             self.tb.close()
 
 
-def _step(row: list[str]) -> int:
+def _complete(row: list[str]) -> bool:
+    """A whole data row; a line torn by a kill (fewer fields, a cut number) is not."""
+    if len(row) != 4 or row == HEADER:
+        return False
     try:
-        return int(row[0])
-    except (ValueError, IndexError):
-        return 1 << 62  # a torn last line from a kill: dropped
+        int(row[0]), float(row[1]), float(row[3])
+    except ValueError:
+        return False
+    return bool(row[2])
 
 
 def read(path: Path) -> dict[str, list[tuple[int, float]]]:
@@ -62,10 +70,6 @@ def read(path: Path) -> dict[str, list[tuple[int, float]]]:
     out: dict[str, list[tuple[int, float]]] = {}
     with open(path, newline="", encoding="utf-8") as f:
         for row in csv.reader(f):
-            if len(row) != 4 or row == HEADER:
-                continue
-            try:
+            if _complete(row):
                 out.setdefault(row[2], []).append((int(row[0]), float(row[3])))
-            except ValueError:
-                continue
     return out

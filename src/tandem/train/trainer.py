@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import signal
 import threading
 import time
@@ -83,7 +84,8 @@ class TrainState:
     skipped_steps: int = 0  # steps skipped because the loss or gradients were not finite
 
 
-RUN_FILES = ("best.pt", "last.pt", "ckpt-*.pt", "valid.jsonl", "train.log")
+RUN_FILES = ("best.pt", "last.pt", "ckpt-*.pt", "valid.jsonl", "train.log", "scalars.csv",
+             "tensorboard")
 
 
 def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -97,7 +99,10 @@ def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
                           f"`tandem train --resume {out}`, start over with --overwrite, or "
                           "set another run_dir/name")
     for p in old:
-        p.unlink()
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 class Trainer:
