@@ -12,21 +12,16 @@ Writes benchmarks/results/g2p-<date>-<name>.json.
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from tandem.bench import write_report
-from tandem.config import load_config
+from tandem.bench import recipe_parser, train_recipe, write_report
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import load
-from tandem.train.average import average
-from tandem.train.trainer import evaluate_outputs, group_references, train
+from tandem.train.trainer import evaluate_outputs, group_references
 
 PHONETISAURUS_WER = 24.5
 
@@ -44,29 +39,12 @@ def score(paths: list[Path], test, beam: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", default="configs/g2p_cmudict.yaml")
-    p.add_argument("--set", action="append", default=[])
-    p.add_argument("--no-train", action="store_true", help="score an existing run")
-    p.add_argument("--resume", action="store_true", help="continue the run before scoring")
-    p.add_argument("--average", type=int, default=0, help="also score the mean of the last N")
-    p.add_argument("--beam", type=int, default=5)
-    p.add_argument("--results", default="benchmarks/results")
-    a = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = load_config(a.config, a.set)
-    run = cfg.out_dir
-    if not a.no_train:
-        train(cfg, resume=a.resume)
-    history = [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
+    a = recipe_parser("configs/g2p_cmudict.yaml", 0, __doc__.splitlines()[0]).parse_args()
+    cfg, run, history, models = train_recipe(a)
     first = next((h for h in history if h.get("seq_error_rate", 100) < PHONETISAURUS_WER), None)
     best = min(history, key=lambda h: h.get("seq_error_rate", 100))
     test = load_splits(cfg.data).test
-    results = {"best": score([run / "best.pt"], test, a.beam)}
-    if a.average:
-        ckpts = sorted(run.glob("ckpt-*.pt"), key=lambda x: int(x.stem.split("-")[1]))
-        avg = average(ckpts[-a.average:], run / f"avg{a.average}.pt")
-        results[f"average_last_{a.average}"] = score([avg], test, a.beam)
+    results = {name: score([path], test, a.beam) for name, path in models.items()}
     params = sum(t.numel() for k, t in torch.load(run / "best.pt", weights_only=True)["model"]
                  .items())
     body = {
@@ -76,10 +54,11 @@ def main() -> int:
                                           "token_error_rate") if k in best},
         "minutes_to_dev_wer_below_24.5": None if first is None else round(first["elapsed_s"] / 60,
                                                                           1),
+        "dev_curve": [{k: h[k] for k in ("step", "elapsed_s", "seq_error_rate",
+                                         "token_error_rate")} for h in history],
         "test": results,
     }
-    out = write_report(a.results, "g2p", f"-{cfg.name}",
-                       "python benchmarks/g2p_cmudict.py " + " ".join(sys.argv[1:]), body)
+    out = write_report(a.results, "g2p", f"-{cfg.name}", body)
     for k, r in results.items():
         print(f"{k:<18} test WER {r['wer']:.2f}%  PER {r['per']:.2f}%  "
               f"({r['words_per_s']} words/s)")

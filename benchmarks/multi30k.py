@@ -12,19 +12,14 @@ time budget is marked "partial".
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import sys
 import time
 
-from tandem.bench import write_report
-from tandem.config import load_config
+from tandem.bench import recipe_parser, train_recipe, write_report
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import load
 from tandem.metrics import sacrebleu_signature
-from tandem.train.average import average
-from tandem.train.trainer import evaluate_outputs, train
+from tandem.train.trainer import evaluate_outputs
 
 METRICS = ["bleu", "bleu_lc", "chrf"]
 
@@ -41,28 +36,12 @@ def score(tr, pairs, beam: int, alpha: float) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("--config", default="configs/multi30k_de_en.yaml")
-    p.add_argument("--set", action="append", default=[])
-    p.add_argument("--no-train", action="store_true", help="score an existing run")
-    p.add_argument("--resume", action="store_true", help="continue the run before scoring")
-    p.add_argument("--average", type=int, default=5)
-    p.add_argument("--beam", type=int, default=5)
-    p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.6, 1.0, 1.4])
-    p.add_argument("--results", default="benchmarks/results")
+    p = recipe_parser("configs/multi30k_de_en.yaml", 5, __doc__.splitlines()[0])
+    p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.6, 1.0, 1.4],
+                   help="length penalties tried on val")
     a = p.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    cfg = load_config(a.config, a.set)
-    run = cfg.out_dir
-    if not a.no_train:
-        train(cfg, resume=a.resume)
-    history = [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
+    cfg, run, history, models = train_recipe(a)
     splits = load_splits(cfg.data)
-    models = {"best": run / "best.pt"}
-    if a.average:
-        ckpts = sorted(run.glob("ckpt-*.pt"), key=lambda x: int(x.stem.split("-")[1]))
-        models[f"average_last_{a.average}"] = average(ckpts[-a.average:],
-                                                       run / f"avg{a.average}.pt")
     results = {}
     for name, path in models.items():
         tr = load(path)
@@ -81,10 +60,11 @@ def main() -> int:
                         and history[-1]["step"] < cfg.train.max_steps),
         "best_val_greedy": {k: best[k] for k in ("step", "elapsed_s", "bleu") if k in best},
         "sacrebleu_signatures": sacrebleu_signature(),
-        "length_norm": cfg.decode.length_norm, "results": results,
+        "length_norm": cfg.decode.length_norm,
+        "dev_curve": [{k: h[k] for k in ("step", "elapsed_s", "bleu")} for h in history],
+        "results": results,
     }
-    out = write_report(a.results, "multi30k", f"-{cfg.name}", "python benchmarks/multi30k.py "
-                       + " ".join(sys.argv[1:]), body)
+    out = write_report(a.results, "multi30k", f"-{cfg.name}", body)
     for name, r in results.items():
         t = r["test2016"]
         print(f"{name:<18} test2016 BLEU {t['bleu']:.2f}  lc {t['bleu_lc']:.2f}  chrF "

@@ -71,9 +71,7 @@ def main() -> int:
               f" | int8 {r['int8']['exact_match']:6.2f}% {r['int8']['speedup_vs_fp32']}x"
               f" | bf16 {r['bf16']['exact_match']:6.2f}% {r['bf16']['speedup_vs_fp32']}x",
               flush=True)
-    path = write_report(a.results, "precision", "",
-                        "python benchmarks/precision.py " + " ".join(sys.argv[1:]),
-                        {"results": rows})
+    path = write_report(a.results, "precision", "", {"results": rows})
     print(f"wrote {path}")
     return 0
 

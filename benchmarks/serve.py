@@ -136,8 +136,7 @@ def main() -> int:
     body = {"model": a.model, "clients": a.clients, "requests": a.requests, "beam": a.beam,
             "inputs_per_request": a.per_request, "repeats": a.repeats, "median": summary,
             "runs": runs, "batching_speedup": speedup}
-    out = write_report(a.results, "serve", "", "python benchmarks/serve.py "
-                       + " ".join(sys.argv[1:]), body)
+    out = write_report(a.results, "serve", "", body)
     for mode, s in summary.items():
         print(f"{mode:<11} {s['requests_per_s']:>7} req/s  p50 {s['p50_ms']} ms  "
               f"p95 {s['p95_ms']} ms  failures {s['failures']}")

@@ -11,7 +11,6 @@ beam 5.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -21,6 +20,7 @@ from tandem.bench import write_report
 from tandem.config import apply_overrides, from_dict
 from tandem.data.tasks import make_splits
 from tandem.decode.translator import load
+from tandem.train.scalars import read_validations
 from tandem.train.trainer import evaluate_outputs, group_references, train
 
 # Per-task settings; everything else is shared. Source lengths follow the core issue (1..15).
@@ -62,7 +62,7 @@ def run_task(task: str, minutes: float, out: Path, overrides: list[str] | None =
     t0 = time.time()
     run = train(cfg, overwrite=True)
     train_s = time.time() - t0
-    history = [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
+    history = read_validations(run)
     first99 = next((h for h in history if h.get("exact_match", 0) >= 99.0), None)
     tr = load(run / "best.pt")
     d = cfg.data
@@ -103,9 +103,7 @@ def main() -> int:
               f"trained {r['train_minutes']:5.1f} min  dev>=99% after {r['minutes_to_dev_99']} min")
     tag = ("" if a.tasks == list(TASKS) else "-" + "-".join(a.tasks)) + (
         f"-{a.tag}" if a.tag else "")
-    path = write_report(a.results, "tasks", tag,
-                        "python benchmarks/tasks.py " + " ".join(sys.argv[1:]),
-                        {"results": results})
+    path = write_report(a.results, "tasks", tag, {"results": results})
     print(f"wrote {path}")
     return 0
 

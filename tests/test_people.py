@@ -98,7 +98,17 @@ def test_chatterbot_corpus_pairs_follow_the_conversations():
     assert train[0] == (first[0], first[1])
     held_out = [p for c in convs[19::20] for p in zip(c[:-1], c[1:], strict=True)]
     assert dev == held_out and 50 < len(dev) < len(train) / 10
-    assert not any(t in ("True", "False", "None") for c in convs for t in c)
+
+
+def test_chatterbot_yaml_scalars_stay_text(tmp_path):
+    from tandem.data.chatterbot import conversations
+
+    (tmp_path / "b.yml").write_text("conversations:\n- - Are you there?\n  - Yes\n  - 42\n"
+                                    "  - null\n- - lonely\n", encoding="utf-8")
+    (tmp_path / "a.yml").write_text("conversations:\n- - Hi\n  - \"Hello\tthere  \"\n",
+                                    encoding="utf-8")
+    assert conversations(root=tmp_path) == [["Hi", "Hello there"],
+                                            ["Are you there?", "Yes", "42", "null"]]
 
 
 def test_translating_a_file_shows_progress_and_speed(attention_checkpoint, tmp_path):

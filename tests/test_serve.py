@@ -127,10 +127,21 @@ class FakeTranslator:
         return [[Result(t[::-1], list(t[::-1]), 0.0, 0.0, source=t)] for t in texts]
 
 
-async def _concurrent(batcher: Batcher, jobs):
+class FailsOnBoom(FakeTranslator):
+    """Raises for any decode call that includes the text "boom"."""
+
+    def translate_full(self, texts, **kw):
+        if "boom" in texts:
+            raise RuntimeError("decode failed")
+        return super().translate_full(texts, **kw)
+
+
+async def _concurrent(batcher: Batcher, jobs, return_exceptions: bool = False):
+    """Run the batcher while all jobs are submitted at once; their answers, in order."""
     task = asyncio.create_task(batcher.run())
     try:
-        return await asyncio.gather(*(batcher.submit(t, k) for t, k in jobs))
+        return await asyncio.gather(*(batcher.submit(t, k) for t, k in jobs),
+                                    return_exceptions=return_exceptions)
     finally:
         task.cancel()
 
@@ -157,23 +168,10 @@ def test_max_batch_caps_a_batch_and_no_batching_decodes_one_by_one():
 
 
 def test_a_failing_batch_answers_its_requests_and_the_batcher_goes_on():
-    class Flaky(FakeTranslator):
-        def translate_full(self, texts, **kw):
-            if "boom" in texts:
-                raise RuntimeError("decode failed")
-            return super().translate_full(texts, **kw)
-
-    async def scenario():
-        b = Batcher(Flaky(), ServeOptions(batching=False))
-        task = asyncio.create_task(b.run())
-        try:
-            with pytest.raises(RuntimeError):
-                await b.submit(["boom"], (1, 1, False))
-            return await b.submit(["ok"], (1, 1, False))
-        finally:
-            task.cancel()
-
-    assert asyncio.run(scenario())[0][0].text == "ko"
+    out = asyncio.run(_concurrent(Batcher(FailsOnBoom(), ServeOptions(batching=False)),
+                                  [(["boom"], (1, 1, False)), (["ok"], (1, 1, False))],
+                                  return_exceptions=True))
+    assert isinstance(out[0], RuntimeError) and out[1][0][0].text == "ko"
 
 
 def test_health_answers_while_a_batch_is_decoding(translator):
@@ -231,25 +229,10 @@ def test_a_full_queue_is_answered_503_at_once(translator):
 
 
 def test_one_bad_request_in_a_batch_fails_alone():
-    class PicksOnBoom(FakeTranslator):
-        def translate_full(self, texts, **kw):
-            if "boom" in texts:
-                raise ValueError("boom is not allowed")
-            return super().translate_full(texts, **kw)
-
-    async def scenario():
-        b = Batcher(PicksOnBoom(), ServeOptions(max_wait_ms=50))
-        task = asyncio.create_task(b.run())
-        try:
-            return await asyncio.gather(b.submit(["ok1"], (5, 1, False)),
-                                        b.submit(["boom"], (5, 1, False)),
-                                        b.submit(["ok2"], (5, 1, False)),
-                                        return_exceptions=True)
-        finally:
-            task.cancel()
-
-    first, bad, last = asyncio.run(scenario())
-    assert isinstance(bad, ValueError)
+    jobs = [(["ok1"], (5, 1, False)), (["boom"], (5, 1, False)), (["ok2"], (5, 1, False))]
+    first, bad, last = asyncio.run(_concurrent(
+        Batcher(FailsOnBoom(), ServeOptions(max_wait_ms=50)), jobs, return_exceptions=True))
+    assert isinstance(bad, RuntimeError)
     assert first[0][0].text == "1ko" and last[0][0].text == "2ko"
 
 

@@ -14,6 +14,7 @@ import platform
 import random
 import resource
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -279,10 +280,12 @@ def _fmt(r: dict) -> str:
                if "bf16_train_speedup" in r else ""))
 
 
-def write_report(folder: str | Path, prefix: str, suffix: str, command: str,
-                 body: dict) -> Path:
+def write_report(folder: str | Path, prefix: str, suffix: str, body: dict,
+                 command: str | None = None) -> Path:
     """Write a benchmark result as `folder/<prefix>-<date><suffix>.json`, with the command
-    that made it and the machine it ran on."""
+    that made it (default: this script's command line) and the machine it ran on."""
+    if command is None:
+        command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
     date = datetime.date.today().isoformat()
     report = {"command": command, "date": date,
               "machine": {"platform": platform.platform(), "processor": platform.processor(),
@@ -299,8 +302,49 @@ def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = N
     started = time.time()
     res = run(sizes, quick, variants)
     command = f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else "")
-    path = write_report(out, "speed", "-quick" if quick else "", command,
-                        {"minutes": round((time.time() - started) / 60, 1), **res})
+    path = write_report(out, "speed", "-quick" if quick else "",
+                        {"minutes": round((time.time() - started) / 60, 1), **res}, command)
     print(f"matmul peak {res['matmul_peak_gflops']} GFLOP/s on {res['threads']} threads; "
           f"wrote {path}")
     return path
+
+
+def recipe_parser(default_config: str, average: int, description: str):
+    """Arguments shared by the real-data recipe scripts (benchmarks/g2p_cmudict.py,
+    benchmarks/multi30k.py): which config, overrides, train/resume/score only, averaging."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--no-train", action="store_true", help="score an existing run")
+    p.add_argument("--resume", action="store_true", help="continue the run before scoring")
+    p.add_argument("--average", type=int, default=average,
+                   help="also score the mean of the last N checkpoints (0: no)")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--results", default="benchmarks/results")
+    return p
+
+
+def train_recipe(a) -> tuple:
+    """Train (or resume, or skip) the recipe named by `recipe_parser`'s arguments; returns
+    the config, the run folder, its validation history, and the checkpoints to score
+    ({"best": best.pt, "average_last_N": the mean of the last N})."""
+    import logging
+
+    from tandem.config import load_config
+    from tandem.train import checkpoint
+    from tandem.train.average import average
+    from tandem.train.scalars import read_validations
+    from tandem.train.trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = load_config(a.config, a.set)
+    run = cfg.out_dir
+    if not a.no_train:
+        train(cfg, resume=a.resume)
+    models = {"best": run / "best.pt"}
+    if a.average:
+        last = checkpoint.numbered(run)[-a.average:]
+        models[f"average_last_{a.average}"] = average(last, run / f"avg{a.average}.pt")
+    return cfg, run, read_validations(run), models

@@ -189,9 +189,8 @@ def cmd_chat(a: argparse.Namespace) -> int:
     from tandem.decode.translator import load
 
     tr = load(*a.model)
-    opts = {"beam": a.beam, "nbest": 1, "max_len_b": a.max_len_b}
-    if a.sample:
-        opts = {"temperature": a.temperature, "top_k": a.top_k, "max_len_b": a.max_len_b}
+    opts = {"max_len_b": a.max_len_b, **({"temperature": a.temperature, "top_k": a.top_k}
+                                          if a.sample else {"beam": a.beam, "nbest": 1})}
     tty = sys.stdin.isatty()
     if tty:
         print("tandem chat: type a message; /quit or Ctrl-D to leave", file=sys.stderr)
@@ -222,7 +221,7 @@ def cmd_plot_attention(a: argparse.Namespace) -> int:
     r = tr.translate_full([a.input], attention=True, beam=a.beam)[0][0]
     if not r.tokens or r.attention is None:
         raise DataError(f"the model produced no output for {a.input!r}; nothing to draw")
-    plot_attention(r.src_tokens, r.tokens, [row for row in r.attention[:len(r.tokens)]], a.out)
+    plot_attention(r.src_tokens, r.tokens, r.token_attention, a.out)
     print(f"{r.text}\nwrote {a.out}")
     return 0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
@@ -51,18 +50,15 @@ def plot_attention(src: list[str], out_tokens: list[str], weights: list[list[flo
 
 
 def _series(run: Path) -> dict[str, list[tuple[int, float]]]:
-    from tandem.train.scalars import read
+    from tandem.train.scalars import read, read_validations
 
     if (run / "scalars.csv").is_file():
         return read(run / "scalars.csv")
     series: dict[str, list[tuple[int, float]]] = {}
-    if (run / "valid.jsonl").is_file():  # runs from before scalars.csv existed
-        for line in (run / "valid.jsonl").read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                e = json.loads(line)
-                for k, v in e.items():
-                    if k not in ("step", "elapsed_s", "best") and isinstance(v, (int, float)):
-                        series.setdefault(f"dev/{k}", []).append((e["step"], float(v)))
+    for e in read_validations(run):  # runs from before scalars.csv existed
+        for k, v in e.items():
+            if k not in ("step", "elapsed_s", "best") and isinstance(v, (int, float)):
+                series.setdefault(f"dev/{k}", []).append((e["step"], float(v)))
     return series
 
 

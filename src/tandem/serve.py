@@ -211,8 +211,8 @@ class Batcher:
 def _hypothesis(r: Result, attention: bool) -> dict:
     d = {"text": r.text, "tokens": r.tokens, "score": round(r.score, 4),
          "norm_score": round(r.norm_score, 4)}
-    if attention and r.attention is not None:
-        d["attention"] = [[round(w, 4) for w in row] for row in r.attention[:len(r.tokens)]]
+    if attention and r.token_attention is not None:
+        d["attention"] = [[round(w, 4) for w in row] for row in r.token_attention]
     return d
 
 

@@ -20,12 +20,15 @@ def _clean(text: str) -> str:
     return " ".join(text.replace("\t", " ").split())
 
 
-def conversations(language: str = "english") -> list[list[str]]:
-    try:
-        root = resources.files("chatterbot_corpus") / "data" / language
-    except ModuleNotFoundError:
-        raise DataError("data.corpus chatterbot: the chatterbot-corpus package is not "
-                        "installed (pip install chatterbot-corpus)") from None
+def conversations(language: str = "english", root=None) -> list[list[str]]:
+    """The conversations (lists of turns) of every YAML file in `root` (default: the
+    installed package's folder for `language`), in file-name order."""
+    if root is None:
+        try:
+            root = resources.files("chatterbot_corpus") / "data" / language
+        except ModuleNotFoundError:
+            raise DataError("data.corpus chatterbot: the chatterbot-corpus package is not "
+                            "installed (pip install chatterbot-corpus)") from None
     if not root.is_dir():
         raise DataError(f"data.corpus chatterbot: the package has no {language!r} folder")
     out = []

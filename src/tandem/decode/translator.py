@@ -33,6 +33,11 @@ class Result:
     unknown: list[str] = field(default_factory=list)  # source tokens never seen in training
     source: str = ""  # the input text
 
+    @property
+    def token_attention(self) -> list[list[float]] | None:
+        """Attention rows of the output tokens only (the end-of-sentence row left out)."""
+        return None if self.attention is None else self.attention[:len(self.tokens)]
+
 
 class Translator:
     def __init__(self, model: Seq2Seq | Ensemble, fields: Fields, config: Config) -> None:

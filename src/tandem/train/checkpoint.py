@@ -32,6 +32,12 @@ def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def numbered(run: str | Path) -> list[Path]:
+    """A run's `ckpt-STEP.pt` files, oldest step first."""
+    found = [p for p in Path(run).glob("ckpt-*.pt") if p.stem[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.stem[5:]))
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write a small text file via a temporary file and a rename (never half-written)."""
     path = Path(path)

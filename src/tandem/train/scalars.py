@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 from pathlib import Path
@@ -63,6 +64,14 @@ def _complete(row: list[str]) -> bool:
     except ValueError:
         return False
     return bool(row[2])
+
+
+def read_validations(run: str | Path) -> list[dict]:
+    """The run's `valid.jsonl`: one dict per validation (step, elapsed_s, metrics, lr...)."""
+    path = Path(run) / "valid.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
 def read(path: Path) -> dict[str, list[tuple[int, float]]]:

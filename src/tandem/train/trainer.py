@@ -167,10 +167,9 @@ class Trainer:
         skipped with a warning."""
         for tmp in self.out.glob(".*.pt.*.tmp"):  # an interrupted write
             tmp.unlink(missing_ok=True)
-        numbered = sorted(self.out.glob("ckpt-*.pt"), reverse=True,
-                          key=lambda p: int(p.stem.split("-")[1]) if p.stem[5:].isdigit() else -1)
         # last.pt is written before ckpt-N.pt at every save, so it is the newest when readable
-        found = [p for p in [self.out / "last.pt", *numbered] if p.is_file()]
+        newest_first = [self.out / "last.pt", *reversed(checkpoint.numbered(self.out))]
+        found = [p for p in newest_first if p.is_file()]
         ckpt, path = None, None
         for path in found:
             try:
@@ -326,8 +325,7 @@ class Trainer:
                             self.out / "best.pt")
         if self.cfg.train.keep_last:
             checkpoint.save(ckpt, self.out / f"ckpt-{self.state.step}.pt")
-            old = sorted(self.out.glob("ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
-            for p in old[: -self.cfg.train.keep_last]:
+            for p in checkpoint.numbered(self.out)[: -self.cfg.train.keep_last]:
                 p.unlink(missing_ok=True)
 
     def validate_and_save(self) -> bool:
