@@ -23,7 +23,7 @@ import torch
 
 from tandem.bench_reference import TutorialSeq2Seq
 from tandem.config import ModelConfig
-from tandem.cpu import autocast, native_bf16, quantize_int8
+from tandem.cpu import autocast, native_bf16, quantize_int8, resolve_device, synchronize
 from tandem.data.batching import collate, pad, token_batches
 from tandem.data.tasks import generate
 from tandem.data.vocab import Vocab
@@ -46,6 +46,7 @@ VARIANTS = {
     "general+feed": dict(conditioning="attention", attention="general", input_feeding=True),
 }
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+CPU = torch.device("cpu")
 
 
 def rnn_flops(cell: str, inp: int, hidden: int) -> int:
@@ -82,14 +83,20 @@ def forward_flops(cfg: ModelConfig, src_len: float, tgt_len: float, vocab: int) 
     return src_len * (enc + keys) + tgt_len * (dec + att + pre + gen)
 
 
-def matmul_peak(seconds: float = 2.0, n: int = 2048) -> float:
-    """GFLOP/s of a large float32 matmul with the current thread count (best of repeats)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(seconds: float = 2.0, n: int = 2048,
+                device: torch.device = CPU) -> float:
+    """GFLOP/s of a large float32 matmul with the current thread count (best of repeats);
+    on a GPU, an 8192-square one with torch's default float32 matmul precision."""
+    if device.type == "cuda":
+        n = 8192
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
+    synchronize(device)
     best, end = 0.0, time.time() + seconds
     while time.time() < end:
         t = time.perf_counter()
         torch.mm(a, b)
+        synchronize(device)
         best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
     return best
 
@@ -108,25 +115,26 @@ def _rss_mb() -> float:
 
 
 def time_training(model, examples, batch_tokens: int, steps: int, reference: bool = False,
-                  bf16: bool = False):
+                  bf16: bool = False, device: torch.device = CPU):
     batches = [collate([examples[i] for i in idx], idx)
                for idx in token_batches(examples, batch_tokens, random.Random(0))]
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     times, tokens = [], []
     for k in range(steps + 2):
-        b = batches[k % len(batches)]
         t = time.perf_counter()
+        b = batches[k % len(batches)].to(device)  # copying to a GPU is part of a step
         if reference:
             logp = model(b.src, b.tgt_in)
             loss, n = token_nll(logp, b.tgt_out)
         else:
-            with autocast(bf16):
+            with autocast(bf16, device.type):
                 logits = model(b.src, b.src_len, b.tgt_in)
             loss, n = token_nll(logits, b.tgt_out)
         opt.zero_grad()
         (loss / n).backward()
         opt.step()
+        synchronize(device)
         if k >= 2:  # the first two warm up
             times.append(time.perf_counter() - t)
             tokens.append(int(b.src_len.sum()) + n)
@@ -134,14 +142,14 @@ def time_training(model, examples, batch_tokens: int, steps: int, reference: boo
 
 
 def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference: str = "",
-                  bf16: bool = False):
+                  bf16: bool = False, device: torch.device = CPU):
     src_all = [e[0] for e in examples[:n_sent]]
     if batch > 1:  # as tandem translates a file: batches of similar length
         src_all.sort(key=len)
     model.eval()
     out_tokens = 0
     t = time.perf_counter()
-    with torch.no_grad(), autocast(bf16):
+    with torch.no_grad(), autocast(bf16, device.type):
         if reference:
             fn = getattr(model, reference)
             for s in src_all:
@@ -149,18 +157,20 @@ def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference
         else:
             for i in range(0, len(src_all), batch):
                 chunk = src_all[i:i + batch]
-                src, lens = pad(chunk), torch.tensor([len(s) for s in chunk])
+                src = pad(chunk).to(device)
+                lens = torch.tensor([len(s) for s in chunk]).to(device)
                 if beam == 1:
                     hyps = search.greedy(model, src, lens, max_len_a=1.0, max_len_b=5)
                 else:
                     hyps = search.beam_search(model, src, lens, beam, max_len_a=1.0,
                                               max_len_b=5)
                 out_tokens += sum(len(h[0].tokens) + 1 for h in hyps)
+    synchronize(device)
     dt = time.perf_counter() - t
     return len(src_all) / dt, out_tokens / dt
 
 
-def trainer_data_wait(size: str, steps: int, batch_tokens: int) -> dict:
+def trainer_data_wait(size: str, steps: int, batch_tokens: int, device: str = "cpu") -> dict:
     """The real training loop (`tandem train`) on the same workload for a few steps: how much
     of the wall time goes to waiting for batches rather than computing."""
     import tempfile
@@ -179,7 +189,8 @@ def trainer_data_wait(size: str, steps: int, batch_tokens: int) -> dict:
                                                      "bidirectional", "dropout")},
                       **VARIANTS["general"]},
             "train": {"batch_tokens": batch_tokens, "max_steps": steps, "valid_every": steps,
-                      "valid_metric": "loss", "progress": False, "keep_last": 0},
+                      "valid_metric": "loss", "progress": False, "keep_last": 0,
+                      "device": device},
         })
         trainer = Trainer(cfg)
         trainer.train()
@@ -188,79 +199,106 @@ def trainer_data_wait(size: str, steps: int, batch_tokens: int) -> dict:
             "train_s": round(busy, 2), "data_wait_pct": round(100 * trainer.data_wait / busy, 2)}
 
 
-def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None) -> dict:
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak resident memory of this process, or on a GPU the peak it allocated."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return _rss_mb()
+
+
+def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None,
+        device: str = "cpu", batch_tokens: int = 4000) -> dict:
+    """On the CPU: everything the issue lists. On a GPU: training and decoding speed,
+    utilisation of the GPU's float32 matmul peak and bf16 autocast; int8 (a CPU feature)
+    and the tutorial reference (written for the CPU) are left out."""
+    dev = resolve_device(device, "--device")
+    gpu = dev.type == "cuda"
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     steps = 3 if quick else 10
-    batch_tokens = 4000
     vocab, examples = workload(2000)
     V = len(vocab)
-    peak = matmul_peak(1.0 if quick else 3.0)
+    peak = matmul_peak(1.0 if quick else 3.0, device=dev)
     avg_src = statistics.mean(len(e[0]) for e in examples)
     avg_tgt = statistics.mean(len(e[1]) - 1 for e in examples)
     rows = []
     for size in sizes:
         for name in variants or list(VARIANTS):
             cfg = replace(SIZES[size], **VARIANTS[name])
-            model = Seq2Seq(cfg, V, V)
-            tok_s, ms, tok_per_step = time_training(model, examples, batch_tokens, steps)
+            model = Seq2Seq(cfg, V, V).to(dev)
+            if gpu:
+                torch.cuda.reset_peak_memory_stats(dev)
+            tok_s, ms, tok_per_step = time_training(model, examples, batch_tokens, steps,
+                                                    device=dev)
             fpt = forward_flops(cfg, avg_src, avg_tgt, V) / (avg_src + avg_tgt)
             gflops = 3 * fpt * tok_s / 1e9  # forward + backward ~ 3x forward
             row = {"size": size, "variant": name, "params": model.n_params(),
                    "train_tok_s": round(tok_s), "train_ms_step": round(ms, 1),
                    "tokens_per_step": round(tok_per_step),
                    "fwd_flops_per_token": round(fpt), "train_gflops": round(gflops, 2),
-                   "utilisation": round(gflops / peak, 3), "peak_rss_mb": round(_rss_mb())}
+                   "utilisation": round(gflops / peak, 3),
+                   ("peak_gpu_mb" if gpu else "peak_rss_mb"): round(_peak_memory_mb(dev))}
             n1, n64 = (8, 64) if quick else (24, 192)
             for beam in (1, 5):
                 for batch, n in ((1, n1), (64, n64)):
-                    sps, tps = time_decoding(model, examples, batch, beam, n)
+                    sps, tps = time_decoding(model, examples, batch, beam, n, device=dev)
                     row[f"decode_b{beam}_bs{batch}_sent_s"] = round(sps, 1)
                     row[f"decode_b{beam}_bs{batch}_tok_s"] = round(tps)
-            q = quantize_int8(copy.deepcopy(model))
-            for batch, n in ((1, n1), (64, n64)):
-                sps, _ = time_decoding(q, examples, batch, 5, n)
-                row[f"int8_decode_b5_bs{batch}_sent_s"] = round(sps, 1)
-                row[f"int8_speedup_b5_bs{batch}"] = round(
-                    sps / row[f"decode_b5_bs{batch}_sent_s"], 2)
+            if not gpu:
+                q = quantize_int8(copy.deepcopy(model))
+                for batch, n in ((1, n1), (64, n64)):
+                    sps, _ = time_decoding(q, examples, batch, 5, n)
+                    row[f"int8_decode_b5_bs{batch}_sent_s"] = round(sps, 1)
+                    row[f"int8_speedup_b5_bs{batch}"] = round(
+                        sps / row[f"decode_b5_bs{batch}_sent_s"], 2)
             if name == "general":  # bfloat16 autocast, training and decoding
                 b_tok_s, b_ms, _ = time_training(copy.deepcopy(model), examples, batch_tokens,
-                                                 steps, bf16=True)
-                sps, _ = time_decoding(model, examples, 64, 5, n64, bf16=True)
+                                                 steps, bf16=True, device=dev)
+                sps, _ = time_decoding(model, examples, 64, 5, n64, bf16=True, device=dev)
                 row.update(bf16_train_tok_s=round(b_tok_s),
                            bf16_train_speedup=round(b_tok_s / tok_s, 2),
                            bf16_decode_b5_bs64_sent_s=round(sps, 1),
                            bf16_decode_speedup=round(sps / row["decode_b5_bs64_sent_s"], 2))
             rows.append(row)
             print(_fmt(row), flush=True)
-        ref = TutorialSeq2Seq(V, V, SIZES[size].emb_size, SIZES[size].hidden_size,
-                              SIZES[size].enc_layers, SIZES[size].dec_layers)
-        r_tok_s, r_ms, _ = time_training(ref, examples, batch_tokens, max(2, steps // 2),
-                                         reference=True)
-        n_ref = 8 if quick else 24
-        r_sps, _ = time_decoding(ref, examples, 1, 5, n_ref, reference="beam_search")
-        r_hyp_sps, _ = time_decoding(ref, examples, 1, 5, n_ref, reference="beam_search_per_hyp")
-        ours = next(r for r in rows if r["size"] == size and r["variant"] == "general+feed")
-        fast = next(r for r in rows if r["size"] == size and r["variant"] == "general")
-        rows.append({"size": size, "variant": "reference (tutorial, general+feed)",
-                     "train_tok_s": round(r_tok_s), "train_ms_step": round(r_ms, 1),
-                     "decode_b5_bs1_sent_s": round(r_sps, 2),
-                     "decode_b5_per_hyp_sent_s": round(r_hyp_sps, 2),
-                     "ratio_train_same_model": round(ours["train_tok_s"] / r_tok_s, 2),
-                     "ratio_train_general_no_feed": round(fast["train_tok_s"] / r_tok_s, 2),
-                     "ratio_beam5_bs64_vs_batched_beams": round(ours["decode_b5_bs64_sent_s"]
-                                                                / r_sps, 2),
-                     "ratio_beam5_bs64_vs_per_hyp": round(ours["decode_b5_bs64_sent_s"]
-                                                          / r_hyp_sps, 2)})
+        if gpu or (variants and not {"general", "general+feed"} <= set(variants)):
+            continue
+        rows.append(_reference_row(size, V, examples, batch_tokens, steps, quick, rows))
         print(_fmt(rows[-1]), flush=True)
-    waits = [trainer_data_wait(size, 4 if quick else 20, batch_tokens) for size in sizes]
+    waits = [trainer_data_wait(size, 4 if quick else 20, batch_tokens, str(dev))
+             for size in sizes]
     for w in waits:
         print(f"{w['size']:<6} tandem train: {w['data_wait_pct']}% of {w['train_s']} s spent "
               f"waiting for batches", flush=True)
-    return {"matmul_peak_gflops": round(peak, 1), "threads": threads,
+    machine = {"device": str(dev)}
+    if gpu:
+        machine["gpu"] = torch.cuda.get_device_name(dev)
+    return {"matmul_peak_gflops": round(peak, 1), "threads": threads, **machine,
             "native_bf16": native_bf16(), "rows": rows, "data_wait": waits,
             "workload": {"task": "reverse", "lengths": "5..50", "pairs": len(examples),
                          "batch_tokens": batch_tokens, "avg_src_len": round(avg_src, 1)}}
+
+
+def _reference_row(size: str, V: int, examples, batch_tokens: int, steps: int, quick: bool,
+                   rows: list[dict]) -> dict:
+    """The tutorial-style reference (CPU), and tandem's ratios to it from the same run."""
+    ref = TutorialSeq2Seq(V, V, SIZES[size].emb_size, SIZES[size].hidden_size,
+                          SIZES[size].enc_layers, SIZES[size].dec_layers)
+    r_tok_s, r_ms, _ = time_training(ref, examples, batch_tokens, max(2, steps // 2),
+                                     reference=True)
+    n_ref = 8 if quick else 24
+    r_sps, _ = time_decoding(ref, examples, 1, 5, n_ref, reference="beam_search")
+    r_hyp_sps, _ = time_decoding(ref, examples, 1, 5, n_ref, reference="beam_search_per_hyp")
+    ours = next(r for r in rows if r["size"] == size and r["variant"] == "general+feed")
+    fast = next(r for r in rows if r["size"] == size and r["variant"] == "general")
+    return {"size": size, "variant": "reference (tutorial, general+feed)",
+            "train_tok_s": round(r_tok_s), "train_ms_step": round(r_ms, 1),
+            "decode_b5_bs1_sent_s": round(r_sps, 2),
+            "decode_b5_per_hyp_sent_s": round(r_hyp_sps, 2),
+            "ratio_train_same_model": round(ours["train_tok_s"] / r_tok_s, 2),
+            "ratio_train_general_no_feed": round(fast["train_tok_s"] / r_tok_s, 2),
+            "ratio_beam5_bs64_vs_batched_beams": round(ours["decode_b5_bs64_sent_s"] / r_sps, 2),
+            "ratio_beam5_bs64_vs_per_hyp": round(ours["decode_b5_bs64_sent_s"] / r_hyp_sps, 2)}
 
 
 def _fmt(r: dict) -> str:
@@ -274,8 +312,9 @@ def _fmt(r: dict) -> str:
     return (f"{r['size']:<6} {r['variant']:<14} train {r['train_tok_s']:>7} tok/s "
             f"{r['train_ms_step']:>7} ms/step {r['utilisation'] * 100:5.1f}% peak | greedy bs64 "
             f"{r['decode_b1_bs64_sent_s']:>7} sent/s  beam5 bs64 {r['decode_b5_bs64_sent_s']:>7} "
-            f"sent/s  beam5 bs1 {r['decode_b5_bs1_sent_s']:>6} sent/s  int8 beam5 bs64 "
-            f"{r['int8_speedup_b5_bs64']}x  rss {r['peak_rss_mb']} MB"
+            f"sent/s  beam5 bs1 {r['decode_b5_bs1_sent_s']:>6} sent/s"
+            + (f"  int8 beam5 bs64 {r['int8_speedup_b5_bs64']}x  rss {r['peak_rss_mb']} MB"
+               if "peak_rss_mb" in r else f"  gpu memory {r['peak_gpu_mb']} MB")
             + (f"  bf16 train {r['bf16_train_speedup']}x decode {r['bf16_decode_speedup']}x"
                if "bf16_train_speedup" in r else ""))
 
@@ -298,11 +337,17 @@ def write_report(folder: str | Path, prefix: str, suffix: str, body: dict,
     return path
 
 
-def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = None) -> Path:
+def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = None,
+         device: str = "cpu", batch_tokens: int = 4000) -> Path:
     started = time.time()
-    res = run(sizes, quick, variants)
-    command = f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else "")
-    path = write_report(out, "speed", "-quick" if quick else "",
+    res = run(sizes, quick, variants, device, batch_tokens)
+    command = (f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else "")
+               + (f" --variants {' '.join(variants)}" if variants else "")
+               + (f" --device {device}" if device != "cpu" else "")
+               + (f" --batch-tokens {batch_tokens}" if batch_tokens != 4000 else ""))
+    suffix = ("-" + res["device"].replace(":", "") if res["device"] != "cpu" else "") + (
+        "-quick" if quick else "")
+    path = write_report(out, "speed", suffix,
                         {"minutes": round((time.time() - started) / 60, 1), **res}, command)
     print(f"matmul peak {res['matmul_peak_gflops']} GFLOP/s on {res['threads']} threads; "
           f"wrote {path}")

@@ -56,10 +56,30 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-b", type=int)
     g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
     g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    _device_arg(g)
     g.add_argument("--on-long-input", choices=["truncate", "error"],
                    help="inputs longer than the model's data.max_src_len (default truncate)")
     g.add_argument("--bf16", action="store_true", default=None,
                    help="bfloat16 autocast (fast only on CPUs with native bf16)")
+
+
+def _device_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
+
+
+def _translator(a: argparse.Namespace):
+    """The model(s) named by --model, on --device, quantized when --quantize asks for it
+    (int8 runs on the CPU, so --device auto then means the CPU)."""
+    from tandem.cpu import resolve_device
+    from tandem.decode.translator import load
+
+    quantize = getattr(a, "quantize", None)
+    device = resolve_device("cpu" if quantize and a.device == "auto" else a.device, "--device")
+    tr = load(*a.model, device=device)
+    if quantize:
+        tr.quantize(quantize)
+    return tr
 
 
 def _decode_options(a: argparse.Namespace) -> dict:
@@ -75,14 +95,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     from tandem.config import load_config
     from tandem.train.trainer import train
 
+    overrides = a.set + ([f"train.device={a.device}"] if a.device else [])
     if a.resume:
         run = Path(a.resume)
-        cfg = load_config(run / "config.yaml", a.set)
+        cfg = load_config(run / "config.yaml", overrides)
         cfg.run_dir = str(run)
     else:
         if a.config is None:
             raise ConfigError("tandem train: give a config file, or --resume RUN_DIR")
-        cfg = load_config(a.config, a.set)
+        cfg = load_config(a.config, overrides)
     out = train(cfg, resume=bool(a.resume), overwrite=a.overwrite)
     print(f"run folder: {out}\nbest model: {out / 'best.pt'}")
     return 0
@@ -107,13 +128,9 @@ def _iter_inputs(path: str | None) -> Iterator[str]:
 
 
 def cmd_translate(a: argparse.Namespace) -> int:
-    from tandem.decode.translator import load
-
     if a.input and not Path(a.input).is_file():
         raise DataError(f"{a.input}: input file not found")
-    tr = load(*a.model)
-    if a.quantize:
-        tr.quantize(a.quantize)
+    tr = _translator(a)
     opts = _decode_options(a)
     if a.sample:
         opts.update(temperature=a.temperature, top_k=a.top_k)
@@ -164,12 +181,9 @@ def cmd_translate(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from tandem.decode.translator import load
     from tandem.serve import ServeOptions, serve
 
-    tr = load(*a.model)
-    if a.quantize:
-        tr.quantize(a.quantize)
+    tr = _translator(a)
     opts = ServeOptions(max_body_bytes=a.max_body_bytes, max_inputs=a.max_inputs,
                         max_chars=a.max_chars, max_beam=a.max_beam, timeout_s=a.timeout,
                         batching=not a.no_batching, max_batch=a.max_batch,
@@ -186,9 +200,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_chat(a: argparse.Namespace) -> int:
-    from tandem.decode.translator import load
-
-    tr = load(*a.model)
+    tr = _translator(a)
     opts = {"max_len_b": a.max_len_b, **({"temperature": a.temperature, "top_k": a.top_k}
                                           if a.sample else {"beam": a.beam, "nbest": 1})}
     tty = sys.stdin.isatty()
@@ -196,7 +208,7 @@ def cmd_chat(a: argparse.Namespace) -> int:
         print("tandem chat: type a message; /quit or Ctrl-D to leave", file=sys.stderr)
     import torch
 
-    gen = torch.Generator().manual_seed(a.seed) if a.seed is not None else None
+    gen = torch.Generator(device=tr.device).manual_seed(a.seed) if a.seed is not None else None
     while True:
         if tty:
             print("> ", end="", file=sys.stderr, flush=True)
@@ -214,10 +226,9 @@ def cmd_chat(a: argparse.Namespace) -> int:
 
 
 def cmd_plot_attention(a: argparse.Namespace) -> int:
-    from tandem.decode.translator import load
     from tandem.plots import plot_attention
 
-    tr = load(*a.model)
+    tr = _translator(a)
     r = tr.translate_full([a.input], attention=True, beam=a.beam)[0][0]
     if not r.tokens or r.attention is None:
         raise DataError(f"the model produced no output for {a.input!r}; nothing to draw")
@@ -236,12 +247,9 @@ def cmd_plot_run(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from tandem.data.corpora import read_references
-    from tandem.decode.translator import load
     from tandem.train.trainer import evaluate_outputs, group_references
 
-    tr = load(*a.model)
-    if a.quantize:
-        tr.quantize(a.quantize)
+    tr = _translator(a)
     pairs = read_references(a.data, a.src_suffix, a.tgt_suffix)
     srcs, refs = group_references(pairs)
     opts = _decode_options(a)
@@ -269,7 +277,7 @@ def cmd_average(a: argparse.Namespace) -> int:
 def cmd_bench(a: argparse.Namespace) -> int:
     from tandem.bench import main as bench_main
 
-    bench_main(a.sizes, a.quick, a.out, a.variants)
+    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens)
     return 0
 
 
@@ -294,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.add_argument("--overwrite", action="store_true",
                    help="replace the checkpoints and logs of an earlier run in the run folder")
+    t.add_argument("--device", help="the same as --set train.device=... (auto, cpu, cuda, "
+                   "cuda:N)")
     t.set_defaults(func=cmd_train)
 
     tr = sub.add_parser("translate", help="translate lines from stdin or a file")
@@ -338,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "additive+feed general general+feed (the reference needs general+feed)")
     b.add_argument("--quick", action="store_true", help="fewer steps and sentences")
     b.add_argument("--out", default="benchmarks/results")
+    b.add_argument("--device", default="cpu",
+                   help="cpu (the default: the whole benchmark), or cuda / cuda:N (speed, "
+                        "utilisation and bf16 on the GPU; no int8 or reference)")
+    b.add_argument("--batch-tokens", type=int, default=4000, help="training batch size")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("data", help="write a built-in task's train/dev/test TSV files")
@@ -367,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="sentences waiting to be decoded; beyond it requests get 503 at once")
     sv.add_argument("--no-batching", action="store_true", help="decode requests one by one")
     sv.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    _device_arg(sv)
     sv.set_defaults(func=cmd_serve)
 
     ch = sub.add_parser("chat", help="talk to a dialogue model (reads lines until EOF or /quit)")
@@ -378,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--seed", type=int, help="seed for --sample (repeatable replies)")
     ch.add_argument("--max-len-b", type=int,
                     help="longest reply = max_len_a * message length + this (default: model's)")
+    _device_arg(ch)
     ch.set_defaults(func=cmd_chat)
 
     pa = sub.add_parser("plot-attention", help="draw a model's attention for one input (PNG)")
@@ -385,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("--input", required=True, help="the text to translate")
     pa.add_argument("--beam", type=int)
     pa.add_argument("--out", required=True, help="PNG file to write")
+    _device_arg(pa)
     pa.set_defaults(func=cmd_plot_attention)
 
     pr = sub.add_parser("plot-run", help="draw a run's loss and dev-metric curves (PNG)")

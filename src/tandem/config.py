@@ -7,6 +7,7 @@ The same dotted name is used in YAML, on the command line and in error messages
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class TrainConfig:
     tensorboard: bool = True  # event files in RUN/tensorboard (scalars.csv is always written)
     seed: int = 1
     threads: int | None = None  # torch threads; None = one per usable core
+    device: str = "auto"  # auto (a CUDA GPU when there is one) | cpu | cuda | cuda:N
     bf16: bool = False  # bfloat16 autocast for forward/backward (weights and optimizer stay fp32)
     progress: bool = True
 
@@ -363,6 +365,8 @@ def validate(cfg: Config) -> None:
         _check(t.patience >= 1, "train.patience", "an integer >= 1", t.patience)
     if t.threads is not None:
         _check(t.threads >= 1, "train.threads", "an integer >= 1", t.threads)
+    _check(isinstance(t.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device),
+           "train.device", "auto, cpu, cuda or cuda:N", t.device)
     check_decode(dec)
 
 

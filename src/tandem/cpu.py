@@ -1,4 +1,5 @@
-"""Running on a CPU: thread count, denormal flushing, bfloat16 autocast, int8 quantization."""
+"""Where the math runs: the device (CPU or a CUDA GPU), CPU thread count, denormal flushing,
+bfloat16 autocast, int8 quantization."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 
 import torch
 
@@ -18,6 +20,42 @@ def usable_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def resolve_device(name: str | torch.device = "auto", key: str = "device") -> torch.device:
+    """`auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`.
+    Asking for a GPU this torch cannot use is a ConfigError that names `key`."""
+    from tandem.errors import ConfigError
+
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if re.fullmatch(r"cuda(:\d+)?", str(name)):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key} = {name!r}, but this torch ({torch.__version__}) sees no "
+                              "CUDA GPU; allowed here: auto, cpu")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"{key} = {name!r}, but only {torch.cuda.device_count()} CUDA "
+                              f"device(s) exist (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+        return torch.device(name)
+    raise ConfigError(f"{key} = {name!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+def module_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's parameters (the CPU for a model with none)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timings measure it (no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def configure(threads: int | None = None) -> int:

@@ -31,6 +31,14 @@ class Batch:
     def __len__(self) -> int:
         return self.src.size(0)
 
+    def to(self, device: torch.device) -> Batch:
+        """The batch's tensors on `device` (the same batch on the CPU)."""
+        if device.type == "cpu":
+            return self
+        move = {"device": device, "non_blocking": True}
+        return Batch(self.src.to(**move), self.src_len.to(**move), self.tgt_in.to(**move),
+                     self.tgt_out.to(**move), self.indices)
+
 
 def pad(seqs: list[list[int]], value: int = PAD_ID) -> torch.Tensor:
     """(B, longest) long tensor, padded at the end; one tensor construction for the batch."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from tandem.config import Config, DecodeConfig, check_decode, from_dict
-from tandem.cpu import autocast, quantize_int8
+from tandem.cpu import autocast, module_device, quantize_int8, resolve_device
 from tandem.data.batching import pad, size_batches
 from tandem.data.dataset import Fields
 from tandem.decode import search
@@ -47,11 +47,24 @@ class Translator:
         self.decode_cfg = config.decode
         self.train_state: dict = {}  # step, best score... of the checkpoint, when known
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model runs; inputs are moved there."""
+        return module_device(self.model)
+
+    def to(self, device: str | torch.device = "auto") -> Translator:
+        """Run on `device`: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N."""
+        self.model = self.model.to(resolve_device(device))
+        return self
+
     def quantize(self, kind: str = "int8") -> Translator:
         """Dynamic int8 quantization of the Linear/LSTM/GRU layers (PyTorch's own API), for
         faster CPU inference; weights are stored as int8, activations stay float."""
         if kind != "int8":
             raise ConfigError(f"--quantize {kind!r}: only 'int8' is supported")
+        if self.device.type != "cpu":
+            raise ConfigError(f"--quantize int8 runs on the CPU only, and this model is on "
+                              f"{self.device}; use --device cpu")
         self.model = quantize_int8(self.model)
         return self
 
@@ -105,15 +118,15 @@ class Translator:
                           for _ in range(opts.nbest)]
         for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
             idx = [todo[j] for j in chunk]
-            src = pad([ids[i] for i in idx])
-            src_len = torch.tensor([len(ids[i]) for i in idx])
+            src = pad([ids[i] for i in idx]).to(self.device)
+            src_len = torch.tensor([len(ids[i]) for i in idx]).to(self.device)
             hyps = self._search(src, src_len, opts, attention, sample, generator)
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
         return results
 
     def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
-        with autocast(opts.bf16):
+        with autocast(opts.bf16, self.device.type):
             return self._search_fp(src, src_len, opts, attention, sample, generator)
 
     def _search_fp(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
@@ -178,7 +191,8 @@ def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config, dict]:
     return model.eval(), fields, cfg, state
 
 
-def load(*paths: str | Path) -> Translator:
+def load(*paths: str | Path, device: str = "auto") -> Translator:
     """Load a trained model: `tandem.load("best.pt").translate(["some input"], beam=5)`.
-    Several paths give an ensemble that averages the models' log-probabilities."""
-    return Translator.from_checkpoint(*paths)
+    Several paths give an ensemble that averages the models' log-probabilities. `device`:
+    auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
+    return Translator.from_checkpoint(*paths).to(device)

@@ -49,12 +49,26 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def on_cpu(obj: Any) -> Any:
+    """`obj` with every tensor in it (nested dicts, lists, tuples) copied to the CPU, so a
+    checkpoint written on a GPU loads anywhere."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
+
+
 def save(obj: dict[str, Any], path: str | Path) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+    """Write to a temporary file in the same folder, fsync, then rename over `path`. Tensors
+    are stored on the CPU whatever device they are on.
 
     An interrupted write leaves the previous file at `path` untouched.
     """
     path = Path(path)
+    obj = on_cpu(obj)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -20,7 +20,7 @@ import yaml
 
 from tandem import metrics
 from tandem.config import Config
-from tandem.cpu import autocast, configure
+from tandem.cpu import autocast, configure, resolve_device
 from tandem.data.batching import Batch, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
@@ -115,7 +115,8 @@ class Trainer:
         checkpoint.write_text_atomic(self.out / "config.yaml", config_text)  # first: resumable
         self._setup_logging()
         threads = configure(cfg.train.threads)
-        log.info("torch threads: %d", threads)
+        self.device = resolve_device(cfg.train.device, "train.device")
+        log.info("device: %s; torch threads: %d", self.device, threads)
         random.seed(cfg.train.seed)
         torch.manual_seed(cfg.train.seed)
         self.rng = random.Random(cfg.train.seed)  # the data order
@@ -126,7 +127,8 @@ class Trainer:
         self._epoch_len = 0  # batches in the current epoch (known once its order is drawn)
         self.state = TrainState()
         self._setup_data()
-        self.model = Seq2Seq(cfg.model, len(self.fields.src_vocab), len(self.fields.tgt_vocab))
+        self.model = Seq2Seq(cfg.model, len(self.fields.src_vocab),
+                             len(self.fields.tgt_vocab)).to(self.device)
         self.optimizer = self._make_optimizer()
         if resume:
             self._resume()
@@ -197,7 +199,9 @@ class Trainer:
         name, keys, pos, has_gauss, gauss = np.random.get_state()
         return {"python": random.getstate(), "data": self.rng.getstate(),
                 "epoch": self._epoch_rng, "torch": torch.get_rng_state(),
-                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+                **({"cuda": torch.cuda.get_rng_state(self.device)}
+                   if self.device.type == "cuda" else {})}
 
     def _set_rng(self, r: dict) -> None:
         def tup(x):  # checkpoints store tuples as lists after a round trip through YAML/JSON
@@ -206,6 +210,8 @@ class Trainer:
         self.rng.setstate(tup(r["data"]))
         self._epoch_rng = None if r["epoch"] is None else tup(r["epoch"])
         torch.set_rng_state(r["torch"])
+        if "cuda" in r and self.device.type == "cuda":  # dropout and sampling on the GPU
+            torch.cuda.set_rng_state(r["cuda"], self.device)
         name, keys, pos, has_gauss, gauss = r["numpy"]
         np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
@@ -241,7 +247,8 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = self._lr(self.state.step)
         tf = teacher_forcing_ratio(self.cfg, self.state.step)
-        with autocast(t.bf16):
+        batch = batch.to(self.device)
+        with autocast(t.bf16, self.device.type):
             logits = self.model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing=tf)
         loss, n = token_nll(logits, batch.tgt_out, t.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
@@ -276,8 +283,8 @@ class Trainer:
         self.model.eval()
         total, count = 0.0, 0
         for idx in token_batches(self.dev_examples, self.cfg.train.batch_tokens, None):
-            b = collate([self.dev_examples[i] for i in idx], idx)
-            with autocast(self.cfg.train.bf16):
+            b = collate([self.dev_examples[i] for i in idx], idx).to(self.device)
+            with autocast(self.cfg.train.bf16, self.device.type):
                 logits = self.model(b.src, b.src_len, b.tgt_in)
             loss, n = token_nll(logits, b.tgt_out)
             total, count = total + float(loss), count + n
