@@ -8,7 +8,7 @@
 # 3. the rest of the test suite with train.device/--device at their default `auto`, i.e. on
 #    the GPU (server and browser tests left out: they need fastapi/uvicorn/playwright).
 set -u
-export PYTHONPATH=src PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1  # absolute: tests start tandem in other folders
 OUT=${OUT:-/tmp/gpu_check}
 mkdir -p "$OUT"
 nvidia-smi -L; python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"

@@ -150,9 +150,10 @@ def test_cuda_ensemble_sampling_and_bf16(attention_checkpoint):
 
 
 @cuda
-def test_int8_on_cuda_is_refused_with_the_fix_named(attention_checkpoint):
-    with pytest.raises(ConfigError, match="CPU only.*--device cpu"):
-        load(attention_checkpoint, device="cuda").quantize("int8")
+def test_int8_moves_a_gpu_model_to_the_cpu(attention_checkpoint):
+    tr = load(attention_checkpoint, device="cuda").quantize("int8")
+    assert tr.device.type == "cpu"
+    assert len(tr.translate(["abc"], beam=2)) == 1
 
 
 @cuda

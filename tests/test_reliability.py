@@ -129,7 +129,7 @@ def test_nan_steps_are_skipped_then_training_stops_with_a_clear_error(tmp_path):
     assert trainer.state.skipped_steps == 3
     good = _params(trainer.out)  # saved at step 4, before the bad steps
     assert checkpoint.load(trainer.out / "last.pt")["train_state"]["step"] == 4
-    now = trainer.model.state_dict()
+    now = {k: v.cpu() for k, v in trainer.model.state_dict().items()}
     # step 5 was a good update after the checkpoint; the 3 bad ones changed nothing more
     assert all(torch.isfinite(v).all() for v in now.values())
     assert any(not torch.equal(good[k], now[k]) for k in good)
