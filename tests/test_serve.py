@@ -56,6 +56,7 @@ def test_model_health_schema_and_page(translator):
         assert m["src_vocab"] == len(translator.fields.src_vocab)
         assert m["tgt_vocab"] == len(translator.fields.tgt_vocab)
         assert m["trained_on"] == {"task": "reverse"}
+        assert m["device"] == str(translator.device)
         assert m["training"]["step"] > 0 and m["model"]["conditioning"] == "attention"
         assert c.get("/v1/health").json()["status"] == "ok"
         assert "/v1/translate" in c.get("/openapi.json").json()["paths"]

@@ -232,6 +232,7 @@ def model_info(translator: Translator) -> dict:
         "training": {**translator.train_state, "valid_metric": cfg.train.valid_metric},
         "decode_defaults": asdict(cfg.decode),
         "max_src_len": data.max_src_len,
+        "device": str(translator.device),
     }
 
 
