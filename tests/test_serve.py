@@ -118,6 +118,8 @@ def test_slow_decode_is_a_503_and_the_server_keeps_serving(translator, monkeypat
 class FakeTranslator:
     """Records each decode call; the 'translation' of a text is the text reversed."""
 
+    device = "cpu"
+
     def __init__(self, delay: float = 0.0) -> None:
         self.calls: list[tuple[list[str], dict]] = []
         self.delay = delay
