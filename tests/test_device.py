@@ -59,31 +59,22 @@ def test_cli_bad_device_exits_2_with_the_flag_named(tmp_path, attention_checkpoi
     assert "--device = 'npu'" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_checkpoints_hold_cpu_tensors_only():
-    obj = {"model": {"w": torch.ones(2)}, "optimizer": {"state": {0: {"m": [torch.zeros(1)]}}},
+def test_checkpoints_get_detached_cpu_copies_in_the_same_structure():
+    w = torch.ones(2, requires_grad=True)
+    obj = {"model": {"w": w * 2}, "optimizer": {"state": {0: {"m": [torch.zeros(1)]}}},
            "rng": (torch.zeros(3, dtype=torch.uint8), 5)}
-    flat = []
-
-    def walk(x):
-        if isinstance(x, torch.Tensor):
-            flat.append(x)
-        elif isinstance(x, dict):
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, (list, tuple)):
-            for v in x:
-                walk(v)
-
-    walk(checkpoint.on_cpu(obj))
-    assert len(flat) == 3 and all(t.device.type == "cpu" for t in flat)
-    assert isinstance(checkpoint.on_cpu(obj)["rng"], tuple)
+    out = checkpoint.on_cpu(obj)
+    assert not out["model"]["w"].requires_grad and out["model"]["w"].grad_fn is None
+    assert torch.equal(out["model"]["w"], torch.full((2,), 2.0))
+    assert isinstance(out["rng"], tuple) and out["rng"][1] == 5
+    assert isinstance(out["optimizer"]["state"][0]["m"], list)
+    # that tensors on a GPU come back on the CPU is checked by the CUDA test below
 
 
-def test_translator_on_the_cpu_when_asked(attention_checkpoint):
+def test_translator_runs_where_it_is_asked(attention_checkpoint):
     tr = load(attention_checkpoint, device="cpu")
     assert tr.device == torch.device("cpu")
-    assert tr.translate(["abc"], beam=1) == load(attention_checkpoint, device="cpu").translate(
-        ["abc"], beam=1)
+    assert tr.to("auto").device == resolve_device("auto")
 
 
 # --- on a CUDA GPU -------------------------------------------------------------------------

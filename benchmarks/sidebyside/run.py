@@ -227,6 +227,19 @@ def clock(line: str) -> float | None:
     return t.timestamp() + int(m.group(2)) / 1000
 
 
+def stage(a, rec: dict, name: str, cmd: list[str], log: Path,
+          params: str | None = None) -> str | None:
+    """Run one stage (vocab, train) of a toolkit and record `<name>_cmd`, `<name>_wall_s`,
+    `<name>_rc`, and `parameters` read from the log with the regex `params`; returns the log
+    text, or None when the command failed."""
+    wall, rc, text = run(cmd, log, ENV, nice=a.nice)
+    rec[f"{name}_cmd"], rec[f"{name}_wall_s"], rec[f"{name}_rc"] = sh(cmd), round(wall, 2), rc
+    if params is not None:
+        m = re.search(params, text)
+        rec["parameters"] = int(m.group(1).replace(",", "")) if m else None
+    return None if rc else text
+
+
 # --- the three toolkits ----------------------------------------------------------------------
 
 
@@ -237,11 +250,8 @@ def tandem(a, run_dir: Path, rec: dict) -> None:
             f"train.max_steps={a.steps}", f"train.log_every={a.log_every}",
             f"train.threads={a.threads}", *a.tandem_set]
     cmd = [str(exe), "train", str(cfg), "--overwrite"] + [x for s in sets for x in ("--set", s)]
-    wall, rc, text = run(cmd, run_dir.parent / "tandem-train.log", ENV, nice=a.nice)
-    rec["train_cmd"], rec["train_wall_s"], rec["train_rc"] = sh(cmd), round(wall, 2), rc
-    m = re.search(r"model: ([\d,]+) parameters", text)
-    rec["parameters"] = int(m.group(1).replace(",", "")) if m else None
-    if rc:
+    if stage(a, rec, "train", cmd, run_dir.parent / "tandem-train.log",
+             r"model: ([\d,]+) parameters") is None:
         return
     import csv
 
@@ -276,11 +286,9 @@ def joey(a, run_dir: Path, rec: dict) -> None:
     cfg.write_text(text, encoding="utf-8")
     rec["effective_config"] = str(cfg)
     cmd = [str(py), "-m", "joeynmt", "train", str(cfg), "--skip-test"]
-    wall, rc, text = run(cmd, run_dir.parent / "joey-train.log", ENV, nice=a.nice)
-    rec["train_cmd"], rec["train_wall_s"], rec["train_rc"] = sh(cmd), round(wall, 2), rc
-    m = re.search(r"Total params: *([\d,]+)", text)
-    rec["parameters"] = int(m.group(1).replace(",", "")) if m else None
-    if rc:
+    text = stage(a, rec, "train", cmd, run_dir.parent / "joey-train.log",
+                 r"Total params: *([\d,]+)")
+    if text is None:
         return
     stats = json.loads((Path(a.data) / "stats.json").read_text())["train"]
     ratio = stats["src_tokens"] / (stats["tgt_tokens"] + stats["lines"])
@@ -318,16 +326,12 @@ def onmt(a, run_dir: Path, rec: dict) -> None:
     cfg.write_text(text, encoding="utf-8")
     rec["effective_config"] = str(cfg)
     cmd = [str(bindir / "onmt_build_vocab"), "-config", str(cfg), "-n_sample", "-1"]
-    wall, rc, _ = run(cmd, run_dir.parent / "onmt-vocab.log", ENV, nice=a.nice)
-    rec["vocab_cmd"], rec["vocab_wall_s"], rec["vocab_rc"] = sh(cmd), round(wall, 2), rc
-    if rc:
+    if stage(a, rec, "vocab", cmd, run_dir.parent / "onmt-vocab.log") is None:
         return
     cmd = [str(bindir / "onmt_train"), "-config", str(cfg)]
-    wall, rc, text = run(cmd, run_dir.parent / "onmt-train.log", ENV, nice=a.nice)
-    rec["train_cmd"], rec["train_wall_s"], rec["train_rc"] = sh(cmd), round(wall, 2), rc
-    m = re.search(r"number of parameters: *(\d+)", text)
-    rec["parameters"] = int(m.group(1)) if m else None
-    if rc:
+    text = stage(a, rec, "train", cmd, run_dir.parent / "onmt-train.log",
+                 r"number of parameters: *(\d+)")
+    if text is None:
         return
     pts = []
     for line in text.splitlines():

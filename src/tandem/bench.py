@@ -158,7 +158,7 @@ def time_decoding(model, examples, batch: int, beam: int, n_sent: int, reference
             for i in range(0, len(src_all), batch):
                 chunk = src_all[i:i + batch]
                 src = pad(chunk).to(device)
-                lens = torch.tensor([len(s) for s in chunk]).to(device)
+                lens = torch.tensor([len(s) for s in chunk], device=device)
                 if beam == 1:
                     hyps = search.greedy(model, src, lens, max_len_a=1.0, max_len_b=5)
                 else:

@@ -114,6 +114,9 @@ class TrainConfig:
     progress: bool = True
 
 
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"  # train.device, --device; see cpu.resolve_device
+
+
 @dataclass
 class DecodeConfig:
     beam: int = 5
@@ -365,7 +368,7 @@ def validate(cfg: Config) -> None:
         _check(t.patience >= 1, "train.patience", "an integer >= 1", t.patience)
     if t.threads is not None:
         _check(t.threads >= 1, "train.threads", "an integer >= 1", t.threads)
-    _check(isinstance(t.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", t.device),
+    _check(isinstance(t.device, str) and re.fullmatch(DEVICE_PATTERN, t.device),
            "train.device", "auto, cpu, cuda or cuda:N", t.device)
     check_decode(dec)
 

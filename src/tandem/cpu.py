@@ -25,24 +25,24 @@ def usable_cores() -> int:
 def resolve_device(name: str | torch.device = "auto", key: str = "device") -> torch.device:
     """`auto` (a CUDA GPU when torch sees one, else the CPU), `cpu`, `cuda` or `cuda:N`.
     Asking for a GPU this torch cannot use is a ConfigError that names `key`."""
+    from tandem.config import DEVICE_PATTERN
     from tandem.errors import ConfigError
 
-    if isinstance(name, torch.device):
-        name = str(name)
+    name = str(name)
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise ConfigError(f"{key} = {name!r}; allowed: auto, cpu, cuda, cuda:N")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if re.fullmatch(r"cuda(:\d+)?", str(name)):
+    device = torch.device(name)
+    if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"{key} = {name!r}, but this torch ({torch.__version__}) sees no "
                               "CUDA GPU; allowed here: auto, cpu")
-        index = int(name.split(":")[1]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError(f"{key} = {name!r}, but only {torch.cuda.device_count()} CUDA "
-                              f"device(s) exist (cuda:0..cuda:{torch.cuda.device_count() - 1})")
-        return torch.device(name)
-    raise ConfigError(f"{key} = {name!r}; allowed: auto, cpu, cuda, cuda:N")
+        count = torch.cuda.device_count()
+        if (device.index or 0) >= count:
+            raise ConfigError(f"{key} = {name!r}, but only {count} CUDA device(s) exist "
+                              f"(cuda:0..cuda:{count - 1})")
+    return device
 
 
 def module_device(model: torch.nn.Module) -> torch.device:

@@ -120,7 +120,7 @@ class Translator:
         for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
             idx = [todo[j] for j in chunk]
             src = pad([ids[i] for i in idx]).to(self.device)
-            src_len = torch.tensor([len(ids[i]) for i in idx]).to(self.device)
+            src_len = torch.tensor([len(ids[i]) for i in idx], device=self.device)
             hyps = self._search(src, src_len, opts, attention, sample, generator)
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
