@@ -174,20 +174,25 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         at_limit = torch.tensor([t + 1 >= limit_all[b] for b in alive], device=dev)
         rank_ok = torch.arange(top_s.size(1), device=dev).unsqueeze(0) < k
         fin = (is_eos | at_limit.unsqueeze(1)) & rank_ok & torch.isfinite(top_s)
-        for i, j in fin.nonzero().tolist():
-            b = alive[i]
-            row = int(base[i, 0] + src_beam[i, j])
-            eos = bool(is_eos[i, j])
-            toks = history[row].tolist() + ([] if eos else [int(tok[i, j])])
-            s = float(top_s[i, j])
-            a = None
-            if att_hist is not None:
-                a = att_hist[row, : t + 1, : src_lens[b]].clone()
-            norm = _norm(s, t + 1, length_penalty, length_norm)
-            if coverage is not None:
-                norm += coverage_penalty(coverage[row, : src_lens[b]].unsqueeze(0),
-                                         coverage_penalty_beta)
-            finished[b].append(Hyp(toks, s, norm, a, eos))
+        fi, fj = fin.nonzero(as_tuple=True)
+        if fi.numel():
+            # one gather per step, then plain Python lists: no per-hypothesis tensor indexing
+            fin_rows = base[fi, 0] + src_beam[fi, fj]
+            hist_l = history.index_select(0, fin_rows).tolist()
+            for i, row, eos, last, s, toks in zip(
+                    fi.tolist(), fin_rows.tolist(), is_eos[fi, fj].tolist(),
+                    tok[fi, fj].tolist(), top_s[fi, fj].tolist(), hist_l):
+                b = alive[i]
+                if not eos:
+                    toks.append(last)
+                a = None
+                if att_hist is not None:
+                    a = att_hist[row, : t + 1, : src_lens[b]].clone()
+                norm = _norm(s, t + 1, length_penalty, length_norm)
+                if coverage is not None:
+                    norm += coverage_penalty(coverage[row, : src_lens[b]].unsqueeze(0),
+                                             coverage_penalty_beta)
+                finished[b].append(Hyp(toks, s, norm, a, eos))
         # keep the k best expansions that did not end in eos
         key = is_eos.float() * (2 * k) + torch.arange(top_s.size(1), device=dev).unsqueeze(0)
         keep = key.argsort(dim=1)[:, :k]  # (B', k)
