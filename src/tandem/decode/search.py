@@ -181,7 +181,7 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
             hist_l = history.index_select(0, fin_rows).tolist()
             for i, row, eos, last, s, toks in zip(
                     fi.tolist(), fin_rows.tolist(), is_eos[fi, fj].tolist(),
-                    tok[fi, fj].tolist(), top_s[fi, fj].tolist(), hist_l):
+                    tok[fi, fj].tolist(), top_s[fi, fj].tolist(), hist_l, strict=True):
                 b = alive[i]
                 if not eos:
                     toks.append(last)
