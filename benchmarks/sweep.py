@@ -21,7 +21,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
+
+from tandem.errors import ConfigError
+from tandem.metrics import higher_is_better
+from tandem.train.scalars import read_validations
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -47,24 +53,35 @@ def command(config: str, run_dir: Path, overrides: list[str], device: str | None
 
 def summarise(name: str, overrides: list[str], run_dir: Path, wall_s: float, rc: int,
               metric: str | None) -> dict:
-    path = run_dir / "valid.jsonl"
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
-        if path.is_file() else []
+    """One variant's record. `metric` picks the best validation (its direction from
+    tandem.metrics); None = the first of seq_error_rate, exact_match, bleu the run logged."""
+    rows = read_validations(run_dir)
     out = {"name": name, "overrides": overrides, "exit_code": rc, "wall_s": round(wall_s, 1),
            "validations": rows}
-    if rows:
-        last = rows[-1]
-        out["steps"] = last.get("step")
-        if last.get("elapsed_s"):
-            out["steps_per_min"] = round(60 * last["step"] / last["elapsed_s"], 1)
-        if metric:
-            lower = "error" in metric or metric in ("loss", "ppl", "wer", "per")
-            scored = [r for r in rows if metric in r]
-            if scored:
-                best = (min if lower else max)(scored, key=lambda r: r[metric])
-                out["best"] = {"step": best["step"], metric: best[metric],
-                               "elapsed_s": best.get("elapsed_s")}
+    if not rows:
+        return out
+    last = rows[-1]
+    out["steps"] = last.get("step")
+    if last.get("elapsed_s"):
+        out["steps_per_min"] = round(60 * last["step"] / last["elapsed_s"], 1)
+    metric = metric or next((m for m in ("seq_error_rate", "exact_match", "bleu") if m in last),
+                            None)
+    scored = [r for r in rows if metric in r]
+    if scored:
+        pick = max if higher_is_better(metric) else min
+        best = pick(scored, key=lambda r: r[metric])
+        out["best"] = {"step": best["step"], metric: best[metric],
+                       "elapsed_s": best.get("elapsed_s")}
     return out
+
+
+@dataclass
+class Running:
+    name: str
+    overrides: list[str]
+    proc: subprocess.Popen
+    started: float
+    log: IO[str]
 
 
 def _interrupt(signum, frame) -> None:
@@ -86,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                         "first of seq_error_rate, exact_match, bleu present)")
     p.add_argument("--keep-checkpoints", action="store_true")
     a = p.parse_args(argv)
+    if a.metric:
+        try:
+            higher_is_better(a.metric)
+        except ConfigError as e:  # an unknown metric, refused before any training
+            raise SystemExit(f"--metric: {e}") from None
     variants = [parse_variant(v) for v in a.variants]
     names = [n for n, _ in variants]
     if len(set(names)) != len(names):
@@ -95,51 +117,44 @@ def main(argv: list[str] | None = None) -> int:
     # curves so far, instead of losing them.
     signal.signal(signal.SIGTERM, _interrupt)
     pending = list(variants)
-    running: list[tuple[str, list[str], subprocess.Popen, float, object]] = []
-    results = []
+    running: list[Running] = []
+    results: list[dict] = []
     try:
         _loop(a, pending, running, results)
     except KeyboardInterrupt:
-        print("interrupted: stopping", [r[0] for r in running], flush=True)
-        for _, _, proc, _, _ in running:
-            proc.terminate()
-        for _, _, proc, _, _ in running:
-            proc.wait()
+        print("interrupted: stopping", [r.name for r in running], flush=True)
+        for r in running:
+            r.proc.terminate()
+        for r in running:
+            r.proc.wait()
         _loop(a, [], running, results)
     return 0 if all(r["exit_code"] == 0 for r in results) else 1
 
 
-def _loop(a, pending: list, running: list, results: list) -> None:
+def _loop(a, pending: list, running: list[Running], results: list[dict]) -> None:
+    """Start variants up to --parallel at a time; record each as it ends."""
     while pending or running:
         while pending and len(running) < a.parallel:
             name, overrides = pending.pop(0)
+            overrides = a.common + overrides
             log = open(a.out / f"{name}.log", "w")
-            cmd = command(a.config, a.out / name, a.common + overrides, a.device)
             print("start", name, " ".join(overrides), flush=True)
-            running.append((name, a.common + overrides,
-                            subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT),
-                            time.time(), log))
-        if running and all(proc.poll() is None for _, _, proc, _, _ in running):
+            proc = subprocess.Popen(command(a.config, a.out / name, overrides, a.device),
+                                    stdout=log, stderr=subprocess.STDOUT)
+            running.append(Running(name, overrides, proc, time.time(), log))
+        ended = [r for r in running if r.proc.poll() is not None]
+        if not ended:
             time.sleep(1)
-        for item in list(running):
-            name, overrides, proc, t0, log = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            log.close()
-            metric = a.metric
-            res = summarise(name, overrides, a.out / name, time.time() - t0, proc.returncode,
-                            None)
-            if metric is None and res["validations"]:
-                metric = next((m for m in ("seq_error_rate", "exact_match", "bleu")
-                               if m in res["validations"][-1]), None)
-            res = summarise(name, overrides, a.out / name, time.time() - t0, proc.returncode,
-                            metric)
+        for r in ended:
+            running.remove(r)
+            r.log.close()
+            res = summarise(r.name, r.overrides, a.out / r.name, time.time() - r.started,
+                            r.proc.returncode, a.metric)
             results.append(res)
-            print("done", name, "exit", proc.returncode, res.get("steps"), res.get("best"),
+            print("done", r.name, "exit", r.proc.returncode, res.get("steps"), res.get("best"),
                   flush=True)
             if not a.keep_checkpoints:
-                for pt in (a.out / name).glob("*.pt"):
+                for pt in (a.out / r.name).glob("*.pt"):
                     pt.unlink()
             (a.out / "sweep.json").write_text(json.dumps(
                 {"config": a.config, "device": a.device, "common": a.common,

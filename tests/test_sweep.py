@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks" / "sweep.py")
 sweep = importlib.util.module_from_spec(_spec)
+sys.modules["sweep"] = sweep  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(sweep)
 
 
@@ -66,3 +68,10 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert "model.cell=lstm" in lstm["overrides"]
     assert "cell: lstm" in (out / "b" / "config.yaml").read_text()
     assert "cell: gru" in (out / "a" / "config.yaml").read_text()
+
+
+def test_unknown_metric_is_refused_before_training(tmp_path):
+    with pytest.raises(SystemExit, match="--metric: unknown metric 'nope'"):
+        sweep.main([str(ROOT / "configs" / "reverse.yaml"), "--out", str(tmp_path / "sw"),
+                    "--metric", "nope", "a:"])
+    assert not (tmp_path / "sw").exists()
