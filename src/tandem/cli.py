@@ -56,6 +56,9 @@ def _decode_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-len-b", type=int)
     g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
     g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+    g.add_argument("--rescore", nargs="+", metavar="MODEL",
+                   help="rerank all beam candidates by the mean of the --model score and these "
+                        "models' scores (e.g. right-to-left models: data.reverse_target)")
     _device_arg(g)
     g.add_argument("--on-long-input", choices=["truncate", "error"],
                    help="inputs longer than the model's data.max_src_len (default truncate)")
@@ -77,8 +80,12 @@ def _translator(a: argparse.Namespace):
     quantize = getattr(a, "quantize", None)
     device = resolve_device("cpu" if quantize and a.device == "auto" else a.device, "--device")
     tr = load(*a.model, device=device)
+    rescore = getattr(a, "rescore", None)
+    if rescore:
+        tr.rescore_with(*rescore)
     if quantize:
-        tr.quantize(quantize)
+        for t in [tr, *tr.rescorers]:
+            t.quantize(quantize)
     return tr
 
 

@@ -56,6 +56,11 @@ class DataConfig:
     max_src_len: int = 100  # tokens; longer training pairs are dropped and counted
     max_tgt_len: int = 100
     on_bad_line: Literal["error", "skip"] = "error"
+    # Feed the source tokens in reverse order (Sutskever et al. 2014), and/or train the decoder
+    # to write the target right to left (as Marian's --right-left); outputs, n-best lists and
+    # attention are turned back to reading order, so users never see the reversal.
+    reverse_source: bool = False
+    reverse_target: bool = False
 
 
 @dataclass

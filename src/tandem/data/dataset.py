@@ -11,7 +11,7 @@ from tandem.data import tokenizers
 from tandem.data.batching import Example
 from tandem.data.corpora import Pair, read_split
 from tandem.data.tokenizers import Tokenizer
-from tandem.data.vocab import Vocab
+from tandem.data.vocab import BOS_ID, EOS_ID, Vocab
 from tandem.errors import ConfigError
 
 log = logging.getLogger("tandem")
@@ -25,22 +25,41 @@ class Fields:
     tgt_tok: Tokenizer
     src_vocab: Vocab
     tgt_vocab: Vocab
+    reverse_source: bool = False  # the model reads source tokens last to first
+    reverse_target: bool = False  # the model writes target tokens last to first
+
+    def src_ids(self, tokens: list[str]) -> list[int]:
+        """Source tokens (in reading order) -> the ids the model reads."""
+        ids = self.src_vocab.encode(tokens)
+        return ids[::-1] if self.reverse_source else ids
 
     def encode_src(self, text: str) -> list[int]:
-        return self.src_vocab.encode(self.src_tok.tokenize(text))
+        return self.src_ids(self.src_tok.tokenize(text))
+
+    def tgt_ids(self, tokens: list[str]) -> list[int]:
+        """Target tokens (in reading order) -> the ids the model writes, without bos/eos."""
+        return self.tgt_vocab.encode(tokens[::-1] if self.reverse_target else tokens)
 
     def encode_pair(self, src: str, tgt: str) -> Example:
         return (self.encode_src(src),
-                self.tgt_vocab.encode(self.tgt_tok.tokenize(tgt), add_bos=True, add_eos=True))
+                [BOS_ID] + self.tgt_ids(self.tgt_tok.tokenize(tgt)) + [EOS_ID])
+
+    def tgt_tokens(self, ids: list[int]) -> list[str]:
+        """Ids the model wrote -> target tokens in reading order."""
+        toks = self.tgt_vocab.decode(ids)
+        return toks[::-1] if self.reverse_target else toks
 
     def state(self) -> dict:
         return {"src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state(),
-                "src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos)}
+                "src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos),
+                "reverse_source": self.reverse_source, "reverse_target": self.reverse_target}
 
     @classmethod
     def from_state(cls, state: dict) -> Fields:
         return cls(tokenizers.from_state(state["src_tok"]), tokenizers.from_state(state["tgt_tok"]),
-                   Vocab(state["src_vocab"][4:]), Vocab(state["tgt_vocab"][4:]))
+                   Vocab(state["src_vocab"][4:]), Vocab(state["tgt_vocab"][4:]),
+                   bool(state.get("reverse_source", False)),
+                   bool(state.get("reverse_target", False)))
 
 
 @dataclass
@@ -97,7 +116,7 @@ def build_fields(cfg: DataConfig, train: list[Pair]) -> Fields:
                             cfg.src_max_vocab)
     tgt_vocab = Vocab.build((tgt_tok.tokenize(t) for t in tgts), cfg.tgt_min_freq,
                             cfg.tgt_max_vocab)
-    return Fields(src_tok, tgt_tok, src_vocab, tgt_vocab)
+    return Fields(src_tok, tgt_tok, src_vocab, tgt_vocab, cfg.reverse_source, cfg.reverse_target)
 
 
 def encode_pairs(fields: Fields, pairs: list[Pair], max_src_len: int, max_tgt_len: int,

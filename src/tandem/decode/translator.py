@@ -15,6 +15,7 @@ from tandem.data.batching import pad, size_batches
 from tandem.data.dataset import Fields
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
+from tandem.decode.rescore import force_score, rerank
 from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train import checkpoint
@@ -46,6 +47,7 @@ class Translator:
         self.config = config
         self.decode_cfg = config.decode
         self.train_state: dict = {}  # step, best score... of the checkpoint, when known
+        self.rescorers: list[Translator] = []  # models that rerank the n-best (rescore_with)
 
     @property
     def device(self) -> torch.device:
@@ -69,6 +71,60 @@ class Translator:
         self.model = quantize_int8(self.model)
         return self
 
+    def rescore_with(self, *others: str | Path | Translator) -> Translator:
+        """Rerank every search's candidates (all `beam` of them) by the mean of this model's
+        score and these models' scores, e.g. right-to-left models (data.reverse_target)
+        over a left-to-right one. Checkpoints load on this translator's device."""
+        self.rescorers = [o if isinstance(o, Translator) else load(o, device=self.device)
+                          for o in others]
+        return self
+
+    @torch.no_grad()
+    def score(self, sources: list[str], targets: list[str] | list[list[str]],
+              batch_size: int | None = None, truncate: bool = False) -> list[float]:
+        """log P(target | source) under this model (or ensemble): the sum over the target's
+        tokens and the end of sentence. Targets are texts or token lists in reading order.
+        Sources longer than the model's limit are an error, or cut to it when `truncate`."""
+        if len(sources) != len(targets):
+            raise DataError(f"score: {len(sources)} sources but {len(targets)} targets")
+        limit = self.config.data.max_src_len
+        src_ids = [self.fields.src_ids(self.fields.src_tok.tokenize(s)[:limit] if truncate
+                                       else self.fields.src_tok.tokenize(s)) for s in sources]
+        for i, ids in enumerate(src_ids):
+            if not ids:
+                raise DataError(f"score: source {i + 1} is empty after tokenization")
+            if len(ids) > limit:
+                raise DataError(f"score: source {i + 1} has {len(ids)} tokens, more than this "
+                                f"model's limit (data.max_src_len = "
+                                f"{self.config.data.max_src_len})")
+        tgt_ids = [self.fields.tgt_ids(self.fields.tgt_tok.tokenize(t) if isinstance(t, str)
+                                        else list(t)) for t in targets]
+        out = [0.0] * len(sources)
+        size = batch_size or self.decode_cfg.batch_size
+        for chunk in size_batches(len(sources), [len(x) for x in src_ids], size):
+            src = pad([src_ids[i] for i in chunk]).to(self.device)
+            src_len = torch.tensor([len(src_ids[i]) for i in chunk], device=self.device)
+            got = force_score(self.model, src, src_len, [tgt_ids[i] for i in chunk])
+            for i, v in zip(chunk, got.tolist(), strict=True):
+                out[i] = v
+        return out
+
+    def _rerank(self, texts: list[str], results: list[list[Result]], opts: DecodeConfig
+                ) -> list[list[Result]]:
+        todo = [i for i, r in enumerate(results) if r and r[0].src_tokens]
+        pairs = [(texts[i], c.tokens) for i in todo for c in results[i]]
+        columns = [r.score([s for s, _ in pairs], [t for _, t in pairs], opts.batch_size,
+                           truncate=opts.on_long_input == "truncate") for r in self.rescorers]
+        extra: list[list[list[float]]] = []
+        k = 0
+        for i in todo:
+            extra.append([[col[k + j] for col in columns] for j in range(len(results[i]))])
+            k += len(results[i])
+        ranked = rerank([results[i] for i in todo], extra, opts.length_penalty, opts.length_norm)
+        for i, r in zip(todo, ranked, strict=True):
+            results[i] = r
+        return [r[:opts.nbest] for r in results]
+
     @classmethod
     def from_checkpoint(cls, *paths: str | Path) -> Translator:
         """One checkpoint, or several to decode as an ensemble (same vocabularies)."""
@@ -81,6 +137,11 @@ class Translator:
             tr.train_state = state
             return tr
         for p, (_, f, _, _) in zip(paths[1:], loaded[1:], strict=True):
+            if (f.reverse_source, f.reverse_target) != (fields.reverse_source,
+                                                        fields.reverse_target):
+                raise CheckpointError(
+                    f"{p}: it reads or writes in another direction than {paths[0]} "
+                    "(data.reverse_source/reverse_target); an ensemble's models must agree")
             if f.state() != fields.state():
                 raise CheckpointError(f"{p}: its vocabularies/tokenizers differ from "
                                       f"{paths[0]}'s; an ensemble needs identical ones")
@@ -99,6 +160,8 @@ class Translator:
         batch_size, temperature, top_k, bf16, on_long_input (defaults from the model's
         config). Messages number the inputs from `first_number`."""
         opts = self._options(**options)
+        if self.rescorers and not sample:
+            final, opts = opts, replace(opts, nbest=opts.beam)  # rerank every candidate
         texts = list(inputs)
         src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
         limit = self.config.data.max_src_len
@@ -111,7 +174,7 @@ class Translator:
                 log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
                             i + first_number, len(toks), limit)
                 src_toks[i] = toks[:limit]
-        ids = [self.fields.src_vocab.encode(t) for t in src_toks]
+        ids = [self.fields.src_ids(t) for t in src_toks]
         results: list[list[Result]] = [[] for _ in texts]
         todo = [i for i, x in enumerate(ids) if x]
         for i in set(range(len(texts))) - set(todo):  # nothing to translate
@@ -124,6 +187,8 @@ class Translator:
             hyps = self._search(src, src_len, opts, attention, sample, generator)
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
+        if self.rescorers and not sample:
+            return self._rerank(texts, results, final)
         return results
 
     def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
@@ -146,13 +211,23 @@ class Translator:
                                   coverage_penalty_beta=opts.coverage_penalty, **bans)
 
     def _result(self, h: search.Hyp, src_toks: list[str], source: str) -> Result:
-        toks = self.fields.tgt_vocab.decode(h.tokens)
+        toks = self.fields.tgt_tokens(h.tokens)
+        att = None if h.attention is None else self._reading_order(h.attention, len(h.tokens))
         return Result(
             text=self.fields.tgt_tok.detokenize(toks), tokens=toks, score=h.score,
             norm_score=h.norm_score, src_tokens=src_toks,
-            attention=None if h.attention is None else h.attention.tolist(),
+            attention=att,
             unknown=self.fields.src_vocab.unknown(src_toks), source=source,
         )
+
+    def _reading_order(self, att: torch.Tensor, n: int) -> list[list[float]]:
+        """Attention rows and columns in reading order when the model reads or writes reversed
+        (the n output tokens' rows; the end-of-sentence row, when there is one, stays last)."""
+        if self.fields.reverse_source:
+            att = att.flip(1)
+        if self.fields.reverse_target:
+            att = torch.cat([att[:n].flip(0), att[n:]])
+        return att.tolist()
 
     def translate(self, inputs: Iterable[str], **options) -> list[str] | list[list[str]]:
         """Plain strings: one output per input, or a list of n-best outputs when nbest > 1."""

@@ -1,0 +1,55 @@
+"""Scoring given outputs, and reranking n-best lists with other models.
+
+`force_score` gives log P(y | x) of given target sequences under a model or an ensemble,
+computed in one teacher-forced pass (the same per-step distributions the searches use).
+`rerank` reorders a model's n-best candidates by the average of its scores and those of
+rescoring models, e.g. right-to-left models over a left-to-right model's n-best list
+(Sennrich et al. 2016), which cannot be ensembled step by step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tandem.data.batching import pad
+from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from tandem.decode.search import _norm
+from tandem.model.seq2seq import NEVER_OUTPUT
+
+
+@torch.no_grad()
+def force_score(model, src: torch.Tensor, src_len: torch.Tensor,
+                targets: list[list[int]]) -> torch.Tensor:
+    """Sum over tokens and eos of log P(token | previous tokens, source), one per sentence.
+    `targets` are output ids without bos/eos; `model` is a Seq2Seq or an Ensemble."""
+    dev = src.device
+    tgt_in = pad([[BOS_ID] + t for t in targets]).to(dev)
+    gold = pad([t + [EOS_ID] for t in targets]).to(dev)
+    members = list(getattr(model, "models", [model]))
+    logps = []
+    for m in members:
+        logits = m(src, src_len, tgt_in).float()
+        logits[..., NEVER_OUTPUT] = float("-inf")
+        logps.append(torch.log_softmax(logits, -1))
+    logp = torch.stack(logps).mean(0)
+    if len(members) > 1:  # the ensemble's per-step distribution is renormalised
+        logp = logp - torch.logsumexp(logp, -1, keepdim=True)
+    picked = logp.gather(2, gold.unsqueeze(2)).squeeze(2)
+    return picked.masked_fill(gold == PAD_ID, 0.0).sum(1)
+
+
+def rerank(nbests: list[list], rescored: list[list[list[float]]], length_penalty: float,
+           length_norm: str = "power") -> list[list]:
+    """Reorder each input's candidates (Results) by the mean of the searching model's score
+    and the rescoring models' scores (rescored[input][candidate] = one score per rescoring
+    model), length-normalised as the search does. Scores and norm_scores are replaced by the
+    combined ones."""
+    out = []
+    for cands, extra in zip(nbests, rescored, strict=True):
+        ranked = []
+        for r, more in zip(cands, extra, strict=True):
+            s = (r.score + sum(more)) / (1 + len(more))
+            r.score, r.norm_score = s, _norm(s, len(r.tokens) + 1, length_penalty, length_norm)
+            ranked.append(r)
+        out.append(sorted(ranked, key=lambda r: -r.norm_score))
+    return out
