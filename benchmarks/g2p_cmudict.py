@@ -26,14 +26,19 @@ from tandem.train.trainer import evaluate_outputs, group_references
 PHONETISAURUS_WER = 24.5
 
 
-def score(paths: list[Path], test, beam: int) -> dict:
+def score(paths: list[Path], test, beam: int, rescore: list[Path] | None = None) -> dict:
+    """WER/PER of one model or an ensemble, its beam candidates optionally reranked with
+    `rescore` models (e.g. right-to-left ones)."""
     tr = load(*paths)
+    if rescore:
+        tr.rescore_with(*rescore)
     srcs, refs = group_references(test)
     t0 = time.time()
     hyps = tr.translate(srcs, beam=beam)
     decode_s = time.time() - t0
     m = evaluate_outputs(tr.fields, hyps, refs, ["seq_error_rate", "token_error_rate"])
-    return {"models": [str(p) for p in paths], "beam": beam, "words": len(srcs),
+    return {"models": [str(p) for p in paths], "rescore": [str(p) for p in rescore or []],
+            "beam": beam, "words": len(srcs),
             "wer": round(m["seq_error_rate"], 2), "per": round(m["token_error_rate"], 2),
             "decode_s": round(decode_s, 1), "words_per_s": round(len(srcs) / decode_s, 1)}
 
