@@ -86,6 +86,8 @@ def run_task(task: str, minutes: float, out: Path, overrides: list[str] | None =
         "minutes_to_dev_99": None if first99 is None else round(first99["elapsed_s"] / 60, 2),
         "decode_sentences_per_s": round(len(srcs) / decode_s, 1),
         "data_wait_s": history[-1].get("data_wait_s"),
+        "dev_curve": [{k: h.get(k) for k in ("step", "elapsed_s", "exact_match")}
+                      for h in history],
         "parameters": tr.model.n_params(),
         **{k: v for k, v in cfg.to_dict().items() if k in ("model", "data", "train")},
     }

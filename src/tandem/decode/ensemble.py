@@ -45,11 +45,22 @@ class Ensemble(nn.Module):
                     ) -> tuple[torch.Tensor, EnsembleState, torch.Tensor | None]:
         """Mean of the members' log-probabilities, renormalised so it is a distribution."""
         outs = [m.decode_step(prev, s) for m, s in zip(self.models, state.states, strict=True)]
-        logp = torch.stack([o[0] for o in outs]).mean(0)
-        logp = logp - torch.logsumexp(logp, -1, keepdim=True)
+        logp = _mean_distribution([o[0] for o in outs])
         atts = [o[2] for o in outs if o[2] is not None]
         att = torch.stack(atts).mean(0) if atts else None
         return logp, EnsembleState([o[1] for o in outs]), att
 
+    def forced_log_probs(self, src: torch.Tensor, src_len: torch.Tensor,
+                         tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced (B, T, V): the members' mean, as decode_step gives it step by step."""
+        return _mean_distribution([m.forced_log_probs(src, src_len, tgt_in)
+                                   for m in self.models])
+
     def n_params(self) -> int:
         return sum(m.n_params() for m in self.models)
+
+
+def _mean_distribution(logps: list[torch.Tensor]) -> torch.Tensor:
+    """Mean of log-probabilities over models, renormalised so it is a distribution."""
+    logp = torch.stack(logps).mean(0)
+    return logp - torch.logsumexp(logp, -1, keepdim=True)

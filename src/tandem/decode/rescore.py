@@ -9,12 +9,13 @@ rescoring models, e.g. right-to-left models over a left-to-right model's n-best 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from tandem.data.batching import pad
 from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from tandem.decode.search import _norm
-from tandem.model.seq2seq import NEVER_OUTPUT
 
 
 @torch.no_grad()
@@ -25,31 +26,19 @@ def force_score(model, src: torch.Tensor, src_len: torch.Tensor,
     dev = src.device
     tgt_in = pad([[BOS_ID] + t for t in targets]).to(dev)
     gold = pad([t + [EOS_ID] for t in targets]).to(dev)
-    members = list(getattr(model, "models", [model]))
-    logps = []
-    for m in members:
-        logits = m(src, src_len, tgt_in).float()
-        logits[..., NEVER_OUTPUT] = float("-inf")
-        logps.append(torch.log_softmax(logits, -1))
-    logp = torch.stack(logps).mean(0)
-    if len(members) > 1:  # the ensemble's per-step distribution is renormalised
-        logp = logp - torch.logsumexp(logp, -1, keepdim=True)
+    logp = model.forced_log_probs(src, src_len, tgt_in)
     picked = logp.gather(2, gold.unsqueeze(2)).squeeze(2)
     return picked.masked_fill(gold == PAD_ID, 0.0).sum(1)
 
 
-def rerank(nbests: list[list], rescored: list[list[list[float]]], length_penalty: float,
-           length_norm: str = "power") -> list[list]:
-    """Reorder each input's candidates (Results) by the mean of the searching model's score
-    and the rescoring models' scores (rescored[input][candidate] = one score per rescoring
-    model), length-normalised as the search does. Scores and norm_scores are replaced by the
-    combined ones."""
+def rerank(cands: list, extra: list[tuple[float, ...]], length_penalty: float,
+           length_norm: str = "power") -> list:
+    """One input's candidates (Results) as new Results, ordered by the mean of the searching
+    model's score and the rescoring models' scores (extra[j]: candidate j's), length-normalised
+    as the search does."""
     out = []
-    for cands, extra in zip(nbests, rescored, strict=True):
-        ranked = []
-        for r, more in zip(cands, extra, strict=True):
-            s = (r.score + sum(more)) / (1 + len(more))
-            r.score, r.norm_score = s, _norm(s, len(r.tokens) + 1, length_penalty, length_norm)
-            ranked.append(r)
-        out.append(sorted(ranked, key=lambda r: -r.norm_score))
-    return out
+    for r, more in zip(cands, extra, strict=True):
+        s = (r.score + sum(more)) / (1 + len(more))
+        out.append(replace(r, score=s, norm_score=_norm(s, len(r.tokens) + 1, length_penalty,
+                                                        length_norm)))
+    return sorted(out, key=lambda r: -r.norm_score)

@@ -81,27 +81,22 @@ class Translator:
 
     @torch.no_grad()
     def score(self, sources: list[str], targets: list[str] | list[list[str]],
-              batch_size: int | None = None, truncate: bool = False) -> list[float]:
+              batch_size: int | None = None, on_long_input: str = "error") -> list[float]:
         """log P(target | source) under this model (or ensemble): the sum over the target's
         tokens and the end of sentence. Targets are texts or token lists in reading order.
-        Sources longer than the model's limit are an error, or cut to it when `truncate`."""
+        Sources longer than the model's limit are an error, or cut to it ('truncate')."""
         if len(sources) != len(targets):
             raise DataError(f"score: {len(sources)} sources but {len(targets)} targets")
-        limit = self.config.data.max_src_len
-        src_ids = [self.fields.src_ids(self.fields.src_tok.tokenize(s)[:limit] if truncate
-                                       else self.fields.src_tok.tokenize(s)) for s in sources]
-        for i, ids in enumerate(src_ids):
-            if not ids:
-                raise DataError(f"score: source {i + 1} is empty after tokenization")
-            if len(ids) > limit:
-                raise DataError(f"score: source {i + 1} has {len(ids)} tokens, more than this "
-                                f"model's limit (data.max_src_len = "
-                                f"{self.config.data.max_src_len})")
+        src_ids = [self.fields.src_ids(t)
+                   for t in self._source_tokens(list(sources), on_long_input)]
+        if not all(src_ids):
+            raise DataError(f"score: source {src_ids.index([]) + 1} is empty after "
+                            "tokenization")
         tgt_ids = [self.fields.tgt_ids(self.fields.tgt_tok.tokenize(t) if isinstance(t, str)
                                         else list(t)) for t in targets]
         out = [0.0] * len(sources)
-        size = batch_size or self.decode_cfg.batch_size
-        for chunk in size_batches(len(sources), [len(x) for x in src_ids], size):
+        for chunk in size_batches(len(sources), [len(x) for x in src_ids],
+                                  batch_size or self.decode_cfg.batch_size):
             src = pad([src_ids[i] for i in chunk]).to(self.device)
             src_len = torch.tensor([len(src_ids[i]) for i in chunk], device=self.device)
             got = force_score(self.model, src, src_len, [tgt_ids[i] for i in chunk])
@@ -112,17 +107,13 @@ class Translator:
     def _rerank(self, texts: list[str], results: list[list[Result]], opts: DecodeConfig
                 ) -> list[list[Result]]:
         todo = [i for i, r in enumerate(results) if r and r[0].src_tokens]
-        pairs = [(texts[i], c.tokens) for i in todo for c in results[i]]
-        columns = [r.score([s for s, _ in pairs], [t for _, t in pairs], opts.batch_size,
-                           truncate=opts.on_long_input == "truncate") for r in self.rescorers]
-        extra: list[list[list[float]]] = []
-        k = 0
+        cands = [(texts[i], c.tokens) for i in todo for c in results[i]]
+        columns = [r.score([s for s, _ in cands], [t for _, t in cands], opts.batch_size,
+                           opts.on_long_input) for r in self.rescorers]
+        per_cand = iter(list(zip(*columns, strict=True)))
         for i in todo:
-            extra.append([[col[k + j] for col in columns] for j in range(len(results[i]))])
-            k += len(results[i])
-        ranked = rerank([results[i] for i in todo], extra, opts.length_penalty, opts.length_norm)
-        for i, r in zip(todo, ranked, strict=True):
-            results[i] = r
+            results[i] = rerank(results[i], [next(per_cand) for _ in results[i]],
+                                opts.length_penalty, opts.length_norm)
         return [r[:opts.nbest] for r in results]
 
     @classmethod
@@ -160,20 +151,11 @@ class Translator:
         batch_size, temperature, top_k, bf16, on_long_input (defaults from the model's
         config). Messages number the inputs from `first_number`."""
         opts = self._options(**options)
-        if self.rescorers and not sample:
-            final, opts = opts, replace(opts, nbest=opts.beam)  # rerank every candidate
+        reranking = bool(self.rescorers) and not sample
+        # when reranking, the search returns every beam candidate; opts.nbest are kept after
+        search_opts = replace(opts, nbest=opts.beam) if reranking else opts
         texts = list(inputs)
-        src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
-        limit = self.config.data.max_src_len
-        for i, toks in enumerate(src_toks):
-            if len(toks) > limit:
-                if opts.on_long_input == "error":
-                    raise DataError(f"input {i + first_number} has {len(toks)} tokens, more "
-                                    f"than this model's limit (data.max_src_len = {limit}); "
-                                    "shorten it, or allow truncation (on_long_input: truncate)")
-                log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
-                            i + first_number, len(toks), limit)
-                src_toks[i] = toks[:limit]
+        src_toks = self._source_tokens(texts, opts.on_long_input, first_number)
         ids = [self.fields.src_ids(t) for t in src_toks]
         results: list[list[Result]] = [[] for _ in texts]
         todo = [i for i, x in enumerate(ids) if x]
@@ -184,12 +166,27 @@ class Translator:
             idx = [todo[j] for j in chunk]
             src = pad([ids[i] for i in idx]).to(self.device)
             src_len = torch.tensor([len(ids[i]) for i in idx], device=self.device)
-            hyps = self._search(src, src_len, opts, attention, sample, generator)
+            hyps = self._search(src, src_len, search_opts, attention, sample, generator)
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
-        if self.rescorers and not sample:
-            return self._rerank(texts, results, final)
-        return results
+        return self._rerank(texts, results, opts) if reranking else results
+
+    def _source_tokens(self, texts: list[str], on_long_input: str, first_number: int = 1
+                       ) -> list[list[str]]:
+        """Tokenized inputs, each cut to the model's data.max_src_len (with a warning), or an
+        error naming the input when on_long_input is 'error'."""
+        limit = self.config.data.max_src_len
+        src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
+        for i, toks in enumerate(src_toks):
+            if len(toks) > limit:
+                if on_long_input == "error":
+                    raise DataError(f"input {i + first_number} has {len(toks)} tokens, more "
+                                    f"than this model's limit (data.max_src_len = {limit}); "
+                                    "shorten it, or allow truncation (on_long_input: truncate)")
+                log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
+                            i + first_number, len(toks), limit)
+                src_toks[i] = toks[:limit]
+        return src_toks
 
     def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
         with autocast(opts.bf16, self.device.type):

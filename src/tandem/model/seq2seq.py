@@ -15,6 +15,14 @@ from tandem.model.encoder import Encoder, EncoderOutput
 NEVER_OUTPUT = [PAD_ID, BOS_ID]
 
 
+def output_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """Log-softmax over the vocabulary (last dim) with pad and bos, never outputs, excluded.
+    Writes -inf into `logits` in place (the caller's fresh output), saving a copy per step."""
+    logits = logits.float()
+    logits[..., NEVER_OUTPUT] = float("-inf")
+    return torch.log_softmax(logits, -1)
+
+
 class Seq2Seq(nn.Module):
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
         super().__init__()
@@ -47,9 +55,14 @@ class Seq2Seq(nn.Module):
         The distribution excludes pad and bos, which can never be outputs.
         """
         logits, state, att = self.decoder(prev.unsqueeze(1), state)
-        logits = logits.squeeze(1).float()
-        logits[:, NEVER_OUTPUT] = float("-inf")
-        return (torch.log_softmax(logits, -1), state, None if att is None else att.squeeze(1))
+        return (output_log_probs(logits.squeeze(1)), state,
+                None if att is None else att.squeeze(1))
+
+    def forced_log_probs(self, src: torch.Tensor, src_len: torch.Tensor,
+                         tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probs (B, T, V) of the next token after each of tgt_in's: the
+        distributions decode_step gives, for a whole target in one pass."""
+        return output_log_probs(self(src, src_len, tgt_in))
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor, tgt_in: torch.Tensor,
                 teacher_forcing: float = 1.0) -> torch.Tensor:
