@@ -191,3 +191,48 @@ def test_step_cells_compute_what_the_decoder_rnn_does(cell):
     assert len(model.decoder.step_cells) == 2
     got, _, _ = model.decode_step(prev, model.init_state(model.encode(src, lens)))
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fused_step_cells_compute_what_the_rnn_does(cell, layers):
+    """Search steps without autograd go through fused step cells (one product per layer,
+    tanh via sigmoid); they must compute what the RNN module does, state included."""
+    from tandem.model.cells import StepCache
+    from tandem.model.encoder import make_rnn, run_rnn
+
+    torch.manual_seed(0)
+    rnn = make_rnn(cell, 6, 8, layers, dropout=0.0).eval()
+    x = torch.randn(5, 1, 6) * 3  # large inputs: the gates saturate too
+    h = torch.randn(layers, 5, 8)
+    hidden = (h, torch.randn(layers, 5, 8)) if cell == "lstm" else h
+    with torch.no_grad():
+        want_out, want_h = rnn(x, hidden)
+        got_out, got_h = run_rnn(rnn, x, hidden, cache=StepCache())
+    torch.testing.assert_close(got_out, want_out, atol=1e-6, rtol=1e-5)
+    for g, w in zip(got_h if cell == "lstm" else [got_h], want_h if cell == "lstm" else [want_h],
+                    strict=True):
+        torch.testing.assert_close(g, w, atol=1e-6, rtol=1e-5)
+
+
+def test_step_cache_follows_the_weights_and_is_never_saved():
+    """Validation during training decodes with the live weights: an optimizer step or a
+    loaded checkpoint must rebuild the fused cells, and they stay out of the state dict."""
+    model = _combo("lstm", "linear", "attention").eval()
+    src, lens = padded_batch([5, 3])
+    prev = torch.tensor([2, 2])
+
+    def step():
+        with torch.no_grad():
+            return model.decode_step(prev, model.init_state(model.encode(src, lens)))[0]
+
+    before = step()
+    with torch.no_grad():
+        model.decoder.rnn.weight_hh_l0.add_(0.5)  # in place, as an optimizer step does
+    changed = step()
+    assert not torch.allclose(before, changed)
+    with torch.no_grad():  # the same weights through the cell kernels (no cache)
+        cache, model.decoder.step_cache = model.decoder.step_cache, None
+        torch.testing.assert_close(step(), changed, atol=1e-5, rtol=1e-4)
+        model.decoder.step_cache = cache
+    assert not any("step" in k for k in model.state_dict())

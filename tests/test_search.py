@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import padded_batch, tiny_model
-from tandem.data.vocab import BOS_ID, EOS_ID
+from tandem.data.vocab import BOS_ID, EOS_ID, UNK_ID
 from tandem.decode import search
 
 VARIANTS = [
@@ -178,3 +178,31 @@ def test_gnmt_length_norm_and_coverage_penalty_rank_by_their_formulas():
     assert search.coverage_penalty(torch.tensor([[0.5, 1.0], [0.7, 0.5]]), 1.0) == 0.0
     assert search.coverage_penalty(torch.tensor([[0.5, 0.25]]), 2.0) == pytest.approx(
         2 * (torch.tensor(0.5).log() + torch.tensor(0.25).log()).item())
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_wide_beam_is_exact_search(variant):
+    """A beam as wide as every possible prefix never prunes: its n-best must be the exact
+    k best outputs found by enumerating all of them (here 3 real tokens, at most 3 steps).
+    Covers the first step, which runs one row per sentence before the beams split."""
+    import itertools
+
+    model = _trained_ish(variant, eos_bias=1.0)
+    real = list(range(4, 7))
+    with torch.no_grad():  # only 3 real output tokens: the others (unk too) can never win
+        model.decoder.generator.bias[7:] -= 1e4
+        model.decoder.generator.bias[UNK_ID] -= 1e4
+    src, lens = padded_batch([4, 2])
+    out = search.beam_search(model, src, lens, beam=40, nbest=5, length_penalty=0.0,
+                             max_len_a=0.0, max_len_b=3)
+    for i, nbest in enumerate(out):
+        s, n = src[i:i + 1, : lens[i]], lens[i:i + 1]
+        with torch.no_grad():
+            every = [(forced_logprob(model, s, n, list(toks)), list(toks))
+                     for length in range(3) for toks in itertools.product(real, repeat=length)]
+            every += [(forced_logprob(model, s, n, list(toks), ended=False), list(toks))
+                      for toks in itertools.product(real, repeat=3)]  # cut at the limit
+        every.sort(key=lambda x: x[0], reverse=True)
+        assert [h.tokens for h in nbest] == [toks for _, toks in every[:5]]
+        for h, (score, _) in zip(nbest, every, strict=False):
+            assert h.score == pytest.approx(score, abs=1e-4)

@@ -141,34 +141,41 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
     hypotheses and its best unfinished one cannot overtake them (`_finished_enough`), or
     when it reaches its length limit; done sentences leave the batch, and the search stops
     when every sentence is done. With k=1 this is exactly greedy search.
+
+    The first step runs one row per sentence (all k beams would start identical), and the
+    state is expanded to k rows per sentence after it.
     """
     B, k, dev = src.size(0), beam, src.device
-    state = model.init_state(model.encode(src, src_len)).expand(k)
+    state = model.init_state(model.encode(src, src_len))
+    g = 1  # rows per sentence: 1 for the first step, then k
     limit_all = max_lengths(src_len, max_len_a, max_len_b).tolist()
     src_lens = src_len.tolist()
     alive = list(range(B))  # original ids of the sentences still searching
-    scores = torch.full((B, k), float("-inf"), device=dev)
-    scores[:, 0] = 0.0  # all beams start identical: keep one alive
-    prev = torch.full((B * k,), BOS_ID, dtype=torch.long, device=dev)
-    history = torch.empty((B * k, 0), dtype=torch.long, device=dev)
+    scores = torch.zeros((B, 1), device=dev)
+    prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
+    history = torch.empty((B, 0), dtype=torch.long, device=dev)
     att_hist: torch.Tensor | None = None
     coverage: torch.Tensor | None = None  # (B'*k, S) attention received so far, for beta > 0
     finished: list[list[Hyp]] = [[] for _ in range(B)]
     for t in range(max(limit_all)):
         n_alive = len(alive)
-        logp, state, att = model.decode_step(prev, state)  # (B'*k, V)
+        logp, state, att = model.decode_step(prev, state)  # (B'*g, V)
         if no_repeat_ngram_size or not allow_unk:
             _ban(logp, history.tolist(), no_repeat_ngram_size, allow_unk)
         V = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(n_alive, k * V)
-        top_s, top_i = cand.topk(min(2 * k, k * V), dim=1)  # (B', 2k)
+        cand = (scores.view(-1, 1) + logp).view(n_alive, g * V)
+        top_s, top_i = cand.topk(min(2 * k, g * V), dim=1)  # (B', 2k)
+        if top_s.size(1) < 2 * k:  # first step, vocabulary < 2k: dead candidates fill up
+            short = 2 * k - top_s.size(1)
+            top_s = torch.cat([top_s, top_s.new_full((n_alive, short), float("-inf"))], 1)
+            top_i = torch.cat([top_i, top_i.new_zeros((n_alive, short))], 1)
         src_beam, tok = top_i // V, top_i % V
         if attention and att is not None:
             step_att = att.unsqueeze(1)
             att_hist = step_att if att_hist is None else torch.cat([att_hist, step_att], 1)
         if coverage_penalty_beta and att is not None:
             coverage = att.clone() if coverage is None else coverage + att
-        base = (torch.arange(n_alive, device=dev) * k).unsqueeze(1)
+        base = (torch.arange(n_alive, device=dev) * g).unsqueeze(1)
         # set aside finished hypotheses (eos within the top k, or everything at the limit)
         is_eos = tok == EOS_ID
         at_limit = torch.tensor([t + 1 >= limit_all[b] for b in alive], device=dev)
@@ -204,7 +211,10 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
             break
         rows = (base + src_beam.gather(1, keep)).view(-1)
         prev = tok.gather(1, keep).view(-1)
-        state = state.reorder(rows)
+        if g < k:  # after the first step: every beam's parent is its sentence's one row
+            state, g = state.expand(k), k
+        else:
+            state = state.reorder(rows)
         history = torch.cat([history.index_select(0, rows), prev.unsqueeze(1)], 1)
         if att_hist is not None:
             att_hist = att_hist.index_select(0, rows)

@@ -21,7 +21,8 @@ from torch import nn
 from tandem.data.vocab import PAD_ID
 from tandem.model.attention import Attention
 from tandem.model.bridge import Hidden
-from tandem.model.encoder import cells_like, make_rnn, run_rnn
+from tandem.model.cells import StepCache, step_cells
+from tandem.model.encoder import make_rnn, run_rnn
 
 
 @dataclass
@@ -89,6 +90,7 @@ class Decoder(nn.Module):
             rnn_in += self.out_size
         self.rnn = make_rnn(cell, rnn_in, hidden_size, layers, dropout)
         self.step_cells: nn.ModuleList | None = None  # see `add_step_cells`
+        self.step_cache = StepCache()  # float search steps (not a module: never saved)
         self.attention = None
         if conditioning == "attention":
             self.attention = Attention(attention, hidden_size, enc_size)
@@ -104,10 +106,10 @@ class Decoder(nn.Module):
             self.generator.weight = self.embed.weight
 
     def add_step_cells(self) -> None:
-        """Give single decoding steps their own per-layer cell modules (copies of the RNN's
-        weights), for inference only: int8 quantization turns them into quantized cells,
-        which are much faster per step than the quantized sequence RNN."""
-        self.step_cells = cells_like(self.rnn)
+        """Give single decoding steps their own per-layer step cells (copies of the RNN's
+        weights, see tandem.model.cells) as submodules, for inference only: int8
+        quantization turns their Linears into int8 products."""
+        self.step_cells = step_cells(self.rnn)
 
     @property
     def parallel(self) -> bool:
@@ -149,7 +151,7 @@ class Decoder(nn.Module):
         """
         emb = self.dropout(self.embed(tokens))
         x = self._rnn_input(emb, state)
-        h, hidden = run_rnn(self.rnn, x, state.hidden, self.step_cells)
+        h, hidden = run_rnn(self.rnn, x, state.hidden, self.step_cells, self.step_cache)
         o, att = self._outputs(h, emb, state)
         o = self.dropout(o)
         new = replace(state, hidden=hidden, feed=o[:, -1] if self.input_feeding else None)

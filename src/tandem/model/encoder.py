@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tandem.cpu import native_bf16
 from tandem.data.vocab import PAD_ID
+from tandem.model.cells import StepCache
 
 RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -21,7 +22,6 @@ def make_rnn(cell: str, input_size: int, hidden_size: int, layers: int, dropout:
 
 
 _CELLS = {nn.LSTM: torch.lstm_cell, nn.GRU: torch.gru_cell, nn.RNN: torch.rnn_tanh_cell}
-_CELL_MODULES = {nn.LSTM: nn.LSTMCell, nn.GRU: nn.GRUCell, nn.RNN: nn.RNNCell}
 
 
 def _steppable(rnn: nn.Module) -> bool:
@@ -64,27 +64,16 @@ def _one_step(rnn: nn.RNNBase, x: torch.Tensor, hidden):
                        rnn.dropout, rnn.training)
 
 
-def cells_like(rnn: nn.RNNBase) -> nn.ModuleList:
-    """Per-layer cell modules (LSTMCell/GRUCell/RNNCell) holding copies of a unidirectional
-    RNN's weights: what int8 dynamic quantization turns into fast quantized cells."""
-    cls = _CELL_MODULES[type(rnn)]
-    cells = nn.ModuleList()
-    for i in range(rnn.num_layers):
-        cell = cls(rnn.input_size if i == 0 else rnn.hidden_size, rnn.hidden_size)
-        with torch.no_grad():
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                getattr(cell, name).copy_(getattr(rnn, f"{name}_l{i}"))
-        cells.append(cell)
-    return cells.train(rnn.training)
-
-
-def run_rnn(rnn: nn.Module, x, hidden=None, cells: nn.ModuleList | None = None):
-    """rnn(x, hidden), with two CPU refinements:
-    - a single time step of a plain unidirectional RNN goes through the cell kernels;
+def run_rnn(rnn: nn.Module, x, hidden=None, cells: nn.ModuleList | None = None,
+            cache: StepCache | None = None):
+    """rnn(x, hidden), with CPU refinements:
+    - a single time step of a plain unidirectional RNN goes through step cells: `cells` when
+      given (int8 inference), else, without autograd, `cache`'s fused float cells, else
+      the cell kernels (training with input feeding needs gradients through the weights);
     - under bfloat16 autocast on a CPU without native bf16, oneDNN has no bf16 recurrent
       kernel, so the recurrence runs in float32 and only the matrix products around it
       (attention, output layer) run in bf16."""
-    if cells is not None and x.size(1) == 1:  # per-layer cell modules (int8 inference)
+    if cells is not None and x.size(1) == 1:  # per-layer step cells (int8 inference)
         return step_layers(x, hidden, list(cells), rnn.mode == "LSTM", rnn.hidden_size)
     step = isinstance(x, torch.Tensor) and x.size(1) == 1 and _steppable(rnn)
     if torch.is_autocast_enabled("cpu") and not native_bf16():
@@ -95,6 +84,9 @@ def run_rnn(rnn: nn.Module, x, hidden=None, cells: nn.ModuleList | None = None):
                 hidden = hidden.float()
             x = x.float()
             return _one_step(rnn, x, hidden) if step else rnn(x, hidden)
+    if step and cache is not None and not torch.is_grad_enabled() and not rnn.training:
+        return step_layers(x, hidden, list(cache.cells(rnn)), rnn.mode == "LSTM",
+                           rnn.hidden_size)
     return _one_step(rnn, x, hidden) if step else rnn(x, hidden)
 
 
