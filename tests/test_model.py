@@ -52,6 +52,33 @@ def test_attention_ignores_padding(kind):
     torch.testing.assert_close(w2[1], w[1])
 
 
+@pytest.mark.parametrize("kind", ["additive", "dot", "general"])
+def test_attention_weights_follow_the_published_formulas(kind):
+    """Bahdanau: softmax_j(v . tanh(W_q q + W_k k_j)); Luong general: softmax_j(q . W k_j);
+    dot: softmax_j(q . k_j). tandem computes the additive one through a sigmoid, which must
+    give the same weights, gradients included."""
+    torch.manual_seed(0)
+    att = Attention(kind, 16, 16)
+    keys = torch.randn(2, 6, 16) * 3
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    q = torch.randn(2, 4, 16) * 3
+    if kind == "additive":
+        e = att.v(torch.tanh(att.query_proj(q).unsqueeze(2) + att.key_proj(keys).unsqueeze(1)))
+        e = e.squeeze(-1)
+    elif kind == "general":
+        e = att.query_proj(q) @ keys.transpose(1, 2)
+    else:
+        e = q @ keys.transpose(1, 2)
+    want = torch.softmax(e, -1)
+    _, got = att(q, att.project_keys(keys), keys, mask)
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    if kind == "additive":
+        want_grads = torch.autograd.grad((want * torch.arange(6.0)).sum(), list(att.parameters()))
+        got_grads = torch.autograd.grad((got * torch.arange(6.0)).sum(), list(att.parameters()))
+        for g, w in zip(got_grads, want_grads, strict=True):
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+
+
 def _search_logprobs(logits):
     """What decode_step returns: log-softmax with pad and bos excluded."""
     logits = logits.clone()
@@ -236,3 +263,19 @@ def test_step_cache_follows_the_weights_and_is_never_saved():
         torch.testing.assert_close(step(), changed, atol=1e-5, rtol=1e-4)
         model.decoder.step_cache = cache
     assert not any("step" in k for k in model.state_dict())
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_dropout_keeps_the_expected_value_and_drops_p(p):
+    from tandem.model.cells import Dropout
+
+    torch.manual_seed(0)
+    d = Dropout(p)
+    x = torch.full((200, 500), 2.0)
+    y = d(x)
+    dropped = float((y == 0).float().mean())
+    assert dropped == pytest.approx(p, abs=0.01)
+    if p < 1.0:
+        assert float(y.mean()) == pytest.approx(2.0, rel=0.02)  # survivors scaled by 1/(1-p)
+        assert torch.isclose(y[y != 0], torch.tensor(2.0 / (1 - p))).all()
+    assert torch.equal(d.eval()(x), x)  # off at inference

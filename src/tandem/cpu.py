@@ -32,7 +32,7 @@ def resolve_device(name: str | torch.device = "auto", key: str = "device") -> to
     if not re.fullmatch(DEVICE_PATTERN, name):
         raise ConfigError(f"{key} = {name!r}; allowed: auto, cpu, cuda, cuda:N")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
@@ -42,6 +42,8 @@ def resolve_device(name: str | torch.device = "auto", key: str = "device") -> to
         if (device.index or 0) >= count:
             raise ConfigError(f"{key} = {name!r}, but only {count} CUDA device(s) exist "
                               f"(cuda:0..cuda:{count - 1})")
+        if device.index is None:  # 'cuda' = the current GPU, named as tensors name it
+            device = torch.device("cuda", torch.cuda.current_device())
     return device
 
 

