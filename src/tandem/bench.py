@@ -350,7 +350,7 @@ def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = N
                + (f" --variants {' '.join(variants)}" if variants else "")
                + (f" --device {device}" if device != "cpu" else "")
                + (f" --batch-tokens {batch_tokens}" if batch_tokens != 4000 else ""))
-    suffix = ("-" + res["device"].replace(":", "") if res["device"] != "cpu" else "") + (
+    suffix = ("-" + device.replace(":", "") if device != "cpu" else "") + (
         "-quick" if quick else "")
     path = write_report(out, "speed", suffix,
                         {"minutes": round((time.time() - started) / 60, 1), **res}, command)
