@@ -267,7 +267,7 @@ def test_step_cache_follows_the_weights_and_is_never_saved():
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
 def test_dropout_keeps_the_expected_value_and_drops_p(p):
-    from tandem.model.cells import Dropout
+    from tandem.model.encoder import Dropout
 
     torch.manual_seed(0)
     d = Dropout(p)

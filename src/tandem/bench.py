@@ -239,23 +239,25 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
                    "utilisation": round(gflops / peak, 3),
                    ("peak_gpu_mb" if gpu else "peak_rss_mb"): round(_peak_memory_mb(dev))}
             n1, n64 = (8, 64) if quick else (24, 192)
+            q = None if gpu else quantize_int8(copy.deepcopy(model))
+            reps = 1 if quick else 3
             for beam in (1, 5):
                 for batch, n in ((1, n1), (64, n64)):
-                    sps, tps = time_decoding(model, examples, batch, beam, n, device=dev)
-                    row[f"decode_b{beam}_bs{batch}_sent_s"] = round(sps, 1)
-                    row[f"decode_b{beam}_bs{batch}_tok_s"] = round(tps)
-            if not gpu:  # float32 and int8 passes alternate; medians of `reps` each
-                q = quantize_int8(copy.deepcopy(model))
-                reps = 1 if quick else 3
-                for batch, n in ((1, n1), (64, n64)):
-                    rates: dict[str, list[float]] = {"fp32": [], "int8": []}
-                    for _ in range(reps):
-                        for mode, m in (("fp32", model), ("int8", q)):
-                            rates[mode].append(time_decoding(m, examples, batch, 5, n)[0])
-                    f32, i8 = (statistics.median(rates[k]) for k in ("fp32", "int8"))
-                    row[f"fp32_decode_b5_bs{batch}_sent_s_median"] = round(f32, 1)
-                    row[f"int8_decode_b5_bs{batch}_sent_s"] = round(i8, 1)
-                    row[f"int8_speedup_b5_bs{batch}"] = round(i8 / f32, 2)
+                    # beam 5 on the CPU: float32 and int8 passes alternate, medians of `reps`
+                    models = {"fp32": model, **({"int8": q} if beam == 5 and q else {})}
+                    rates: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
+                    for _ in range(reps if len(models) > 1 else 1):
+                        for mode, m in models.items():
+                            rates[mode].append(time_decoding(m, examples, batch, beam, n,
+                                                             device=dev))
+                    med = {k: [statistics.median(x) for x in zip(*v, strict=True)]
+                           for k, v in rates.items()}
+                    row[f"decode_b{beam}_bs{batch}_sent_s"] = round(med["fp32"][0], 1)
+                    row[f"decode_b{beam}_bs{batch}_tok_s"] = round(med["fp32"][1])
+                    if "int8" in med:
+                        row[f"int8_decode_b5_bs{batch}_sent_s"] = round(med["int8"][0], 1)
+                        row[f"int8_speedup_b5_bs{batch}"] = round(
+                            med["int8"][0] / med["fp32"][0], 2)
             if name == "general":  # bfloat16 autocast, training and decoding
                 b_tok_s, b_ms, _ = time_training(copy.deepcopy(model), examples, batch_tokens,
                                                  steps, bf16=True, device=dev)

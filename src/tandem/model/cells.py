@@ -110,16 +110,3 @@ class StepCache:
     def __deepcopy__(self, memo) -> StepCache:
         return StepCache()  # a copy of a model starts with an empty cache
 
-
-class Dropout(nn.Dropout):
-    """nn.Dropout with the mask drawn by uniform_ instead of bernoulli_: the same
-    distribution, about twice as fast on a CPU (bernoulli_ took ~15 ms per million elements
-    here, uniform_ ~7), where dropout masks were ~7% of a G2P training step."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        if self.p >= 1.0:
-            return x * 0.0
-        keep = torch.empty_like(x).uniform_().ge_(self.p)
-        return x * keep.mul_(1.0 / (1.0 - self.p))

@@ -21,8 +21,8 @@ from torch import nn
 from tandem.data.vocab import PAD_ID
 from tandem.model.attention import Attention
 from tandem.model.bridge import Hidden
-from tandem.model.cells import Dropout, StepCache, step_cells
-from tandem.model.encoder import make_rnn, run_rnn
+from tandem.model.cells import StepCache, step_cells
+from tandem.model.encoder import Dropout, make_rnn, run_rnn
 
 
 @dataclass
