@@ -7,7 +7,7 @@ import torch
 
 from conftest import padded_batch, tiny_model
 from tandem.config import ModelConfig
-from tandem.model.attention import Attention
+from tandem.model.attention import EXP_LIMIT, Attention
 from tandem.model.encoder import Encoder
 from tandem.model.seq2seq import NEVER_OUTPUT
 from tandem.train.loss import token_nll
@@ -77,6 +77,30 @@ def test_attention_weights_follow_the_published_formulas(kind):
         got_grads = torch.autograd.grad((got * torch.arange(6.0)).sum(), list(att.parameters()))
         for g, w in zip(got_grads, want_grads, strict=True):
             torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [3.0, 60.0])
+def test_search_time_additive_attention_equals_the_sigmoid_path(scale):
+    """Searches on a CPU compute sigmoid(q + k) as 1 / (1 + exp(-q) exp(-k)) with exp(-k)
+    cached per batch: the same weights as the training path, beams folded or not; at scale
+    60 some doubled queries pass EXP_LIMIT and that step must fall back to the plain path."""
+    torch.manual_seed(0)
+    att = Attention("additive", 16, 16)
+    keys = torch.randn(3, 7, 16) * 3
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 5:] = False
+    q = torch.randn(6, 1, 16) * scale  # 3 sentences x 2 beams, one step
+    proj = att.project_keys(keys)
+    want_ctx, want = att(q, proj, keys, mask, group=2)  # gradients on: the sigmoid path
+    with torch.no_grad():
+        exp_keys = att.exp_keys(proj)
+        assert exp_keys is not None
+        ctx, got = att(q, proj, keys, mask, group=2, exp_keys=exp_keys)
+        assert bool((att.query_proj(q).abs() * 2 > EXP_LIMIT).any()) == (scale > 10)
+        assert att.exp_keys(proj * 100) is None  # keys beyond the limit: no cache
+    torch.testing.assert_close(got, want.detach(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ctx, want_ctx.detach(), atol=1e-6, rtol=1e-5)
+    assert float(got[2:4, 0, 5:].sum()) == 0.0  # sentence 1's beams: padding gets none
 
 
 def _search_logprobs(logits):

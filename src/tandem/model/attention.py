@@ -8,6 +8,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# exp(-x) of every |x| <= EXP_LIMIT, and the product of two of them, stays a normal float32
+# or overflows/underflows to exactly what the sigmoid gives (0 or 1); see `exp_keys`.
+EXP_LIMIT = 80.0
+
 
 class Attention(nn.Module):
     def __init__(self, kind: str, query_size: int, key_size: int) -> None:
@@ -27,10 +31,21 @@ class Attention(nn.Module):
         `forward`)."""
         return self.key_proj(keys) * 2 if self.kind == "additive" else keys
 
+    def exp_keys(self, proj_keys: torch.Tensor) -> torch.Tensor | None:
+        """For searches on a CPU (no gradients), additive attention: exp(-proj_keys), once
+        per batch, so each step computes sigmoid(q + k) as 1 / (1 + exp(-q) exp(-k)): one
+        product and one reciprocal per element of the (B, T, S, A) tensor instead of an add
+        and an exponential. None (the plain path) for other kinds or keys beyond EXP_LIMIT."""
+        if self.kind != "additive" or float(proj_keys.abs().max()) > EXP_LIMIT:
+            return None
+        return torch.exp(-proj_keys)
+
     def forward(self, query: torch.Tensor, proj_keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor, group: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                mask: torch.Tensor, group: int = 1, exp_keys: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """query (B*g, T, Hq), proj_keys (B, S, *), values (B, S, He), mask (B, S)
         -> context (B*g, T, He), weights (B*g, T, S) summing to 1 over real positions.
+        `exp_keys`: `exp_keys(proj_keys)`, used when there are no gradients to keep.
 
         `group` g consecutive query rows (beams of one sentence) share one encoder row: they
         are folded into the time axis, so every beam uses the same keys without copies.
@@ -38,14 +53,20 @@ class Attention(nn.Module):
         if group > 1:
             N, T = query.shape[:2]
             ctx, w = self.forward(query.reshape(N // group, group * T, -1), proj_keys, values,
-                                  mask)
+                                  mask, exp_keys=exp_keys)
             return ctx.reshape(N, T, -1), w.reshape(N, T, -1)
         if self.kind == "additive":
             # v . tanh(x) = 2 v . sigmoid(2x) - sum(v), and softmax ignores the constant: the
             # same weights, but a CPU computes sigmoid over this (B, T, S, A) tensor ~3.5x
             # faster than tanh. The keys come doubled from project_keys.
             q = self.query_proj(query).unsqueeze(2) * 2  # (B, T, 1, A)
-            s = (q + proj_keys.unsqueeze(1)).sigmoid_()
+            if (exp_keys is not None and not torch.is_grad_enabled()
+                    and float(q.abs().max()) <= EXP_LIMIT):
+                # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) computed once per batch
+                s = torch.addcmul(q.new_ones(1), torch.exp(-q), exp_keys.unsqueeze(1))
+                s = s.reciprocal_()
+            else:
+                s = (q + proj_keys.unsqueeze(1)).sigmoid_()
             scores = self.v(s).squeeze(-1) * 2  # (B, T, S)
         else:
             q = self.query_proj(query) if self.kind == "general" else query

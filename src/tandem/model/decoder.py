@@ -40,6 +40,7 @@ class DecoderState:
     keys: torch.Tensor | None  # (B, S, *) projected keys (attention)
     mask: torch.Tensor | None  # (B, S) bool
     group: int = 1  # N = B * group
+    exp_keys: torch.Tensor | None = None  # (B, S, A) for additive attention in searches
 
     def _rows(self, fn) -> DecoderState:
         hidden = self.hidden
@@ -69,7 +70,8 @@ class DecoderState:
 
         def sel(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.index_select(0, sentences)
-        return replace(state, values=sel(self.values), keys=sel(self.keys), mask=sel(self.mask))
+        return replace(state, values=sel(self.values), keys=sel(self.keys), mask=sel(self.mask),
+                       exp_keys=sel(self.exp_keys))
 
 
 class Decoder(nn.Module):
@@ -121,7 +123,8 @@ class Decoder(nn.Module):
         """h (B, T, Hd), emb (B, T, E) -> o (B, T, O), attention (B, T, S) or None."""
         att = None
         if self.attention is not None:
-            ctx, att = self.attention(h, state.keys, state.values, state.mask, state.group)
+            ctx, att = self.attention(h, state.keys, state.values, state.mask, state.group,
+                                      state.exp_keys)
             o = torch.tanh(self.pre_output(torch.cat([h, ctx], -1)))
         elif self.conditioning == "every_step":
             c = state.c.unsqueeze(1).expand(-1, h.size(1), -1)
