@@ -7,6 +7,7 @@ import torch
 
 from conftest import padded_batch, tiny_model
 from tandem.config import ModelConfig
+from tandem.model import encoder as encoder_module
 from tandem.model.attention import EXP_LIMIT, Attention
 from tandem.model.encoder import Encoder
 from tandem.model.seq2seq import NEVER_OUTPUT
@@ -101,6 +102,35 @@ def test_search_time_additive_attention_equals_the_sigmoid_path(scale):
     torch.testing.assert_close(got, want.detach(), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(ctx, want_ctx.detach(), atol=1e-6, rtol=1e-5)
     assert float(got[2:4, 0, 5:].sum()) == 0.0  # sentence 1's beams: padding gets none
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional,layers", [(True, 2), (False, 1), (True, 1)])
+def test_encoder_by_length_equals_the_packed_sequence(monkeypatch, cell, bidirectional,
+                                                      layers):
+    """On a CPU the encoder runs one RNN call per distinct source length instead of one
+    call over a packed sequence: states, final states and gradients must be the same."""
+    torch.manual_seed(0)
+    enc = Encoder(cell, 30, 8, 12, layers, bidirectional, dropout=0.0)
+    src, lens = padded_batch([5, 2, 5, 3, 1, 2])
+
+    def run(max_groups):
+        monkeypatch.setattr(encoder_module, "MAX_LENGTH_GROUPS", max_groups)
+        enc.zero_grad()
+        out = enc(src, lens)
+        final = [out.final_h] + ([out.final_c] if out.final_c is not None else [])
+        loss = (out.states * torch.arange(12.0)).sum() + sum((f ** 2).sum() for f in final)
+        loss.backward()
+        return [out.states, *final], [p.grad.clone() for p in enc.parameters()]
+
+    want, want_grads = run(0)  # every batch packed
+    got, got_grads = run(8)  # 4 distinct lengths: one call each
+    for g, w in zip(got + got_grads, want + want_grads, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-5, rtol=1e-4)
+    assert float(got[0][1, 2:].detach().abs().sum()) == 0.0  # zeros at padding, as before
+    alone = enc(src[[0, 2]], lens[[0, 2]])  # one length: a single call, no regrouping
+    torch.testing.assert_close(alone.states, got[0][[0, 2]], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(alone.final_h, got[1][:, [0, 2]], atol=1e-5, rtol=1e-4)
 
 
 def _search_logprobs(logits):

@@ -115,6 +115,11 @@ class EncoderOutput:
     final_c: torch.Tensor | None  # (L, B, He) LSTM cell state, else None
 
 
+# In CPU training, a batch with at most this many distinct source lengths runs one RNN call
+# per length instead of one call over a packed sequence: see `Encoder._by_length`.
+MAX_LENGTH_GROUPS = 8
+
+
 class Encoder(nn.Module):
     """Embedding -> (bi)RNN. `hidden_size` is the output size; each direction gets half."""
 
@@ -134,13 +139,49 @@ class Encoder(nn.Module):
         L, B = self.layers, h.size(1)
         return h.view(L, self.dirs, B, -1).permute(0, 2, 1, 3).reshape(L, B, -1)
 
+    def _by_length(self, x: torch.Tensor, lengths: list[int], which: torch.Tensor):
+        """The RNN over x (B, S, E) as one unpadded call per distinct length (`which[b]`
+        indexes `lengths`): the same states and final states as over the packed sequence.
+        On a CPU, PyTorch runs a packed sequence step by step with a shrinking batch, and
+        its backward pass slices and re-joins the state at every step; unpacked calls go to
+        the fused oneDNN kernel. Batches sorted by length have few distinct lengths.
+        Training only: oneDNN keeps a compiled kernel per (rows, length) shape, so without
+        gradients (translating a stream of batches) the packed call keeps memory flat."""
+        B, S = x.shape[:2]
+        if len(lengths) == 1:
+            out, hidden = run_rnn(self.rnn, x[:, : lengths[0]])
+            return nn.functional.pad(out, (0, 0, 0, S - lengths[0])), hidden
+        outs, hs, cs, order = [], [], [], []
+        for g, n in enumerate(lengths):
+            idx = (which == g).nonzero().squeeze(1).to(x.device)
+            out, hidden = run_rnn(self.rnn, x[idx, :n])
+            outs.append(nn.functional.pad(out, (0, 0, 0, S - n)))
+            if isinstance(hidden, tuple):
+                hs.append(hidden[0])
+                cs.append(hidden[1])
+            else:
+                hs.append(hidden)
+            order.append(idx)
+        back = torch.empty(B, dtype=torch.long, device=x.device)
+        perm = torch.cat(order)
+        back[perm] = torch.arange(B, device=x.device)  # row b of the batch is row back[b]
+        states = torch.cat(outs).index_select(0, back)
+        h = torch.cat(hs, 1).index_select(1, back)
+        return states, ((h, torch.cat(cs, 1).index_select(1, back)) if cs else h)
+
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> EncoderOutput:
         """src (B, S) ids, src_len (B,) -> EncoderOutput."""
         mask = src != PAD_ID
         x = self.dropout(self.embed(src))
-        packed = pack_padded_sequence(x, src_len.cpu(), batch_first=True, enforce_sorted=False)
-        out, hidden = run_rnn(self.rnn, packed)
-        states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        lens = src_len.cpu()
+        lengths, which = torch.unique(lens, return_inverse=True)
+        if (x.device.type == "cpu" and torch.is_grad_enabled()
+                and len(lengths) <= MAX_LENGTH_GROUPS):
+            states, hidden = self._by_length(x, lengths.tolist(), which)
+        else:
+            packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
+            out, hidden = run_rnn(self.rnn, packed)
+            states, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
         if isinstance(hidden, tuple):
             return EncoderOutput(states, mask, self._join(hidden[0]), self._join(hidden[1]))
         return EncoderOutput(states, mask, self._join(hidden), None)
