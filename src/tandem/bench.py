@@ -347,15 +347,16 @@ def write_report(folder: str | Path, prefix: str, suffix: str, body: dict,
 
 
 def main(sizes: list[str], quick: bool, out: str, variants: list[str] | None = None,
-         device: str = "cpu", batch_tokens: int = 4000) -> Path:
+         device: str = "cpu", batch_tokens: int = 4000, tag: str = "") -> Path:
     started = time.time()
     res = run(sizes, quick, variants, device, batch_tokens)
     command = (f"tandem bench --sizes {' '.join(sizes)}" + (" --quick" if quick else "")
                + (f" --variants {' '.join(variants)}" if variants else "")
                + (f" --device {device}" if device != "cpu" else "")
-               + (f" --batch-tokens {batch_tokens}" if batch_tokens != 4000 else ""))
+               + (f" --batch-tokens {batch_tokens}" if batch_tokens != 4000 else "")
+               + (f" --tag {tag}" if tag else ""))
     suffix = ("-" + device.replace(":", "") if device != "cpu" else "") + (
-        "-quick" if quick else "")
+        "-quick" if quick else "") + (f"-{tag}" if tag else "")
     path = write_report(out, "speed", suffix,
                         {"minutes": round((time.time() - started) / 60, 1), **res}, command)
     print(f"matmul peak {res['matmul_peak_gflops']} GFLOP/s on {res['threads']} threads; "

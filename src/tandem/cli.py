@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -281,10 +282,17 @@ def cmd_average(a: argparse.Namespace) -> int:
     return 0
 
 
+def _tag(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a tag may hold letters, digits, '_', '.' and '-' only")
+    return text
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from tandem.bench import main as bench_main
 
-    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens)
+    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens, a.tag)
     return 0
 
 
@@ -355,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "additive+feed general general+feed (the reference needs general+feed)")
     b.add_argument("--quick", action="store_true", help="fewer steps and sentences")
     b.add_argument("--out", default="benchmarks/results")
+    b.add_argument("--tag", default="", type=_tag,
+                   help="appended to the result's file name (speed-<date>[-device]-TAG.json), "
+                        "so a second run on one day keeps the first")
     b.add_argument("--device", default="cpu",
                    help="cpu (the default: the whole benchmark), or cuda / cuda:N (speed, "
                         "utilisation and bf16 on the GPU; no int8 or reference)")
