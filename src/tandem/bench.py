@@ -23,7 +23,7 @@ import torch
 
 from tandem.bench_reference import TutorialSeq2Seq
 from tandem.config import ModelConfig
-from tandem.cpu import adam, autocast, native_bf16, quantize_int8, resolve_device, synchronize
+from tandem.cpu import autocast, native_bf16, quantize_int8, resolve_device, synchronize
 from tandem.data.batching import collate, pad, token_batches
 from tandem.data.tasks import generate
 from tandem.data.vocab import Vocab
@@ -118,9 +118,7 @@ def time_training(model, examples, batch_tokens: int, steps: int, reference: boo
                   bf16: bool = False, device: torch.device = CPU):
     batches = [collate([examples[i] for i in idx], idx)
                for idx in token_batches(examples, batch_tokens, random.Random(0))]
-    # tandem's trainer uses the fused kernel; a tutorial, plain Adam
-    opt = (torch.optim.Adam(model.parameters(), lr=1e-3) if reference
-           else adam(model.parameters(), lr=1e-3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     times, tokens = [], []
     for k in range(steps + 2):

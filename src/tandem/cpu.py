@@ -103,15 +103,6 @@ def autocast(enabled: bool, device: str = "cpu"):
 INT8_MIN_OUTPUTS = 128
 
 
-def adam(params, **kw) -> torch.optim.Adam:
-    """torch.optim.Adam with its fused kernel (one pass over all parameters) where every
-    parameter's device has it (CPU, CUDA): on the 2-core CPU a step over the 8.2M
-    parameters of the bench's `base` model took 5 ms instead of 28."""
-    params = list(params)
-    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, fused=fused or None, **kw)
-
-
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization (PyTorch's own `quantize_dynamic`) of the LSTM and GRU layers
     and of every Linear with at least INT8_MIN_OUTPUTS outputs: weights stored as int8,

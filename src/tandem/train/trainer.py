@@ -20,7 +20,7 @@ import yaml
 
 from tandem import metrics
 from tandem.config import Config
-from tandem.cpu import adam, autocast, configure, resolve_device
+from tandem.cpu import autocast, configure, resolve_device
 from tandem.data.batching import Batch, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
@@ -160,7 +160,7 @@ class Trainer:
         t = self.cfg.train
         if t.optimizer == "sgd":
             return torch.optim.SGD(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        return adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
     def _resume(self) -> None:
         """Continue exactly where the newest complete checkpoint left off: weights, optimizer,
