@@ -84,6 +84,15 @@ def test_data_command_unknown_task_exits_2(tmp_path):
     assert_user_error(res, "shuffle")
 
 
+def test_bench_tag_must_be_a_plain_name(tmp_path):
+    """The tag becomes part of a file name: a path or blank is refused before any timing."""
+    res = tandem(tmp_path, "bench", "--quick", "--tag", "../x", "--out", "out")
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert "Traceback" not in res.stderr
+    assert "--tag: '../x': a tag may hold letters, digits" in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # --- a whole run: train, translate, evaluate, resume ---------------------------------------
 
 CONFIG = """\

@@ -408,6 +408,8 @@ def main() -> None:
     ap.add_argument("--work", default="/work/sbs/runs", help="run folders and logs go here")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"),
                     help="folder for sidebyside-<date>.json")
+    ap.add_argument("--tag", default="", help="appended to the result's file name "
+                    "(sidebyside-<date>-TAG.json), so a second run on one day keeps the first")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--log-every", type=int, default=50,
                     help="log interval; the timed window is (log_every, steps]")
@@ -425,6 +427,8 @@ def main() -> None:
     ap.add_argument("--tandem-set", action="append", default=[], metavar="KEY=VALUE",
                     help="extra tandem --set overrides, e.g. model.input_feeding=true")
     a = ap.parse_args()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]*", a.tag):
+        ap.error(f"--tag {a.tag!r}: part of a file name, so letters, digits, '_', '.', '-' only")
     if a.smoke:
         a.steps, a.log_every, a.test_words = 20, 10, 50
     if a.steps % a.log_every or a.steps < 2 * a.log_every:
@@ -495,7 +499,8 @@ def main() -> None:
                          indent=1), flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"sidebyside-{stamp}{'-smoke' if a.smoke else ''}.json"
+    tag = f"-{a.tag}" if a.tag else ""
+    path = out / f"sidebyside-{stamp}{'-smoke' if a.smoke else ''}{tag}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
 
