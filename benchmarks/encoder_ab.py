@@ -1,14 +1,17 @@
-"""Same-process A/B of the CPU encoder's two ways of running a batch: one RNN call over a
-packed sequence (PyTorch runs it step by step on a CPU) against one fused call per distinct
-source length (`tandem.model.encoder.MAX_LENGTH_GROUPS`). Training steps of a `tandem bench`
+"""Same-process A/B of a CPU training change, the code as it is against the way before it.
+--change encoder: one RNN call over a packed sequence (PyTorch runs it step by step on a CPU)
+against one fused call per distinct source length (`tandem.model.encoder.MAX_LENGTH_GROUPS`).
+--change additive: additive attention's scores through autograd's graph against their own
+backward (`tandem.model.attention._AdditiveScores`). Training steps of a `tandem bench`
 model on its workload, or with --config of a training config on its own data (the trainer's
 batches and train step); the two modes alternate, so both see the same machine.
 
-    python benchmarks/encoder_ab.py [--size base] [--variant general] [--reps 3] [--steps 10]
+    python benchmarks/encoder_ab.py [--change encoder] [--size base] [--variant general]
     python benchmarks/encoder_ab.py --config configs/g2p_cmudict.yaml [--set key=value ...]
+    python benchmarks/encoder_ab.py --change additive --variant additive
 
-Writes benchmarks/results/encoder-ab-<date>-<size>-<variant | the config's name>.json (ms per
-training step, every pass).
+Writes benchmarks/results/<change>-ab-<date>-<size>-<variant | the config's name>.json (ms
+per training step, every pass).
 """
 
 from __future__ import annotations
@@ -26,14 +29,35 @@ import torch
 from tandem.bench import SIZES, VARIANTS, workload, write_report
 from tandem.config import load_config
 from tandem.data.batching import collate, token_batches
-from tandem.model import encoder
+from tandem.model import attention, encoder
 from tandem.model.seq2seq import Seq2Seq
 from tandem.train.loss import token_nll
 from tandem.train.trainer import Trainer
 
+# each change: (name of the old way, name of the new way)
+CHANGES = {"encoder": ("packed", "by_length"), "additive": ("autograd", "own_backward")}
+_OWN_BACKWARD = attention._AdditiveScores.apply
+_GROUPS = encoder.MAX_LENGTH_GROUPS
+
+
+def _autograd_scores(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """What CPU training computed before `_AdditiveScores`: autograd's graph of the same."""
+    return ((q + k).sigmoid() @ v.unsqueeze(-1)).squeeze(-1)
+
+
+def use(change: str, new: bool) -> None:
+    """Switch one change on (the code as it is) or off (the way before it)."""
+    if change == "encoder":
+        encoder.MAX_LENGTH_GROUPS = _GROUPS if new else 0
+    else:
+        attention._AdditiveScores.apply = _OWN_BACKWARD if new else _autograd_scores
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--change", default="encoder", choices=CHANGES,
+                    help="encoder: packed vs one call per source length; additive: autograd "
+                         "vs the own backward of additive attention's scores")
     ap.add_argument("--size", default="base", choices=SIZES)
     ap.add_argument("--variant", default="general", choices=VARIANTS)
     ap.add_argument("--reps", type=int, default=3)
@@ -72,29 +96,28 @@ def main() -> None:
     for b in batches[:2]:  # warm-up
         step(b)
     timed = batches[2:2 + a.steps]
-    modes = {"packed": 0, "by_length": encoder.MAX_LENGTH_GROUPS}
-    ms: dict[str, list[float]] = {m: [] for m in modes}
+    old, new = CHANGES[a.change]
+    ms: dict[str, list[float]] = {old: [], new: []}
     try:
         for _ in range(a.reps):
-            for mode, groups in modes.items():
-                encoder.MAX_LENGTH_GROUPS = groups
+            for mode in ms:
+                use(a.change, mode == new)
                 t = time.perf_counter()
                 for b in timed:
                     step(b)
                 ms[mode].append(round((time.perf_counter() - t) / len(timed) * 1000, 1))
     finally:
-        encoder.MAX_LENGTH_GROUPS = modes["by_length"]
+        use(a.change, True)
     med = {m: statistics.median(v) for m, v in ms.items()}
-    lengths = [len(torch.unique(b.src_len)) for b in timed]
-    body = {**what, "steps_per_pass": len(timed),
-            "distinct_source_lengths_per_batch": lengths, "ms_per_step": ms,
-            "median_ms_per_step": med,
-            "speedup_by_length": round(med["packed"] / med["by_length"], 2)}
+    body = {"change": a.change, **what, "steps_per_pass": len(timed), "ms_per_step": ms,
+            "median_ms_per_step": med, f"speedup_{new}": round(med[old] / med[new], 2)}
+    if a.change == "encoder":
+        body["distinct_source_lengths_per_batch"] = [len(torch.unique(b.src_len))
+                                                     for b in timed]
     name = what["name"] if a.config else f"{a.size}-{a.variant}"
-    path = write_report(a.out, "encoder-ab", f"-{name}", body)
-    print(f"packed {med['packed']} ms/step, by length {med['by_length']} ms/step "
-          f"({body['speedup_by_length']}x); wrote {path}")
-
+    path = write_report(a.out, f"{a.change}-ab", f"-{name}", body)
+    print(f"{old} {med[old]} ms/step, {new} {med[new]} ms/step "
+          f"({body[f'speedup_{new}']}x); wrote {path}")
 
 if __name__ == "__main__":
     main()
