@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tandem.cli import build_parser
 from tandem.data.tasks import make_splits
 
 
@@ -91,6 +92,8 @@ def test_bench_tag_must_be_a_plain_name(tmp_path):
     assert "Traceback" not in res.stderr
     assert "--tag: '../x': a tag may hold letters, digits" in res.stderr, res.stderr
     assert not (tmp_path / "out").exists()
+    assert build_parser().parse_args(["bench"]).tag is None  # no tag: the plain file name
+    assert build_parser().parse_args(["bench", "--tag", "r2"]).tag == "r2"
 
 
 # --- a whole run: train, translate, evaluate, resume ---------------------------------------

@@ -292,7 +292,7 @@ def _tag(text: str) -> str:
 def cmd_bench(a: argparse.Namespace) -> int:
     from tandem.bench import main as bench_main
 
-    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens, a.tag)
+    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens, a.tag or "")
     return 0
 
 
@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "additive+feed general general+feed (the reference needs general+feed)")
     b.add_argument("--quick", action="store_true", help="fewer steps and sentences")
     b.add_argument("--out", default="benchmarks/results")
-    b.add_argument("--tag", default="", type=_tag,
+    b.add_argument("--tag", default=None, type=_tag,
                    help="appended to the result's file name (speed-<date>[-device]-TAG.json), "
                         "so a second run on one day keeps the first")
     b.add_argument("--device", default="cpu",
