@@ -244,7 +244,8 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
             for beam in (1, 5):
                 for batch, n in ((1, n1), (64, n64)):
                     # beam 5 on the CPU: float32 and int8 passes alternate, medians of `reps`
-                    models = {"fp32": model, **({"int8": q} if beam == 5 and q else {})}
+                    models = {"fp32": model,
+                              **({"int8": q} if beam == 5 and q is not None else {})}
                     rates: dict[str, list[tuple[float, float]]] = {k: [] for k in models}
                     for _ in range(reps if len(models) > 1 else 1):
                         for mode, m in models.items():

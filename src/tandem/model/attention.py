@@ -16,8 +16,8 @@ EXP_LIMIT = 80.0
 class _AdditiveScores(torch.autograd.Function):
     """scores (B, T, S) = sum_a v_a sigmoid(q + k)_a for q (B, T, 1, A), k (B, 1, S, A), with
     a hand-written backward: one saved (B, T, S, A) tensor and a few contiguous passes over
-    it. Autograd's own graph for the same expression (add, sigmoid, Linear) measured 310 ms
-    forward + backward against 143 for this at the bench's `base` training shapes (2 cores)."""
+    it instead of autograd's graph of add, sigmoid and Linear (1.30x per `base` additive
+    training step: `python benchmarks/encoder_ab.py --change additive --variant additive`)."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -57,8 +57,11 @@ class Attention(nn.Module):
         """For searches on a CPU (no gradients), additive attention: exp(-proj_keys), once
         per batch, so each step computes sigmoid(q + k) as 1 / (1 + exp(-q) exp(-k)): one
         product and one reciprocal per element of the (B, T, S, A) tensor instead of an add
-        and an exponential. None (the plain path) for other kinds or keys beyond EXP_LIMIT."""
-        if self.kind != "additive" or float(proj_keys.abs().max()) > EXP_LIMIT:
+        and an exponential. None (the plain path) otherwise: other kinds, gradients on, a
+        GPU, or keys beyond EXP_LIMIT."""
+        if (self.kind != "additive" or torch.is_grad_enabled()
+                or proj_keys.device.type != "cpu"
+                or float(proj_keys.abs().max()) > EXP_LIMIT):
             return None
         return torch.exp(-proj_keys)
 
@@ -82,19 +85,19 @@ class Attention(nn.Module):
             # same weights, but a CPU computes sigmoid over this (B, T, S, A) tensor ~3.5x
             # faster than tanh. The keys come doubled from project_keys.
             q = self.query_proj(query).unsqueeze(2) * 2  # (B, T, 1, A)
-            if (exp_keys is not None and not torch.is_grad_enabled()
-                    and float(q.abs().max()) <= EXP_LIMIT):
-                # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) computed once per batch
-                s = torch.addcmul(q.new_ones(1), torch.exp(-q), exp_keys.unsqueeze(1))
-                s = s.reciprocal_()
-                scores = self.v(s).squeeze(-1) * 2  # (B, T, S)
-            elif (torch.is_grad_enabled() and q.device.type == "cpu"
-                  and not torch.is_autocast_enabled("cpu")):  # CPU training
-                v = self.v.weight.view(-1)
-                scores = _AdditiveScores.apply(q, proj_keys.unsqueeze(1), v) * 2
+            k = proj_keys.unsqueeze(1)  # (B, 1, S, A)
+            if (torch.is_grad_enabled() and q.device.type == "cpu"
+                    and not torch.is_autocast_enabled("cpu")):  # CPU training
+                scores = _AdditiveScores.apply(q, k, self.v.weight.view(-1)) * 2
             else:
-                s = (q + proj_keys.unsqueeze(1)).sigmoid_()
-                scores = self.v(s).squeeze(-1) * 2
+                if (exp_keys is not None and not torch.is_grad_enabled()
+                        and float(q.abs().max()) <= EXP_LIMIT):
+                    # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) once per batch
+                    s = torch.addcmul(q.new_ones(1), torch.exp(-q), exp_keys.unsqueeze(1))
+                    s = s.reciprocal_()
+                else:
+                    s = (q + k).sigmoid_()
+                scores = self.v(s).squeeze(-1) * 2  # (B, T, S)
         else:
             q = self.query_proj(query) if self.kind == "general" else query
             scores = torch.bmm(q, proj_keys.transpose(1, 2))  # (B, T, S)

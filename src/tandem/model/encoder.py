@@ -140,7 +140,7 @@ class Encoder(nn.Module):
         return h.view(L, self.dirs, B, -1).permute(0, 2, 1, 3).reshape(L, B, -1)
 
     def _by_length(self, x: torch.Tensor, lengths: list[int], which: torch.Tensor):
-        """The RNN over x (B, S, E) as one unpadded call per distinct length (`which[b]`
+        """The RNN over x (B, S, E) on a CPU as one unpadded call per distinct length (`which[b]`
         indexes `lengths`): the same states and final states as over the packed sequence.
         On a CPU, PyTorch runs a packed sequence step by step with a shrinking batch, and
         its backward pass slices and re-joins the state at every step; unpacked calls go to
@@ -153,7 +153,7 @@ class Encoder(nn.Module):
             return nn.functional.pad(out, (0, 0, 0, S - lengths[0])), hidden
         outs, hs, cs, order = [], [], [], []
         for g, n in enumerate(lengths):
-            idx = (which == g).nonzero().squeeze(1).to(x.device)
+            idx = (which == g).nonzero().squeeze(1)
             out, hidden = run_rnn(self.rnn, x[idx, :n])
             outs.append(nn.functional.pad(out, (0, 0, 0, S - n)))
             if isinstance(hidden, tuple):
@@ -162,9 +162,8 @@ class Encoder(nn.Module):
             else:
                 hs.append(hidden)
             order.append(idx)
-        back = torch.empty(B, dtype=torch.long, device=x.device)
-        perm = torch.cat(order)
-        back[perm] = torch.arange(B, device=x.device)  # row b of the batch is row back[b]
+        back = torch.empty(B, dtype=torch.long)
+        back[torch.cat(order)] = torch.arange(B)  # row b of the batch is row back[b]
         states = torch.cat(outs).index_select(0, back)
         h = torch.cat(hs, 1).index_select(1, back)
         return states, ((h, torch.cat(cs, 1).index_select(1, back)) if cs else h)
@@ -174,9 +173,11 @@ class Encoder(nn.Module):
         mask = src != PAD_ID
         x = self.dropout(self.embed(src))
         lens = src_len.cpu()
-        lengths, which = torch.unique(lens, return_inverse=True)
-        if (x.device.type == "cpu" and torch.is_grad_enabled()
-                and len(lengths) <= MAX_LENGTH_GROUPS):
+        by_length = x.device.type == "cpu" and torch.is_grad_enabled()  # CPU training
+        if by_length:
+            lengths, which = torch.unique(lens, return_inverse=True)
+            by_length = len(lengths) <= MAX_LENGTH_GROUPS
+        if by_length:
             states, hidden = self._by_length(x, lengths.tolist(), which)
         else:
             packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)

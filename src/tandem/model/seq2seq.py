@@ -44,9 +44,7 @@ class Seq2Seq(nn.Module):
         hidden, c = self.bridge(enc)
         att = self.decoder.attention
         keys = att.project_keys(enc.states) if att is not None else None
-        exp_keys = None
-        if keys is not None and not torch.is_grad_enabled() and keys.device.type == "cpu":
-            exp_keys = att.exp_keys(keys)
+        exp_keys = att.exp_keys(keys) if att is not None else None
         return DecoderState(hidden=hidden, feed=None, c=c,
                             values=enc.states if att is not None else None, keys=keys,
                             mask=enc.mask, exp_keys=exp_keys)
