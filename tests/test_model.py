@@ -7,6 +7,7 @@ import torch
 
 from conftest import padded_batch, tiny_model
 from tandem.config import ModelConfig
+from tandem.model import attention
 from tandem.model import encoder as encoder_module
 from tandem.model.attention import EXP_LIMIT, Attention
 from tandem.model.encoder import Encoder
@@ -81,10 +82,16 @@ def test_attention_weights_follow_the_published_formulas(kind):
 
 
 @pytest.mark.parametrize("scale", [3.0, 60.0])
-def test_search_time_additive_attention_equals_the_sigmoid_path(scale):
+@pytest.mark.parametrize("slice_bytes", [None, 1, 2000])
+def test_search_time_additive_attention_equals_the_sigmoid_path(monkeypatch, scale,
+                                                                 slice_bytes):
     """Searches on a CPU compute sigmoid(q + k) as 1 / (1 + exp(-q) exp(-k)) with exp(-k)
     cached per batch: the same weights as the training path, beams folded or not; at scale
-    60 some doubled queries pass EXP_LIMIT and that step must fall back to the plain path."""
+    60 some doubled queries pass EXP_LIMIT and that step must fall back to the plain path.
+    The cached path works in slices over the batch: one (default), one sentence each (1
+    byte), or 2 + 1 sentences (2000 bytes; a sentence's slice is 2 x 7 x 16 floats)."""
+    if slice_bytes is not None:
+        monkeypatch.setattr(attention, "SLICE_BYTES", slice_bytes)
     torch.manual_seed(0)
     att = Attention("additive", 16, 16)
     keys = torch.randn(3, 7, 16) * 3

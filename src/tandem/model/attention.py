@@ -12,6 +12,30 @@ from torch import nn
 # or overflows/underflows to exactly what the sigmoid gives (0 or 1); see `exp_keys`.
 EXP_LIMIT = 80.0
 
+# In searches, additive attention builds its (B, T, S, A) tensor in slices over the batch of
+# at most this many bytes and reduces each slice with v at once, while it is still in cache.
+SLICE_BYTES = 4 << 20
+
+
+def _cached_exp_scores(eq: torch.Tensor, ek: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """sum_a v_a / (1 + eq_a ek_a), i.e. v . sigmoid(q + k) from eq = exp(-q) (B, T, 1, A)
+    and ek = exp(-k) (B, 1, S, A) -> (B, T, S). Built whole, the (B, T, S, A) tensor is a
+    fresh allocation every step, written and read three times; in slices of SLICE_BYTES one
+    reused buffer stays in cache."""
+    B, T, _, A = eq.shape
+    S = ek.size(2)
+    dtype = torch.promote_types(eq.dtype, ek.dtype)
+    per_row = T * S * A * dtype.itemsize
+    rows = max(1, min(B, SLICE_BYTES // per_row))
+    buf = eq.new_empty((rows, T, S, A), dtype=dtype)
+    out = eq.new_empty((B, T, S), dtype=dtype)
+    one, v = eq.new_ones((), dtype=dtype), v.to(dtype)
+    for b in range(0, B, rows):
+        n = min(rows, B - b)
+        s = torch.addcmul(one, eq[b:b + n], ek[b:b + n], out=buf[:n]).reciprocal_()
+        torch.mv(s.view(-1, A), v, out=out[b:b + n].view(-1))
+    return out
+
 
 class _AdditiveScores(torch.autograd.Function):
     """scores (B, T, S) = sum_a v_a sigmoid(q + k)_a for q (B, T, 1, A), k (B, 1, S, A), with
@@ -93,11 +117,10 @@ class Attention(nn.Module):
                 if (exp_keys is not None and not torch.is_grad_enabled()
                         and float(q.abs().max()) <= EXP_LIMIT):
                     # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) once per batch
-                    s = torch.addcmul(q.new_ones(1), torch.exp(-q), exp_keys.unsqueeze(1))
-                    s = s.reciprocal_()
+                    scores = _cached_exp_scores(torch.exp(-q), exp_keys.unsqueeze(1),
+                                                self.v.weight.view(-1) * 2)
                 else:
-                    s = (q + k).sigmoid_()
-                scores = self.v(s).squeeze(-1) * 2  # (B, T, S)
+                    scores = self.v((q + k).sigmoid_()).squeeze(-1) * 2  # (B, T, S)
         else:
             q = self.query_proj(query) if self.kind == "general" else query
             scores = torch.bmm(q, proj_keys.transpose(1, 2))  # (B, T, S)
