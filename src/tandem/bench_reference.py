@@ -5,8 +5,11 @@ at every step. Beam search decodes one sentence at a time, in two ways: `beam_se
 as tutorials write it (each hypothesis its own decoder call, a sorted list of candidates), and
 `beam_search` with the k beams of the sentence as one small batch (a stronger reference).
 
-It exists only to be timed: same sizes and the same arithmetic as tandem's LSTM model with
-`general` attention and input feeding, none of the batching.
+It exists only to be timed: the same arithmetic as tandem's LSTM model with `general`
+attention, input feeding and the `linear` bridge, none of the batching. `load_tandem` copies
+such a tandem model's weights in, so both search with the same model: the same sentences
+then take about the same number of steps in both, and the beam ratio compares searches, not
+two differently trained models' output lengths.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ class TutorialSeq2Seq(nn.Module):
                  dec_layers: int) -> None:
         super().__init__()
         self.hidden, self.dec_layers = hidden, dec_layers
+        self.enc_layers = enc_layers
         self.src_embed = nn.Embedding(src_vocab, emb, padding_idx=PAD_ID)
         self.encoder = nn.LSTM(emb, hidden // 2, enc_layers, batch_first=True,
                                bidirectional=True)
-        self.bridge = nn.Linear(hidden, hidden)
+        # per decoder layer: tanh(Linear) of the encoder's final h, and of its final c
+        self.bridge_h = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(dec_layers))
+        self.bridge_c = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(dec_layers))
         self.tgt_embed = nn.Embedding(tgt_vocab, emb, padding_idx=PAD_ID)
         self.cells = nn.ModuleList(nn.LSTMCell(emb + hidden if i == 0 else hidden, hidden)
                                    for i in range(dec_layers))
@@ -34,11 +40,34 @@ class TutorialSeq2Seq(nn.Module):
         self.out = nn.Linear(hidden, tgt_vocab)
 
     def encode(self, src: torch.Tensor):
-        states, (h, _) = self.encoder(self.src_embed(src))
-        top = torch.cat([h[-2], h[-1]], -1)
-        h0 = torch.tanh(self.bridge(top))
-        hc = [(h0, torch.zeros_like(h0)) for _ in range(self.dec_layers)]
+        states, (h, c) = self.encoder(self.src_embed(src))
+        hc = []
+        for i in range(self.dec_layers):
+            j = i if self.enc_layers == self.dec_layers else self.enc_layers - 1
+            h_j = torch.cat([h[2 * j], h[2 * j + 1]], -1)  # both directions of layer j
+            c_j = torch.cat([c[2 * j], c[2 * j + 1]], -1)
+            hc.append((torch.tanh(self.bridge_h[i](h_j)), torch.tanh(self.bridge_c[i](c_j))))
         return states, (src != PAD_ID), hc
+
+    @torch.no_grad()
+    def load_tandem(self, model) -> TutorialSeq2Seq:
+        """Copy in the weights of a tandem Seq2Seq of the same sizes with `general` attention,
+        input feeding and the `linear` bridge: the two are then the same model."""
+        enc, dec, L = model.encoder, model.decoder, self.dec_layers
+        self.src_embed.weight.copy_(enc.embed.weight)
+        self.encoder.load_state_dict(enc.rnn.state_dict())
+        for i in range(L):
+            for mine, theirs in ((self.bridge_h[i], model.bridge.proj[i]),
+                                 (self.bridge_c[i], model.bridge.proj[L + i])):
+                mine.load_state_dict(theirs.state_dict())
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(self.cells[i], name).copy_(getattr(dec.rnn, f"{name}_l{i}"))
+        self.tgt_embed.weight.copy_(dec.embed.weight)
+        # tandem scores (W h) . s; this model (W' s) . h, so W' = W transposed
+        self.att_proj.weight.copy_(dec.attention.query_proj.weight.t())
+        self.combine.load_state_dict(dec.pre_output.state_dict())
+        self.out.load_state_dict(dec.generator.state_dict())
+        return self
 
     def step(self, y: torch.Tensor, feed: torch.Tensor, hc, states, mask):
         x = torch.cat([self.tgt_embed(y), feed], -1)
