@@ -1,17 +1,21 @@
-"""Same-process A/B of a CPU training change, the code as it is against the way before it.
+"""Same-process A/B of a CPU change, the code as it is against the way before it.
 --change encoder: one RNN call over a packed sequence (PyTorch runs it step by step on a CPU)
 against one fused call per distinct source length (`tandem.model.encoder.MAX_LENGTH_GROUPS`).
 --change additive: additive attention's scores through autograd's graph against their own
 backward (`tandem.model.attention._AdditiveScores`). Training steps of a `tandem bench`
 model on its workload, or with --config of a training config on its own data (the trainer's
 batches and train step); the two modes alternate, so both see the same machine.
+--change slices (decoding): search-time additive attention's (B, T, S, A) tensor built whole
+against in slices of `tandem.model.attention.SLICE_BYTES`; beam 5, batches of 64, as `tandem
+bench` decodes (its model after 10 training steps), float32 and int8, passes alternating.
 
     python benchmarks/encoder_ab.py [--change encoder] [--size base] [--variant general]
     python benchmarks/encoder_ab.py --config configs/g2p_cmudict.yaml [--set key=value ...]
     python benchmarks/encoder_ab.py --change additive --variant additive
+    python benchmarks/encoder_ab.py --change slices --variant additive
 
 Writes benchmarks/results/<change>-ab-<date>-<size>-<variant | the config's name>.json (ms
-per training step, every pass).
+per training step, or sentences/s decoding, every pass).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from dataclasses import replace
 
 import torch
 
-from tandem.bench import SIZES, VARIANTS, workload, write_report
+from tandem.bench import SIZES, VARIANTS, time_decoding, time_training, workload, write_report
 from tandem.config import load_config
+from tandem.cpu import quantize_int8
 from tandem.data.batching import collate, token_batches
 from tandem.model import attention, encoder
 from tandem.model.seq2seq import Seq2Seq
@@ -35,9 +40,11 @@ from tandem.train.loss import token_nll
 from tandem.train.trainer import Trainer
 
 # each change: (name of the old way, name of the new way)
-CHANGES = {"encoder": ("packed", "by_length"), "additive": ("autograd", "own_backward")}
+CHANGES = {"encoder": ("packed", "by_length"), "additive": ("autograd", "own_backward"),
+           "slices": ("whole", "sliced")}
 _OWN_BACKWARD = attention._AdditiveScores.apply
 _GROUPS = encoder.MAX_LENGTH_GROUPS
+_SLICE = attention.SLICE_BYTES
 
 
 def _autograd_scores(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -49,6 +56,8 @@ def use(change: str, new: bool) -> None:
     """Switch one change on (the code as it is) or off (the way before it)."""
     if change == "encoder":
         encoder.MAX_LENGTH_GROUPS = _GROUPS if new else 0
+    elif change == "slices":
+        attention.SLICE_BYTES = _SLICE if new else 1 << 62  # one slice: the whole tensor
     else:
         attention._AdditiveScores.apply = _OWN_BACKWARD if new else _autograd_scores
 
@@ -57,7 +66,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--change", default="encoder", choices=CHANGES,
                     help="encoder: packed vs one call per source length; additive: autograd "
-                         "vs the own backward of additive attention's scores")
+                         "vs the own backward of additive attention's scores; slices: "
+                         "search-time additive attention whole vs in slices (decoding)")
     ap.add_argument("--size", default="base", choices=SIZES)
     ap.add_argument("--variant", default="general", choices=VARIANTS)
     ap.add_argument("--reps", type=int, default=3)
@@ -68,6 +78,8 @@ def main() -> None:
                     help="config overrides, as for tandem train")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
+    if a.change == "slices":
+        return decode_ab(a)
     if a.config:
         cfg = load_config(a.config, [*a.set, "run_dir=" + tempfile.mkdtemp(prefix="encoder-ab-"),
                                      "train.max_minutes=null", "train.lr_horizon=steps"])
@@ -118,6 +130,37 @@ def main() -> None:
     path = write_report(a.out, f"{a.change}-ab", f"-{name}", body)
     print(f"{old} {med[old]} ms/step, {new} {med[new]} ms/step "
           f"({body[f'speedup_{new}']}x); wrote {path}")
+
+
+def decode_ab(a) -> None:
+    """--change slices: sentences/s of beam 5 at batch 64, float32 and int8, both modes."""
+    vocab, examples = workload(2000)
+    torch.manual_seed(0)
+    model = Seq2Seq(replace(SIZES[a.size], **VARIANTS[a.variant]), len(vocab), len(vocab))
+    time_training(model, examples, a.batch_tokens, a.steps)  # as tandem bench's model
+    models = {"fp32": model, "int8": quantize_int8(model)}
+    old, new = CHANGES[a.change]
+    sps: dict[str, dict[str, list[float]]] = {p: {old: [], new: []} for p in models}
+    try:
+        for _ in range(a.reps):
+            for mode in (old, new):
+                use(a.change, mode == new)
+                for p, m in models.items():
+                    sps[p][mode].append(round(time_decoding(m, examples, 64, 5, 192)[0], 1))
+    finally:
+        use(a.change, True)
+    body = {"change": a.change, "size": a.size, "variant": a.variant, "beam": 5,
+            "batch": 64, "sentences": 192, "sent_s": sps, "slice_bytes": _SLICE}
+    for p in models:
+        med = {m: statistics.median(v) for m, v in sps[p].items()}
+        body[f"median_sent_s_{p}"] = med
+        body[f"speedup_{new}_{p}"] = round(med[new] / med[old], 2)
+    body["int8_speedup"] = {m: round(body["median_sent_s_int8"][m]
+                                     / body["median_sent_s_fp32"][m], 2) for m in (old, new)}
+    path = write_report(a.out, f"{a.change}-ab", f"-{a.size}-{a.variant}", body)
+    print(f"{new} vs {old}: float32 {body[f'speedup_{new}_fp32']}x, int8 "
+          f"{body[f'speedup_{new}_int8']}x; int8/float32 {body['int8_speedup']}; wrote {path}")
+
 
 if __name__ == "__main__":
     main()
