@@ -5,17 +5,18 @@ against one fused call per distinct source length (`tandem.model.encoder.MAX_LEN
 backward (`tandem.model.attention._AdditiveScores`). Training steps of a `tandem bench`
 model on its workload, or with --config of a training config on its own data (the trainer's
 batches and train step); the two modes alternate, so both see the same machine.
---change slices (decoding): search-time additive attention's (B, T, S, A) tensor built whole
-against in slices of `tandem.model.attention.SLICE_BYTES`; beam 5, batches of 64, as `tandem
-bench` decodes (its model after 10 training steps), float32 and int8, passes alternating.
+--change slices: additive attention's (B, T, S, A) tensor built whole (in training, the
+forward saving it for the backward, as before) against in slices of
+`tandem.model.attention.SLICE_BYTES`; training steps, or with --decode beam 5 at batches of
+64 as `tandem bench` decodes (its model after 10 training steps), float32 and int8.
 
     python benchmarks/encoder_ab.py [--change encoder] [--size base] [--variant general]
     python benchmarks/encoder_ab.py --config configs/g2p_cmudict.yaml [--set key=value ...]
     python benchmarks/encoder_ab.py --change additive --variant additive
-    python benchmarks/encoder_ab.py --change slices --variant additive
+    python benchmarks/encoder_ab.py --change slices --variant additive [--decode]
 
 Writes benchmarks/results/<change>-ab-<date>-<size>-<variant | the config's name>.json (ms
-per training step, or sentences/s decoding, every pass).
+per training step), or <change>-decode-ab-... (sentences/s), every pass.
 """
 
 from __future__ import annotations
@@ -52,12 +53,33 @@ def _autograd_scores(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch
     return ((q + k).sigmoid() @ v.unsqueeze(-1)).squeeze(-1)
 
 
+class _WholeScores(torch.autograd.Function):
+    """`_AdditiveScores` before the slices: the whole (B, T, S, A) sigmoid, saved for the
+    backward."""
+
+    @staticmethod
+    def forward(ctx, q, k, v):
+        s = (q + k).sigmoid_()
+        ctx.save_for_backward(s, v)
+        return torch.matmul(s, v.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        s, v = ctx.saved_tensors
+        dv = (g.reshape(1, -1) @ s.reshape(-1, s.size(-1))).squeeze(0)
+        dz = torch.addcmul(s, s, s, value=-1)
+        dz.mul_(g.unsqueeze(-1)).mul_(v)
+        return dz.sum(2, keepdim=True), dz.sum(1, keepdim=True), dv
+
+
 def use(change: str, new: bool) -> None:
     """Switch one change on (the code as it is) or off (the way before it)."""
     if change == "encoder":
         encoder.MAX_LENGTH_GROUPS = _GROUPS if new else 0
     elif change == "slices":
         attention.SLICE_BYTES = _SLICE if new else 1 << 62  # one slice: the whole tensor
+        attention._AdditiveScores.apply = _OWN_BACKWARD if new else _WholeScores.apply
     else:
         attention._AdditiveScores.apply = _OWN_BACKWARD if new else _autograd_scores
 
@@ -67,7 +89,8 @@ def main() -> None:
     ap.add_argument("--change", default="encoder", choices=CHANGES,
                     help="encoder: packed vs one call per source length; additive: autograd "
                          "vs the own backward of additive attention's scores; slices: "
-                         "search-time additive attention whole vs in slices (decoding)")
+                         "additive attention's (B, T, S, A) tensor whole vs in slices "
+                         "(training steps, or searches with --decode)")
     ap.add_argument("--size", default="base", choices=SIZES)
     ap.add_argument("--variant", default="general", choices=VARIANTS)
     ap.add_argument("--reps", type=int, default=3)
@@ -76,9 +99,13 @@ def main() -> None:
     ap.add_argument("--config", help="a training config instead of a bench model")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides, as for tandem train")
+    ap.add_argument("--decode", action="store_true",
+                    help="--change slices only: time beam search instead of training steps")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()
-    if a.change == "slices":
+    if a.decode:
+        if a.change != "slices":
+            ap.error("--decode measures --change slices only")
         return decode_ab(a)
     if a.config:
         cfg = load_config(a.config, [*a.set, "run_dir=" + tempfile.mkdtemp(prefix="encoder-ab-"),
@@ -133,7 +160,7 @@ def main() -> None:
 
 
 def decode_ab(a) -> None:
-    """--change slices: sentences/s of beam 5 at batch 64, float32 and int8, both modes."""
+    """--change slices --decode: sentences/s of beam 5 at batch 64, float32 and int8."""
     vocab, examples = workload(2000)
     torch.manual_seed(0)
     model = Seq2Seq(replace(SIZES[a.size], **VARIANTS[a.variant]), len(vocab), len(vocab))
@@ -157,7 +184,7 @@ def decode_ab(a) -> None:
         body[f"speedup_{new}_{p}"] = round(med[new] / med[old], 2)
     body["int8_speedup"] = {m: round(body["median_sent_s_int8"][m]
                                      / body["median_sent_s_fp32"][m], 2) for m in (old, new)}
-    path = write_report(a.out, f"{a.change}-ab", f"-{a.size}-{a.variant}", body)
+    path = write_report(a.out, f"{a.change}-decode-ab", f"-{a.size}-{a.variant}", body)
     print(f"{new} vs {old}: float32 {body[f'speedup_{new}_fp32']}x, int8 "
           f"{body[f'speedup_{new}_int8']}x; int8/float32 {body['int8_speedup']}; wrote {path}")
 

@@ -140,19 +140,24 @@ def test_encoder_by_length_equals_the_packed_sequence(monkeypatch, cell, bidirec
     torch.testing.assert_close(alone.final_h, got[1][:, [0, 2]], atol=1e-5, rtol=1e-4)
 
 
-def test_additive_scores_backward_is_the_true_gradient():
+@pytest.mark.parametrize("slice_bytes", [None, 1, 500])
+def test_additive_scores_backward_is_the_true_gradient(monkeypatch, slice_bytes):
     """CPU training computes additive attention's scores with a hand-written backward:
     gradcheck (finite differences, float64) for q, k and v, and equal to autograd's graph of
-    the same expression in float32."""
+    the same expression in float32. Forward and backward work in slices over the batch: one
+    (default), one sentence each (1 byte), or at 500 bytes 2 + 1 sentences in float32 (a
+    sentence's 3 x 4 x 5 floats are 240 bytes) and one each in float64 (480 bytes)."""
     from tandem.model.attention import _AdditiveScores
 
+    if slice_bytes is not None:
+        monkeypatch.setattr(attention, "SLICE_BYTES", slice_bytes)
     torch.manual_seed(0)
-    q = torch.randn(2, 3, 1, 5, dtype=torch.float64, requires_grad=True)
-    k = torch.randn(2, 1, 4, 5, dtype=torch.float64, requires_grad=True)
+    q = torch.randn(3, 3, 1, 5, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(3, 1, 4, 5, dtype=torch.float64, requires_grad=True)
     v = torch.randn(5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(_AdditiveScores.apply, (q, k, v))
     q, k, v = (t.detach().float().requires_grad_() for t in (q, k, v))
-    g = torch.randn(2, 3, 4)
+    g = torch.randn(3, 3, 4)
     got = torch.autograd.grad((_AdditiveScores.apply(q, k, v) * g).sum(), (q, k, v))
     want = torch.autograd.grad((((q + k).sigmoid() @ v) * g).sum(), (q, k, v))
     for a, b in zip(got, want, strict=True):

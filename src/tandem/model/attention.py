@@ -12,9 +12,15 @@ from torch import nn
 # or overflows/underflows to exactly what the sigmoid gives (0 or 1); see `exp_keys`.
 EXP_LIMIT = 80.0
 
-# In searches, additive attention builds its (B, T, S, A) tensor in slices over the batch of
-# at most this many bytes and reduces each slice with v at once, while it is still in cache.
+# Additive attention builds its (B, T, S, A) tensor in slices over the batch of at most this
+# many bytes, and reduces each slice at once, while it is still in cache: in searches
+# (`_cached_exp_scores`) and in CPU training, forward and backward (`_AdditiveScores`).
 SLICE_BYTES = 4 << 20
+
+
+def _slice_rows(B: int, T: int, S: int, A: int, dtype: torch.dtype) -> int:
+    """How many batch rows of a (B, T, S, A) tensor make one slice of <= SLICE_BYTES."""
+    return max(1, min(B, SLICE_BYTES // (T * S * A * dtype.itemsize)))
 
 
 def _cached_exp_scores(eq: torch.Tensor, ek: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -25,8 +31,7 @@ def _cached_exp_scores(eq: torch.Tensor, ek: torch.Tensor, v: torch.Tensor) -> t
     B, T, _, A = eq.shape
     S = ek.size(2)
     dtype = torch.promote_types(eq.dtype, ek.dtype)
-    per_row = T * S * A * dtype.itemsize
-    rows = max(1, min(B, SLICE_BYTES // per_row))
+    rows = _slice_rows(B, T, S, A, dtype)
     buf = eq.new_empty((rows, T, S, A), dtype=dtype)
     out = eq.new_empty((B, T, S), dtype=dtype)
     one, v = eq.new_ones((), dtype=dtype), v.to(dtype)
@@ -38,25 +43,46 @@ def _cached_exp_scores(eq: torch.Tensor, ek: torch.Tensor, v: torch.Tensor) -> t
 
 
 class _AdditiveScores(torch.autograd.Function):
-    """scores (B, T, S) = sum_a v_a sigmoid(q + k)_a for q (B, T, 1, A), k (B, 1, S, A), with
-    a hand-written backward: one saved (B, T, S, A) tensor and a few contiguous passes over
-    it instead of autograd's graph of add, sigmoid and Linear (1.30x per `base` additive
-    training step: `python benchmarks/encoder_ab.py --change additive --variant additive`)."""
+    """scores (B, T, S) = sum_a v_a sigmoid(q + k)_a for q (B, T, 1, A), k (B, 1, S, A), for
+    CPU training. Forward and a hand-written backward both work in slices over the batch
+    (SLICE_BYTES), and the backward recomputes each slice's sigmoid instead of saving the
+    (B, T, S, A) tensor: every pass over it stays in cache, and none is kept between forward
+    and backward. Against autograd's graph of add, sigmoid and Linear:
+    `python benchmarks/encoder_ab.py --change additive --variant additive`."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        s = (q + k).sigmoid_()
-        ctx.save_for_backward(s, v)
-        return torch.matmul(s, v.unsqueeze(-1)).squeeze(-1)
+        B, T, _, A = q.shape
+        S = k.size(2)
+        rows = _slice_rows(B, T, S, A, q.dtype)
+        buf = q.new_empty((rows, T, S, A))
+        out = q.new_empty((B, T, S))
+        for b in range(0, B, rows):
+            n = min(rows, B - b)
+            s = torch.add(q[b:b + n], k[b:b + n], out=buf[:n]).sigmoid_()
+            torch.mv(s.view(-1, A), v, out=out[b:b + n].view(-1))
+        ctx.save_for_backward(q, k, v)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):
-        s, v = ctx.saved_tensors
-        dv = (g.reshape(1, -1) @ s.reshape(-1, s.size(-1))).squeeze(0)
-        dz = torch.addcmul(s, s, s, value=-1)  # sigmoid' = s - s^2
-        dz.mul_(g.unsqueeze(-1)).mul_(v)
-        return dz.sum(2, keepdim=True), dz.sum(1, keepdim=True), dv
+        q, k, v = ctx.saved_tensors
+        B, T, _, A = q.shape
+        S = k.size(2)
+        rows = _slice_rows(B, T, S, A, q.dtype)
+        buf, dz = q.new_empty((rows, T, S, A)), q.new_empty((rows, T, S, A))
+        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.zeros_like(v)
+        for b in range(0, B, rows):
+            n = min(rows, B - b)
+            s = torch.add(q[b:b + n], k[b:b + n], out=buf[:n]).sigmoid_()
+            gb = g[b:b + n]
+            dv.addmv_(s.view(-1, A).t(), gb.reshape(-1))
+            d = torch.addcmul(s, s, s, value=-1, out=dz[:n])  # sigmoid' = s - s^2
+            d.mul_(gb.unsqueeze(-1)).mul_(v)
+            torch.sum(d, 2, keepdim=True, out=dq[b:b + n])
+            torch.sum(d, 1, keepdim=True, out=dk[b:b + n])
+        return dq, dk, dv
 
 
 class Attention(nn.Module):
