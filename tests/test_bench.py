@@ -1,5 +1,7 @@
 """The speed benchmark: FLOPs per sentence counted from the layer sizes, and its reference."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -47,3 +49,6 @@ def test_the_reference_with_tandems_weights_is_the_same_model(enc_layers):
         want = torch.log_softmax(model(src, torch.full((3,), 6), tgt_in), -1)
         got = ref(src, tgt_in)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    other = Seq2Seq(replace(cfg, attention="additive"), 11, 13)
+    with pytest.raises(ValueError, match="general attention"):
+        TutorialSeq2Seq(11, 13, 8, 16, enc_layers, 2).load_tandem(other)

@@ -54,6 +54,12 @@ class TutorialSeq2Seq(nn.Module):
         """Copy in the weights of a tandem Seq2Seq of the same sizes with `general` attention,
         input feeding and the `linear` bridge: the two are then the same model."""
         enc, dec, L = model.encoder, model.decoder, self.dec_layers
+        cfg = model.cfg
+        if (cfg.cell, cfg.conditioning, cfg.attention, cfg.input_feeding, cfg.bridge,
+                cfg.dec_layers, cfg.enc_layers) != ("lstm", "attention", "general", True,
+                                                     "linear", L, self.enc_layers):
+            raise ValueError("load_tandem needs an LSTM model with general attention, input "
+                             "feeding, the linear bridge and this model's layer counts")
         self.src_embed.weight.copy_(enc.embed.weight)
         self.encoder.load_state_dict(enc.rnn.state_dict())
         for i in range(L):

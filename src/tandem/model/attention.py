@@ -23,23 +23,31 @@ def _slice_rows(B: int, T: int, S: int, A: int, dtype: torch.dtype) -> int:
     return max(1, min(B, SLICE_BYTES // (T * S * A * dtype.itemsize)))
 
 
+def _sliced_scores(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor, fill) -> torch.Tensor:
+    """sum_i v_i f(a, b)_i for a (B, T, 1, A), b (B, 1, S, A) -> (B, T, S), slice by slice:
+    `fill(a_rows, b_rows, out)` writes f of a slice of batch rows into `out` and returns it."""
+    B, T, _, A = a.shape
+    S = b.size(2)
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    rows = _slice_rows(B, T, S, A, dtype)
+    buf = a.new_empty((rows, T, S, A), dtype=dtype)
+    out = a.new_empty((B, T, S), dtype=dtype)
+    v = v.to(dtype)
+    for i in range(0, B, rows):
+        n = min(rows, B - i)
+        s = fill(a[i:i + n], b[i:i + n], buf[:n])
+        torch.mv(s.view(-1, A), v, out=out[i:i + n].view(-1))
+    return out
+
+
 def _cached_exp_scores(eq: torch.Tensor, ek: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """sum_a v_a / (1 + eq_a ek_a), i.e. v . sigmoid(q + k) from eq = exp(-q) (B, T, 1, A)
     and ek = exp(-k) (B, 1, S, A) -> (B, T, S). Built whole, the (B, T, S, A) tensor is a
     fresh allocation every step, written and read three times; in slices of SLICE_BYTES one
     reused buffer stays in cache."""
-    B, T, _, A = eq.shape
-    S = ek.size(2)
-    dtype = torch.promote_types(eq.dtype, ek.dtype)
-    rows = _slice_rows(B, T, S, A, dtype)
-    buf = eq.new_empty((rows, T, S, A), dtype=dtype)
-    out = eq.new_empty((B, T, S), dtype=dtype)
-    one, v = eq.new_ones((), dtype=dtype), v.to(dtype)
-    for b in range(0, B, rows):
-        n = min(rows, B - b)
-        s = torch.addcmul(one, eq[b:b + n], ek[b:b + n], out=buf[:n]).reciprocal_()
-        torch.mv(s.view(-1, A), v, out=out[b:b + n].view(-1))
-    return out
+    one = eq.new_ones((), dtype=torch.promote_types(eq.dtype, ek.dtype))
+    return _sliced_scores(eq, ek, v, lambda x, y, out: torch.addcmul(one, x, y, out=out)
+                          .reciprocal_())
 
 
 class _AdditiveScores(torch.autograd.Function):
@@ -47,22 +55,13 @@ class _AdditiveScores(torch.autograd.Function):
     CPU training. Forward and a hand-written backward both work in slices over the batch
     (SLICE_BYTES), and the backward recomputes each slice's sigmoid instead of saving the
     (B, T, S, A) tensor: every pass over it stays in cache, and none is kept between forward
-    and backward. Against autograd's graph of add, sigmoid and Linear:
-    `python benchmarks/encoder_ab.py --change additive --variant additive`."""
+    and backward. A/Bs: `python benchmarks/encoder_ab.py --change additive|slices --variant
+    additive` (against autograd's graph of add, sigmoid and Linear | the whole tensor)."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        B, T, _, A = q.shape
-        S = k.size(2)
-        rows = _slice_rows(B, T, S, A, q.dtype)
-        buf = q.new_empty((rows, T, S, A))
-        out = q.new_empty((B, T, S))
-        for b in range(0, B, rows):
-            n = min(rows, B - b)
-            s = torch.add(q[b:b + n], k[b:b + n], out=buf[:n]).sigmoid_()
-            torch.mv(s.view(-1, A), v, out=out[b:b + n].view(-1))
         ctx.save_for_backward(q, k, v)
-        return out
+        return _sliced_scores(q, k, v, lambda x, y, out: torch.add(x, y, out=out).sigmoid_())
 
     @staticmethod
     @torch.autograd.function.once_differentiable
