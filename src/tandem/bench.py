@@ -216,6 +216,7 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
     torch.manual_seed(0)
     threads = torch.get_num_threads()
     steps = 3 if quick else 10
+    n1, n64 = (8, 64) if quick else (24, 192)  # sentences decoded at batch 1 and at 64
     vocab, examples = workload(2000)
     V = len(vocab)
     peak = matmul_peak(1.0 if quick else 3.0, device=dev)
@@ -238,7 +239,6 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
                    "fwd_flops_per_token": round(fpt), "train_gflops": round(gflops, 2),
                    "utilisation": round(gflops / peak, 3),
                    ("peak_gpu_mb" if gpu else "peak_rss_mb"): round(_peak_memory_mb(dev))}
-            n1, n64 = (8, 64) if quick else (24, 192)
             q = None if gpu else quantize_int8(copy.deepcopy(model))
             reps = 1 if quick else 3
             for beam in (1, 5):
@@ -271,7 +271,7 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
             print(_fmt(row), flush=True)
         if gpu or (variants and not {"general", "general+feed"} <= set(variants)):
             continue
-        rows.append(_reference_row(size, V, examples, batch_tokens, steps, quick))
+        rows.append(_reference_row(size, V, examples, batch_tokens, steps, quick, n64))
         print(_fmt(rows[-1]), flush=True)
     waits = [trainer_data_wait(size, 4 if quick else 20, batch_tokens, str(dev))
              for size in sizes]
@@ -288,7 +288,7 @@ def run(sizes: list[str], quick: bool = False, variants: list[str] | None = None
 
 
 def _reference_row(size: str, V: int, examples, batch_tokens: int, steps: int,
-                   quick: bool) -> dict:
+                   quick: bool, n64: int) -> dict:
     """The tutorial-style reference (CPU), and tandem's ratios to it from the same run.
 
     Training ratios: the reference and tandem's `general` (with and without input feeding)
@@ -310,11 +310,10 @@ def _reference_row(size: str, V: int, examples, batch_tokens: int, steps: int,
     r_tok_s = med["ref"]
     r_ms = statistics.median(ms for _, ms in passes["ref"])
     # Beam 5 with one model: the reference takes tandem's general+feed weights, so the two
-    # search the same model; tandem decodes n64 sentences in batches of 64, the reference
-    # every 8th of them by length (the same length mix), one sentence at a time.
+    # search the same model; tandem decodes the rows' n64 sentences in batches of 64, the
+    # reference every 8th of them by length (the same length mix), one sentence at a time.
     ours = ours_models["general+feed"]
     ref.load_tandem(ours)
-    n64 = 64 if quick else 192
     ours_sps, _ = time_decoding(ours, examples, 64, 5, n64)
     subset = sorted(examples[:n64], key=lambda e: len(e[0]))[::8]
     r_sps, _ = time_decoding(ref, subset, 1, 5, len(subset), reference="beam_search")

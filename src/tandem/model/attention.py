@@ -135,17 +135,16 @@ class Attention(nn.Module):
             # faster than tanh. The keys come doubled from project_keys.
             q = self.query_proj(query).unsqueeze(2) * 2  # (B, T, 1, A)
             k = proj_keys.unsqueeze(1)  # (B, 1, S, A)
+            v = self.v.weight.view(-1) * 2
             if (torch.is_grad_enabled() and q.device.type == "cpu"
                     and not torch.is_autocast_enabled("cpu")):  # CPU training
-                scores = _AdditiveScores.apply(q, k, self.v.weight.view(-1)) * 2
+                scores = _AdditiveScores.apply(q, k, v)
+            elif (exp_keys is not None and not torch.is_grad_enabled()
+                    and float(q.abs().max()) <= EXP_LIMIT):
+                # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) once per batch
+                scores = _cached_exp_scores(torch.exp(-q), exp_keys.unsqueeze(1), v)
             else:
-                if (exp_keys is not None and not torch.is_grad_enabled()
-                        and float(q.abs().max()) <= EXP_LIMIT):
-                    # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) once per batch
-                    scores = _cached_exp_scores(torch.exp(-q), exp_keys.unsqueeze(1),
-                                                self.v.weight.view(-1) * 2)
-                else:
-                    scores = self.v((q + k).sigmoid_()).squeeze(-1) * 2  # (B, T, S)
+                scores = torch.matmul((q + k).sigmoid_(), v)  # (B, T, S)
         else:
             q = self.query_proj(query) if self.kind == "general" else query
             scores = torch.bmm(q, proj_keys.transpose(1, 2))  # (B, T, S)

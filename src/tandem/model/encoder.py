@@ -173,12 +173,13 @@ class Encoder(nn.Module):
         mask = src != PAD_ID
         x = self.dropout(self.embed(src))
         lens = src_len.cpu()
-        by_length = x.device.type == "cpu" and torch.is_grad_enabled()  # CPU training
-        if by_length:
+        groups = None  # (distinct lengths, each row's group) when the encoder runs by length
+        if x.device.type == "cpu" and torch.is_grad_enabled():  # CPU training
             lengths, which = torch.unique(lens, return_inverse=True)
-            by_length = len(lengths) <= MAX_LENGTH_GROUPS
-        if by_length:
-            states, hidden = self._by_length(x, lengths.tolist(), which)
+            if len(lengths) <= MAX_LENGTH_GROUPS:
+                groups = (lengths.tolist(), which)
+        if groups is not None:
+            states, hidden = self._by_length(x, *groups)
         else:
             packed = pack_padded_sequence(x, lens, batch_first=True, enforce_sorted=False)
             out, hidden = run_rnn(self.rnn, packed)
