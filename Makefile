@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_OK := .venv/.installed
 
-.PHONY: demo test lint bench tasks clean
+.PHONY: demo test lint bench tasks docs clean
 
 $(VENV_OK): pyproject.toml
 	python3 -m venv .venv
@@ -15,13 +15,17 @@ demo: $(VENV_OK)
 	$(PY) -m tandem.demo
 
 lint: $(VENV_OK)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks scripts
 
 test: $(VENV_OK) lint
 	$(PY) -m pytest
 
 tasks: $(VENV_OK)
 	$(PY) benchmarks/tasks.py
+
+# docs/config.md and docs/cli.md are generated from the code (tests/test_docs.py checks them).
+docs: $(VENV_OK)
+	$(PY) scripts/gen_docs.py
 
 clean:
 	rm -rf .venv runs build *.egg-info src/*.egg-info

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 import torch
+from common import recipe_parser, train_recipe, write_report
 
-from tandem.bench import recipe_parser, train_recipe, write_report
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import load
-from tandem.train.trainer import evaluate_outputs, group_references
+from tandem.evaluate import evaluate_outputs, group_references
 
 PHONETISAURUS_WER = 24.5
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import write_report  # noqa: E402
 from g2p_cmudict import score  # noqa: E402
 
-from tandem.bench import write_report  # noqa: E402
 from tandem.data.dataset import load_splits  # noqa: E402
 from tandem.decode.translator import load  # noqa: E402
 

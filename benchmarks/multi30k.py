@@ -15,11 +15,12 @@ from __future__ import annotations
 import sys
 import time
 
-from tandem.bench import recipe_parser, train_recipe, write_report
+from common import recipe_parser, train_recipe, write_report
+
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import load
+from tandem.evaluate import evaluate_outputs
 from tandem.metrics import sacrebleu_signature
-from tandem.train.trainer import evaluate_outputs
 
 METRICS = ["bleu", "bleu_lc", "chrf"]
 

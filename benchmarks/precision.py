@@ -16,11 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-from tandem.bench import write_report
+from common import write_report
+
 from tandem.cpu import configure
 from tandem.data.tasks import make_splits
 from tandem.decode.translator import load
-from tandem.train.trainer import evaluate_outputs, group_references
+from tandem.evaluate import evaluate_outputs, group_references
 
 MODES = ("fp32", "int8", "bf16")
 

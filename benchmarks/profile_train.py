@@ -30,7 +30,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(a.config, [*a.set, f"run_dir={tmp}", "train.progress=false",
                                      "train.tensorboard=false"])
-        trainer = Trainer(cfg, overwrite=True)
+        trainer = Trainer.from_config(cfg)
         batches = trainer.batches()
         for _ in range(10):
             trainer.train_step(next(batches))

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from tandem.bench import write_report
+from common import write_report
 
 
 def free_port() -> int:

@@ -16,12 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-from tandem.bench import write_report
+from common import write_report
+
 from tandem.config import apply_overrides, from_dict
 from tandem.data.tasks import make_splits
 from tandem.decode.translator import load
+from tandem.evaluate import evaluate_outputs, group_references
 from tandem.train.scalars import read_validations
-from tandem.train.trainer import evaluate_outputs, group_references, train
+from tandem.train.trainer import train
 
 # Per-task settings; everything else is shared. Source lengths follow the core issue (1..15).
 # sort needs more data than 50k pairs to generalise and runs faster with `general` attention

@@ -15,6 +15,39 @@ from tandem.model.seq2seq import Seq2Seq
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+    yield
+    # in-process training (cpu.configure) flushes subnormal floats to zero, process-wide;
+    # hypothesis' float strategies refuse to run in that state, so each test ends without it
+    torch.set_flush_denormal(False)
+
+
+@pytest.fixture
+def tandem_log():
+    """The records the "tandem" logger emits during the test, at INFO and above, whatever
+    its propagation (the CLI may have turned it off)."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    logger = logging.getLogger("tandem")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield records
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def run_config(run_dir, name: str, model: dict, **train) -> dict:
+    """A raw config for a short training run on `reverse` (300 pairs of up to 8 characters)
+    in `run_dir`; `train` overrides the train section."""
+    return {
+        "name": name, "run_dir": str(run_dir),
+        "data": {"task": "reverse", "task_sizes": [300, 20, 20], "task_max_len": 8},
+        "model": {"emb_size": 16, "hidden_size": 32, **model},
+        "train": {"batch_tokens": 300, "lr": 0.005, "progress": False, "threads": 1, **train},
+    }
 
 
 def tiny_model(src_vocab: int = 20, tgt_vocab: int = 25, **kw) -> Seq2Seq:

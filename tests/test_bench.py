@@ -1,14 +1,14 @@
-"""The speed benchmark: FLOPs per sentence counted from the layer sizes, and its reference."""
+"""`tandem bench`: FLOPs per sentence counted from the layer sizes, its options, and one tiny
+run end to end."""
 
-from dataclasses import replace
+import json
 
 import pytest
-import torch
 
+from tandem import bench
 from tandem.bench import forward_flops
-from tandem.bench_reference import TutorialSeq2Seq
+from tandem.cli import build_parser, main
 from tandem.config import ModelConfig
-from tandem.model.seq2seq import Seq2Seq
 
 
 def test_forward_flops_by_hand_for_the_init_decoder():
@@ -32,23 +32,60 @@ def test_forward_flops_grow_with_attention_and_input_feeding():
     assert feed - att == 5 * 2 * 3 * 16 * 16
 
 
-@pytest.mark.parametrize("enc_layers", [2, 1])
-def test_the_reference_with_tandems_weights_is_the_same_model(enc_layers):
-    """The benchmark's beam ratio decodes one model in both: the tutorial-style reference
-    loaded with a tandem general + input feeding model's weights gives the same
-    teacher-forced log-probabilities."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(cell="lstm", emb_size=8, hidden_size=16, enc_layers=enc_layers,
-                      dec_layers=2, bidirectional=True, conditioning="attention",
-                      attention="general", input_feeding=True, bridge="linear", dropout=0.0)
-    model = Seq2Seq(cfg, 11, 13).eval()
-    ref = TutorialSeq2Seq(11, 13, 8, 16, enc_layers, 2).load_tandem(model)
-    src = torch.randint(4, 11, (3, 6))
-    tgt_in = torch.randint(4, 13, (3, 5))
-    with torch.no_grad():
-        want = torch.log_softmax(model(src, torch.full((3,), 6), tgt_in), -1)
-        got = ref(src, tgt_in)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    other = Seq2Seq(replace(cfg, attention="additive"), 11, 13)
-    with pytest.raises(ValueError, match="general attention"):
-        TutorialSeq2Seq(11, 13, 8, 16, enc_layers, 2).load_tandem(other)
+def test_bench_options():
+    """--variants offers exactly the variants bench times; counts must be >= 1."""
+    parser = build_parser()
+    args = parser.parse_args(["bench", "--variants", *bench.VARIANTS])
+    assert args.variants == list(bench.VARIANTS)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["bench", "--variants", "nope"])
+    a = parser.parse_args(["bench", "--steps", "2", "--sentences", "3"])
+    assert (a.steps, a.sentences, a.out) == (2, 3, ".")
+    assert bench.settings(False, a.steps, a.sentences) == (2, 3, 3)
+    assert bench.settings(True) == (3, 8, 64) and bench.settings(False) == (10, 24, 192)
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--sentences", "--batch-tokens"])
+def test_bench_refuses_counts_below_one(flag, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", flag, "0"])
+    assert f"argument {flag}: '0': a whole number >= 1 is needed" in capsys.readouterr().err
+
+
+def test_tandem_bench_end_to_end(tmp_path, monkeypatch):
+    """The whole command on its smallest settings, with the `small` size swapped for a tiny
+    model so that it stays quick: one JSON file with the command, the machine, a row per
+    variant with positive rates, and bfloat16 for `general`."""
+    monkeypatch.setitem(bench.SIZES, "small", ModelConfig(
+        cell="lstm", emb_size=8, hidden_size=16, enc_layers=1, dec_layers=1,
+        bidirectional=True, dropout=0.0))
+    rc = main(["bench", "--sizes", "small", "--variants", "init", "general", "--quick",
+               "--steps", "1", "--sentences", "2", "--batch-tokens", "300",
+               "--out", str(tmp_path), "--tag", "t1"])
+    assert rc == 0
+    [path] = tmp_path.glob("speed-*-quick-t1.json")
+    res = json.loads(path.read_text())
+    assert res["command"] == ("tandem bench --sizes small --quick --variants init general "
+                              "--batch-tokens 300 --steps 1 --sentences 2 --tag t1")
+    assert res["machine"]["cpus"] >= 1 and res["threads"] >= 1
+    assert res["matmul_peak_gflops"] > 0
+    assert res["workload"]["timed_steps"] == 1
+    assert res["workload"]["sentences_bs1"] == res["workload"]["sentences_bs64"] == 2
+    assert [(r["size"], r["variant"]) for r in res["rows"]] == [("small", "init"),
+                                                                ("small", "general")]
+    for row in res["rows"]:
+        rates = ["train_tok_s", "peak_rss_mb", "int8_decode_b5_bs1_sent_s",
+                 "int8_decode_b5_bs64_sent_s",
+                 *(f"decode_b{b}_bs{n}_{u}" for b in (1, 5) for n in (1, 64)
+                   for u in ("sent_s", "tok_s"))]
+        assert all(row[k] > 0 for k in rates), row
+        assert row["params"] > 0 and row["tokens_per_step"] > 0
+        # a tiny model's share of the peak may round to 0: check how it is made instead
+        assert row["train_gflops"] == pytest.approx(
+            3 * row["fwd_flops_per_token"] * row["train_tok_s"] / 1e9, abs=0.01)
+        assert row["utilisation"] == pytest.approx(
+            row["train_gflops"] / res["matmul_peak_gflops"], abs=0.002)
+    assert "bf16_train_tok_s" not in res["rows"][0]
+    general = res["rows"][1]
+    assert general["bf16_train_tok_s"] > 0 and general["bf16_decode_b5_bs64_sent_s"] > 0
+    assert not any("reference" in r["variant"] for r in res["rows"])  # benchmarks/speed.py

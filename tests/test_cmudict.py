@@ -9,7 +9,7 @@ from tandem.data.cmudict import TEST_REF, TRAIN, hold_out_by_word, standard_spli
 from tandem.data.corpora import read_references
 from tandem.data.dataset import load_splits
 from tandem.errors import DataError
-from tandem.train.trainer import group_references
+from tandem.evaluate import group_references
 
 TRAIN_EXCERPT = """AAA\tT R IH P AH L EY
 AABERG\tAA B ER G

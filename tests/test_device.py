@@ -8,12 +8,12 @@ import sys
 import pytest
 import torch
 
+from tandem import checkpoint
 from tandem.config import from_dict
 from tandem.cpu import resolve_device
 from tandem.data.batching import collate
 from tandem.decode.translator import Translator, load
 from tandem.errors import ConfigError
-from tandem.train import checkpoint
 from tandem.train.trainer import Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA GPU")
@@ -90,18 +90,20 @@ def exact_fp32():
 @cuda
 def test_training_on_cuda_writes_cpu_checkpoints_and_resumes(tmp_path):
     run = tmp_path / "run"
-    trainer = Trainer(_cfg(run, "cuda", steps=30))
+    trainer = Trainer.from_config(_cfg(run, "cuda", steps=30))
     assert next(trainer.model.parameters()).is_cuda
     trainer.train()
     ckpt = torch.load(run / "last.pt", map_location=None, weights_only=True)
     assert all(t.device.type == "cpu" for t in ckpt["model"].values())
     assert "cuda" in ckpt["rng"]
     # resume on the GPU, then again on the CPU: both continue from step 30
-    gpu = Trainer(_cfg(run, "cuda", steps=45), resume=True)
+    gpu = Trainer.from_config(_cfg(run, "cuda", steps=45))
+    gpu.resume()
     assert gpu.state.step == 30
     gpu.train()
     assert gpu.state.step == 45
-    cpu = Trainer(_cfg(run, "cpu", steps=60), resume=True)
+    cpu = Trainer.from_config(_cfg(run, "cpu", steps=60))
+    cpu.resume()
     assert cpu.state.step == 45 and not next(cpu.model.parameters()).is_cuda
     cpu.train()
     assert cpu.state.step == 60

@@ -3,12 +3,12 @@
 import torch
 
 from conftest import padded_batch, tiny_model
-from tandem.config import Config, DataConfig
+from tandem import checkpoint
+from tandem.config import Config, DataConfig, DecodeConfig
 from tandem.data.dataset import Fields, build_fields
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
 from tandem.decode.translator import Translator, load
-from tandem.train import checkpoint
 from tandem.train.average import average
 
 
@@ -32,8 +32,9 @@ def _cfg(**model) -> Config:
 def test_ensemble_of_one_equals_the_model():
     model = tiny_model().eval()
     src, lens = padded_batch([5, 3, 4])
-    alone = search.beam_search(model, src, lens, beam=3, nbest=2)
-    ens = search.beam_search(Ensemble([model]), src, lens, beam=3, nbest=2)
+    opts = DecodeConfig(beam=3, nbest=2)
+    alone = search.beam_search(model, src, lens, opts)
+    ens = search.beam_search(Ensemble([model]), src, lens, opts)
     for a, b in zip(alone, ens, strict=True):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [round(h.score, 4) for h in a] == [round(h.score, 4) for h in b]

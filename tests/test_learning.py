@@ -1,5 +1,6 @@
-"""End to end: the model really learns a task within a fixed training budget, and the faster
-CPU inference modes (int8 quantization, bfloat16 autocast) keep what it learned."""
+"""End to end: the model really learns a task in a fixed number of steps (however fast or
+loaded the machine: speed belongs in benchmarks/), and the faster CPU inference modes (int8
+quantization, bfloat16 autocast) keep what it learned."""
 
 import pytest
 import torch
@@ -7,20 +8,24 @@ import torch
 from tandem.config import from_dict
 from tandem.data.tasks import make_splits
 from tandem.decode.translator import load
-from tandem.train.trainer import evaluate_outputs, group_references, train
+from tandem.evaluate import evaluate_outputs, group_references
+from tandem.train.trainer import train
+
+STEPS = 600  # seeds 1-3 reach 97.9-98.7% held-out exact match here; the bar is 95%
 
 
 @pytest.fixture(scope="module")
 def reverse_run(tmp_path_factory):
-    """A GRU attention model trained on `reverse` (lengths 1..15) for at most 2 minutes."""
+    """A GRU attention model trained on `reverse` (lengths 1..15) for STEPS updates."""
     cfg = from_dict({
         "name": "reverse-test",
         "run_dir": str(tmp_path_factory.mktemp("learning") / "run"),
         "data": {"task": "reverse", "task_min_len": 1, "task_max_len": 15},
         "model": {"cell": "gru", "emb_size": 64, "hidden_size": 128, "dropout": 0.0,
                   "conditioning": "attention", "attention": "additive"},
-        "train": {"batch_tokens": 4000, "lr": 0.003, "lr_schedule": "cosine", "max_steps": 900,
-                  "max_minutes": 2.0, "valid_every": 300, "progress": False, "keep_last": 0},
+        "train": {"batch_tokens": 2000, "lr": 0.005, "lr_schedule": "cosine",
+                  "max_steps": STEPS, "valid_every": STEPS, "valid_metric": "loss",
+                  "progress": False, "keep_last": 0, "tensorboard": False},
     })
     return train(cfg)
 
@@ -38,8 +43,11 @@ def exact_match(tr, held_out, **options) -> float:
 
 
 @pytest.mark.slow
-def test_reverse_with_attention_reaches_95_percent_in_two_minutes(reverse_run, held_out):
-    em = exact_match(load(reverse_run / "best.pt"), held_out, beam=1)
+def test_reverse_with_attention_reaches_95_percent_in_a_fixed_number_of_steps(reverse_run,
+                                                                              held_out):
+    best = load(reverse_run / "best.pt")
+    assert best.train_state["step"] == STEPS
+    em = exact_match(best, held_out, beam=1)
     print(f"held-out exact match: {em:.1f}%")
     assert em >= 95.0
 

@@ -4,7 +4,7 @@ import torch
 
 from tandem.config import from_dict
 from tandem.decode.translator import Translator
-from tandem.train.trainer import Trainer
+from tandem.train.trainer import Trainer, train
 
 
 def _cfg(tmp_path, **train):
@@ -18,7 +18,7 @@ def _cfg(tmp_path, **train):
 
 
 def test_bf16_training_runs_in_bf16_and_learns(tmp_path):
-    trainer = Trainer(_cfg(tmp_path, bf16=True))
+    trainer = Trainer.from_config(_cfg(tmp_path, bf16=True))
     dtypes = []
     trainer.model.decoder.generator.register_forward_hook(
         lambda mod, inp, out: dtypes.append(out.dtype))
@@ -34,7 +34,7 @@ def test_bf16_training_runs_in_bf16_and_learns(tmp_path):
 
 
 def test_training_reports_time_waiting_for_batches(tmp_path):
-    run = Trainer(_cfg(tmp_path)).train()
+    run = train(_cfg(tmp_path))
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "time waiting for batches" in log
     import json
@@ -43,7 +43,7 @@ def test_training_reports_time_waiting_for_batches(tmp_path):
 
 
 def test_quantized_translator_translates_every_option(tmp_path):
-    run = Trainer(_cfg(tmp_path, max_steps=5, valid_every=5)).train()
+    run = train(_cfg(tmp_path, max_steps=5, valid_every=5))
     tr = Translator.from_checkpoint(run / "best.pt").quantize("int8")
     out = tr.translate(["abc", "", "dd"], beam=3, nbest=2)
     assert len(out) == 3 and all(len(x) == 2 for x in out)
@@ -64,7 +64,7 @@ def test_streaming_100k_lines_keeps_memory_flat(tmp_path):
     import itertools
     import random
 
-    run = Trainer(_cfg(tmp_path, max_steps=2, valid_every=2)).train()
+    run = train(_cfg(tmp_path, max_steps=2, valid_every=2))
     tr = Translator.from_checkpoint(run / "best.pt")
     rng = random.Random(0)
     lines = ("".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 8)))
@@ -81,14 +81,14 @@ def test_streaming_100k_lines_keeps_memory_flat(tmp_path):
 
 def test_int8_model_is_a_close_copy_and_leaves_the_float_model_alone():
     from tandem.config import ModelConfig
-    from tandem.cpu import quantize_int8
+    from tandem.model.fast import quantize_int8
     from tandem.model.seq2seq import Seq2Seq
 
     torch.manual_seed(0)
     model = Seq2Seq(ModelConfig(emb_size=32, hidden_size=64, dec_layers=2, dropout=0.0),
                     30, 30).eval()
     q = quantize_int8(model)
-    assert model.decoder.step_cells is None  # the original is untouched
+    assert "step_cells" not in dict(model.decoder.named_children())  # original untouched
     assert type(model.decoder.rnn) is torch.nn.LSTM
     assert "quantized" in type(q.decoder.step_cells[0].both).__module__  # int8 step products
     # narrow outputs (the 30-word vocabulary, the 64-wide attentional layer) stay float

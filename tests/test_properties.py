@@ -19,7 +19,7 @@ ALPHABET = "abcdefgh "
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory) -> Translator:
-    run = Trainer(from_dict({
+    run = Trainer.from_config(from_dict({
         "run_dir": str(tmp_path_factory.mktemp("prop") / "run"),
         "data": {"task": "reverse", "task_sizes": [200, 10, 10], "task_max_len": 8,
                  "max_src_len": 30},

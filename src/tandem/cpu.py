@@ -1,5 +1,5 @@
 """Where the math runs: the device (CPU or a CUDA GPU), CPU thread count, denormal flushing,
-bfloat16 autocast, int8 quantization."""
+bfloat16 autocast. (The model's fast kernels and int8 preparation: `tandem.model.fast`.)"""
 
 from __future__ import annotations
 
@@ -95,37 +95,3 @@ def autocast(enabled: bool, device: str = "cpu"):
                     "slower than float32")
         _warned = True
     return torch.autocast(device, dtype=torch.bfloat16)
-
-
-# A Linear with fewer outputs than this stays float32: for narrow outputs (a small output
-# vocabulary) the int8 kernel's quantize/dequantize overhead outweighs the product, and it
-# ran at 0.5-0.8x the float speed here (512 -> 40, 5 to 320 rows, 2 cores).
-INT8_MIN_OUTPUTS = 128
-
-
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization (PyTorch's own `quantize_dynamic`) of the LSTM and GRU layers
-    and of every Linear with at least INT8_MIN_OUTPUTS outputs: weights stored as int8,
-    activations quantized on the fly, outputs float. Decoders first get per-layer step cells
-    (tandem.model.cells), whose Linears become int8 products for every search step.
-    Returns a quantized copy, for inference."""
-    import copy
-    import warnings
-
-    from torch.ao.quantization import quantize_dynamic
-
-    from tandem.model.decoder import Decoder
-
-    model = copy.deepcopy(model).eval()
-    for m in model.modules():
-        if isinstance(m, Decoder) and m.step_cells is None:
-            m.add_step_cells()
-    nn = torch.nn
-    names = {name for name, m in model.named_modules()
-             if isinstance(m, (nn.LSTM, nn.GRU))
-             or (isinstance(m, nn.Linear) and m.out_features >= INT8_MIN_OUTPUTS)}
-
-    with warnings.catch_warnings():  # torch.ao's notices that it will move to torchao
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(model, names, dtype=torch.qint8, inplace=True)

@@ -49,27 +49,16 @@ def plot_attention(src: list[str], out_tokens: list[str], weights: list[list[flo
     return out
 
 
-def _series(run: Path) -> dict[str, list[tuple[int, float]]]:
-    from tandem.train.scalars import read, read_validations
-
-    if (run / "scalars.csv").is_file():
-        return read(run / "scalars.csv")
-    series: dict[str, list[tuple[int, float]]] = {}
-    for e in read_validations(run):  # runs from before scalars.csv existed
-        for k, v in e.items():
-            if k not in ("step", "elapsed_s", "best") and isinstance(v, (int, float)):
-                series.setdefault(f"dev/{k}", []).append((e["step"], float(v)))
-    return series
-
-
 def plot_run(run: str | Path, out: str | Path) -> Path:
     """Loss (train and dev) and the dev metric the run selects on, against steps."""
     run, out = Path(run), _writable(out)
     if not run.is_dir():
         raise DataError(f"{run}: not a run folder")
-    series = _series(run)
+    from tandem.train.scalars import read
+
+    series = read(run / "scalars.csv") if (run / "scalars.csv").is_file() else {}
     if not series:
-        raise DataError(f"{run}: no scalars.csv or valid.jsonl with values to plot")
+        raise DataError(f"{run}: no scalars.csv with values to plot (written by tandem train)")
     metric = "exact_match"
     if (run / "config.yaml").is_file():
         cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}

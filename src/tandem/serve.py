@@ -3,55 +3,153 @@
 Requests that arrive within `max_wait_ms` of each other are decoded together (dynamic
 batching) on one worker thread, so the event loop stays free for health checks while a batch
 runs. Every limit is configurable and answered with a JSON error that names it.
+
+The request model is built from the decoding options themselves (`DecodeConfig`: types,
+docstrings, Ranges) and the server's limits, so the OpenAPI schema (/openapi.json) states
+everything the server accepts: a request the schema allows is decoded, and one it does not
+allow is refused with a 4xx naming the field or the limit. Outside the schema are only the
+body size (413), a full queue and a decode over the time limit (503, retry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tandem.config import DecodeConfig, decode_fields, decode_options
 from tandem.decode.translator import Result, Translator
-from tandem.errors import TandemError
+from tandem.errors import ConfigError, TandemError
 
 log = logging.getLogger("tandem")
 
 
 @dataclass
 class ServeOptions:
-    max_body_bytes: int = 65_536  # request body
-    max_inputs: int = 64  # inputs per request
-    max_chars: int = 1_000  # characters per input
+    """The server's limits and batching, as the `tandem serve` flags set them."""
+
+    max_body_bytes: int = 65_536
+    """Largest request body in bytes (413 above it, before anything parses it)."""
+    max_inputs: int = 64
+    """Inputs per request (the schema's maxItems)."""
+    max_chars: int = 1_000
+    """Characters per input (the schema's maxLength)."""
     max_beam: int = 16
-    timeout_s: float = 30.0  # a request whose decode takes longer is answered 503
+    """Largest beam (and nbest) a request may ask for (the schema's maximum)."""
+    timeout_s: float = 30.0
+    """A request whose decode takes longer is answered 503."""
     batching: bool = True
-    max_batch: int = 64  # sentences decoded together
-    max_wait_ms: float = 5.0  # how long the first request of a batch waits for company
-    max_queue: int = 1024  # sentences waiting to be decoded; more are answered 503 at once
+    """Decode requests that arrive together in one batch."""
+    max_batch: int = 64
+    """Sentences decoded together."""
+    max_wait_ms: float = 5.0
+    """How long the first request of a batch waits for company."""
+    max_queue: int = 1024
+    """Sentences waiting to be decoded; more are answered 503 at once."""
+
+    FLAGS = {"timeout_s": "--timeout", "batching": "--no-batching"}  # flags not named as fields
+
+    def check(self) -> None:
+        """Refuse impossible limits with a ConfigError naming the `tandem serve` flag."""
+        def flag(name: str) -> str:
+            return self.FLAGS.get(name, "--" + name.replace("_", "-"))
+
+        for name in ("max_body_bytes", "max_inputs", "max_chars", "max_beam", "max_batch",
+                     "max_queue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{flag(name)}: expected an integer >= 1, got {value!r}")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ConfigError(f"{flag('timeout_s')}: expected seconds > 0, got {self.timeout_s}")
+        if not (math.isfinite(self.max_wait_ms) and self.max_wait_ms >= 0):
+            raise ConfigError(f"{flag('max_wait_ms')}: expected milliseconds >= 0, got "
+                              f"{self.max_wait_ms}")
 
 
-class TranslateRequest(BaseModel):
-    inputs: list[str] = Field(description="texts to translate")
-    beam: int | None = Field(None, ge=1, description="beam size (default: the model's)")
-    nbest: int = Field(1, ge=1, description="hypotheses per input, at most beam")
-    attention: bool = Field(False, description="return attention weights (output x source)")
+SERVER_SIDE = frozenset({"max_len_a", "max_len_b", "batch_size", "bf16", "on_long_input"})
+"""Decoding options a request cannot set: they bound the work a request makes (output
+length, batch size) or depend on the machine, so whoever runs the server chooses them (the
+model's config, or `tandem serve --max-len-b ...`). Every other DecodeConfig field is a
+request field."""
+
+
+def server_defaults(decode: DecodeConfig, opts: ServeOptions) -> DecodeConfig:
+    """The options a request starts from: the translator's, with the beam cut to the server's
+    limit and one output per input unless the request asks for more."""
+    return dataclasses.replace(decode, beam=min(decode.beam, opts.max_beam), nbest=1)
+
+
+def _whole(value: Any) -> Any:
+    """2.0 as 2: JSON Schema counts a number with no fraction as an integer, so the server
+    does too (strict validation refuses every other non-integer)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def request_model(defaults: DecodeConfig, opts: ServeOptions) -> type[BaseModel]:
+    """The pydantic model of a /v1/translate request: `inputs` (1 to max_inputs texts of at
+    most max_chars characters), `attention`, and one field per decoding option that is not
+    SERVER_SIDE, with its type, Range, docstring and default (`defaults`'), beam and nbest
+    at most max_beam. Strict types and no unknown fields, so that what the schema refuses
+    the server refuses too."""
+    text = Annotated[str, StringConstraints(max_length=opts.max_chars)]
+    fields: dict[str, Any] = {
+        "inputs": (list[text], Field(min_length=1, max_length=opts.max_inputs,
+                                     description="texts to translate")),
+        "attention": (bool, Field(False, description="return attention weights "
+                                  "(output tokens x source tokens)")),
+    }
+    for f in decode_fields():
+        if f.name in SERVER_SIDE:
+            continue
+        bounds: dict[str, Any] = {}
+        if f.range is not None:
+            bounds = {k: v for k in ("ge", "gt", "le") if (v := getattr(f.range, k)) is not None}
+        if f.name in ("beam", "nbest"):
+            bounds["le"] = opts.max_beam
+        if f.type is float:
+            bounds["allow_inf_nan"] = False
+        doc = f.doc
+        if f.name == "nbest":
+            doc += " A value above the beam size gives beam outputs."
+        # the bounds go on the value's own type, so the schema states them inside the union
+        tp = (Annotated[int, Field(**bounds), BeforeValidator(_whole)] if f.type is int
+              else Annotated[f.type, Field(**bounds)])
+        fields[f.name] = (tp | None, Field(getattr(defaults, f.name),
+                                           description=doc + " null = the default."))
+    return create_model("TranslateRequest", __config__=ConfigDict(strict=True, extra="forbid"),
+                        **fields)
 
 
 class LimitError(Exception):
+    """A request over one of the server's limits: answered with `status` and a JSON error
+    naming the limit, what it allows and what the request had."""
+
     def __init__(self, status: int, limit: str, message: str, allowed=None, got=None) -> None:
         super().__init__(message)
         self.status, self.limit, self.allowed, self.got = status, limit, allowed, got
 
     def response(self) -> JSONResponse:
+        """The JSON answer (503s say when to retry)."""
         headers = {"Retry-After": "1"} if self.status == 503 else None
         return JSONResponse({"error": str(self), "limit": self.limit, "allowed": self.allowed,
                              "got": self.got}, status_code=self.status, headers=headers)
@@ -95,10 +193,15 @@ class BodyLimit:
         await self.app(scope, replayed, send)
 
 
+Key = tuple[DecodeConfig, bool]
+"""What a decode call needs besides the texts: the options and whether attention is returned;
+jobs with equal keys are decoded together."""
+
+
 @dataclass
 class _Job:
     inputs: list[str]
-    key: tuple[int, int, bool]  # beam, nbest, attention: jobs decoded together share these
+    key: Key
     future: asyncio.Future
 
 
@@ -116,7 +219,8 @@ class Batcher:
         self.waiting = 0  # sentences queued, not yet taken into a batch
         self._carry: _Job | None = None  # taken from the queue but too big for the last batch
 
-    async def submit(self, inputs: list[str], key: tuple[int, int, bool]) -> list[list[Result]]:
+    async def submit(self, inputs: list[str], key: Key) -> list[list[Result]]:
+        """Queue `inputs` for decoding with `key`'s options; their Results, in order."""
         job = _Job(inputs, key, asyncio.get_running_loop().create_future())
         self.waiting += len(inputs)
         await self.queue.put(job)
@@ -158,20 +262,23 @@ class Batcher:
             size += len(job.inputs)
         return jobs
 
-    async def _decode(self, texts: list[str], key: tuple[int, int, bool]) -> list[list[Result]]:
-        beam, nbest, attention = key
+    async def _decode(self, texts: list[str], key: Key) -> list[list[Result]]:
+        """Decode `texts` with `key`'s options on the worker thread."""
+        opts, attention = key
         self.busy = True
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self.worker, lambda: self.translator.translate_full(
-                    texts, beam=beam, nbest=nbest, attention=attention))
+                    texts, opts=opts, attention=attention))
         finally:
             self.busy = False
 
     async def run(self) -> None:
+        """Forever: take the next batch, drop the jobs whose requests gave up, decode each
+        group of jobs with equal keys in one call and answer every job."""
         while True:
             jobs = [j for j in await self._gather() if not j.future.done()]
-            groups: dict[tuple[int, int, bool], list[_Job]] = {}
+            groups: dict[Key, list[_Job]] = {}
             for j in jobs:
                 groups.setdefault(j.key, []).append(j)
             for key, group in groups.items():
@@ -217,6 +324,7 @@ def _hypothesis(r: Result, attention: bool) -> dict:
 
 
 def model_info(translator: Translator) -> dict:
+    """What /v1/model answers: the model's shape, size, vocabularies, training and device."""
     cfg = translator.config
     data = cfg.data
     source = {k: v for k, v in (("task", data.task), ("corpus", data.corpus),
@@ -236,11 +344,35 @@ def model_info(translator: Translator) -> dict:
     }
 
 
+def _limit_error(err: dict, opts: ServeOptions) -> LimitError | None:
+    """The LimitError naming the server limit behind a schema violation, if one is."""
+    loc = [x for x in err.get("loc", ()) if x != "body"]
+    kind, value = err.get("type"), err.get("input")
+    if loc == ["inputs"] and kind == "too_long":
+        n = len(value) if isinstance(value, list) else None
+        return LimitError(413, "max_inputs", f"{n} inputs in one request; the limit is "
+                          f"{opts.max_inputs}", opts.max_inputs, n)
+    if loc == ["inputs"] and kind == "too_short":
+        return LimitError(422, "inputs", "inputs: give at least one text", 1, 0)
+    if len(loc) == 2 and loc[0] == "inputs" and kind == "string_too_long":
+        n = len(value) if isinstance(value, str) else None
+        return LimitError(413, "max_chars", f"inputs[{loc[1]}] has {n} characters; the limit "
+                          f"is {opts.max_chars}", opts.max_chars, n)
+    if loc in (["beam"], ["nbest"]) and kind == "less_than_equal":
+        return LimitError(422, "max_beam", f"{loc[0]} {value} is above the limit "
+                          f"{opts.max_beam}", opts.max_beam, value)
+    return None
+
+
 def create_app(translator: Translator, opts: ServeOptions | None = None) -> FastAPI:
+    """The FastAPI app over `translator`: /v1/translate, /v1/model, /v1/health and the web
+    page, its request schema built from the decoding options and `opts`' limits."""
     opts = opts or ServeOptions()
+    opts.check()
     batcher = Batcher(translator, opts)
-    info = model_info(translator)
-    default_beam = min(translator.config.decode.beam, opts.max_beam)
+    defaults = server_defaults(translator.decode_cfg, opts)
+    TranslateRequest = request_model(defaults, opts)  # noqa: N806 - a class, built here
+    info = {**model_info(translator), "decode_defaults": asdict(defaults)}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -265,9 +397,19 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
         return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"},
                             status_code=500)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException):
+        # e.g. a body that is not UTF-8 text (400): the same JSON error shape as the rest
+        return JSONResponse({"error": str(e.detail)}, status_code=e.status_code,
+                            headers=getattr(e, "headers", None))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, e: RequestValidationError):
         errors = e.errors()
+        for err in errors:
+            limit = _limit_error(err, opts)
+            if limit is not None:
+                return limit.response()
         first = errors[0] if errors else {}
         where = ".".join(str(x) for x in first.get("loc", ()) if x != "body") or "body"
         return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid request')}",
@@ -288,24 +430,16 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
     async def model() -> dict:
         return info
 
-    @app.post("/v1/translate")
-    async def translate(req: TranslateRequest) -> dict:
-        if not req.inputs:
-            raise LimitError(422, "inputs", "inputs: give at least one text", None, 0)
-        if len(req.inputs) > opts.max_inputs:
-            raise LimitError(413, "max_inputs", f"{len(req.inputs)} inputs in one request; the "
-                             f"limit is {opts.max_inputs}", opts.max_inputs, len(req.inputs))
-        for i, text in enumerate(req.inputs):
-            if len(text) > opts.max_chars:
-                raise LimitError(413, "max_chars", f"inputs[{i}] has {len(text)} characters; "
-                                 f"the limit is {opts.max_chars}", opts.max_chars, len(text))
-        beam = req.beam or default_beam
-        if beam > opts.max_beam:
-            raise LimitError(422, "max_beam", f"beam {beam} is above the limit "
-                             f"{opts.max_beam}", opts.max_beam, beam)
-        if req.nbest > beam:
-            raise LimitError(422, "nbest", f"nbest {req.nbest} is above the beam size {beam}",
-                             beam, req.nbest)
+    async def translate(req) -> dict:
+        asked = req.model_dump(exclude={"inputs", "attention"})
+        beam = asked["beam"] if asked["beam"] is not None else defaults.beam
+        nbest = asked["nbest"] if asked["nbest"] is not None else defaults.nbest
+        try:
+            decode = decode_options(defaults, **{**asked, "beam": beam,
+                                                 "nbest": min(nbest, beam)})
+        except ConfigError as e:  # the schema allowed it: a disagreement, said as such
+            raise LimitError(422, "options", f"{e} (the request schema allowed it; please "
+                             "report this)") from None
         if batcher.waiting + len(req.inputs) > opts.max_queue:
             raise LimitError(503, "max_queue", f"{batcher.waiting} sentences are waiting to be "
                              f"decoded; the limit is {opts.max_queue}; retry shortly",
@@ -313,7 +447,7 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
         t0 = time.perf_counter()
         try:
             results = await asyncio.wait_for(
-                batcher.submit(req.inputs, (beam, req.nbest, req.attention)), opts.timeout_s)
+                batcher.submit(req.inputs, (decode, req.attention)), opts.timeout_s)
         except TimeoutError:
             raise LimitError(503, "timeout_s", f"decoding took longer than the "
                              f"{opts.timeout_s:g} s limit; try fewer or shorter inputs",
@@ -329,10 +463,20 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
             "beam": beam, "ms": round(1000 * (time.perf_counter() - t0), 1),
         }
 
+    # the request model is built at run time, so the annotation is set, not written
+    translate.__annotations__["req"] = TranslateRequest
+    app.post("/v1/translate", responses={
+        400: {"description": "the body could not be read as text: a JSON error"},
+        413: {"description": "a limit outside the decoding options is exceeded (body size, "
+                             "inputs, characters): a JSON error naming it"},
+        503: {"description": "the queue is full or the decode took too long: retry (see "
+                             "Retry-After)"}})(translate)
     return app
 
 
 def serve(translator: Translator, host: str, port: int, opts: ServeOptions) -> None:
+    """Run the app with uvicorn on `host`:`port` until stopped; warns when `host` is not a
+    loopback address (there is no authentication)."""
     import uvicorn
 
     if host not in ("127.0.0.1", "localhost", "::1"):

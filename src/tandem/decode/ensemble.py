@@ -18,27 +18,37 @@ from tandem.model.seq2seq import Seq2Seq
 
 @dataclass
 class EnsembleState:
+    """The members' decoder states, moved together by the search."""
+
     states: list[DecoderState]
 
     def expand(self, k: int) -> EnsembleState:
+        """Each member's state repeated k times per sentence (the beams after step one)."""
         return EnsembleState([s.expand(k) for s in self.states])
 
     def reorder(self, idx: torch.Tensor) -> EnsembleState:
+        """Each member's rows picked by `idx` (the surviving beams' parents)."""
         return EnsembleState([s.reorder(idx) for s in self.states])
 
     def keep(self, sentences: torch.Tensor) -> EnsembleState:
+        """Each member's state for the given sentences only (the others are done)."""
         return EnsembleState([s.keep(sentences) for s in self.states])
 
 
 class Ensemble(nn.Module):
+    """Several Seq2Seq models decoded as one: the same encode / init_state / decode_step
+    contract, the members' log-probabilities averaged at every step."""
+
     def __init__(self, models: list[Seq2Seq]) -> None:
         super().__init__()
         self.models = nn.ModuleList(models)
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> list[EncoderOutput]:
+        """Each member's encoding of `src` (B, S) with lengths `src_len` (B,)."""
         return [m.encode(src, src_len) for m in self.models]
 
     def init_state(self, encs: list[EncoderOutput]) -> EnsembleState:
+        """Each member's initial decoder state from its encoding."""
         return EnsembleState([m.init_state(e) for m, e in zip(self.models, encs, strict=True)])
 
     def decode_step(self, prev: torch.Tensor, state: EnsembleState
@@ -57,6 +67,7 @@ class Ensemble(nn.Module):
                                    for m in self.models])
 
     def n_params(self) -> int:
+        """Parameters of all members together."""
         return sum(m.n_params() for m in self.models)
 
 

@@ -15,7 +15,7 @@ import torch
 
 from tandem.data.batching import pad
 from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
-from tandem.decode.search import _norm
+from tandem.decode.scoring import Scorer
 
 
 @torch.no_grad()
@@ -31,14 +31,12 @@ def force_score(model, src: torch.Tensor, src_len: torch.Tensor,
     return picked.masked_fill(gold == PAD_ID, 0.0).sum(1)
 
 
-def rerank(cands: list, extra: list[tuple[float, ...]], length_penalty: float,
-           length_norm: str = "power") -> list:
+def rerank(cands: list, extra: list[tuple[float, ...]], scorer: Scorer) -> list:
     """One input's candidates (Results) as new Results, ordered by the mean of the searching
     model's score and the rescoring models' scores (extra[j]: candidate j's), length-normalised
-    as the search does."""
+    by the search's `scorer` (tokens + eos)."""
     out = []
     for r, more in zip(cands, extra, strict=True):
         s = (r.score + sum(more)) / (1 + len(more))
-        out.append(replace(r, score=s, norm_score=_norm(s, len(r.tokens) + 1, length_penalty,
-                                                        length_norm)))
+        out.append(replace(r, score=s, norm_score=scorer.normalise(s, len(r.tokens) + 1)))
     return sorted(out, key=lambda r: -r.norm_score)

@@ -2,12 +2,12 @@
 `encode`, `init_state` and `decode_step` and the state's `expand`/`reorder`/`keep`, so every
 decoder variant works with every search.
 
-Each returns, per sentence, a list of `Hyp` (best first). `score` is the sum of the model's
-log-probabilities of the output tokens (eos included when the hypothesis ended with eos);
-`norm_score` is the score divided by a length penalty: length**alpha (`length_norm: power`)
-or ((5 + length) / 6)**alpha (`gnmt`, Wu et al. 2016); alpha=0 leaves the raw score. Beam
-search can add GNMT's coverage penalty, beta * sum_j log(min(attention received by source
-token j, 1)), to finished hypotheses. Both searches can forbid <unk> and repeated n-grams.
+Each takes the decoding options whole (`DecodeConfig`) and a `Scorer` built once from them
+(length normalisation, coverage penalty, bans; `scoring.py`), and returns, per sentence, a
+list of `Hyp` (best first). `score` is the sum of the model's log-probabilities of the output
+tokens (eos included when the hypothesis ended with eos); `norm_score` is the score the
+hypotheses are ranked by: the scorer's length normalisation of it, plus, in beam search, the
+coverage penalty.
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ from dataclasses import dataclass
 
 import torch
 
-from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from tandem.config import DecodeConfig
+from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from tandem.decode.scoring import Scorer
 
 
 @dataclass
 class Hyp:
+    """One output of a search for one sentence."""
+
     tokens: list[int]  # output ids without bos/eos
-    score: float
-    norm_score: float
+    score: float  # sum of the model's log-probabilities of the tokens (and eos when ended)
+    norm_score: float  # the score it is ranked by (see the module docstring)
     attention: torch.Tensor | None = None  # (len(tokens) [+1 for eos], S) when asked
     ended: bool = True  # False when the length limit cut the output before eos
 
@@ -33,47 +37,58 @@ def max_lengths(src_len: torch.Tensor, a: float, b: int) -> torch.Tensor:
     return (src_len.float() * a + b).long().clamp(min=1)
 
 
-def _norm(score: float, length: int, alpha: float, kind: str = "power") -> float:
-    if not alpha:
-        return score
-    if kind == "gnmt":
-        return score / (((5 + length) / 6) ** alpha)
-    return score / (max(length, 1) ** alpha)
+def run(model, src: torch.Tensor, src_len: torch.Tensor, opts: DecodeConfig,
+        scorer: Scorer | None = None, *, attention: bool = False,
+        generator: torch.Generator | None = None) -> list[list[Hyp]]:
+    """The search the options ask for: sampling (opts.sample), greedy (opts.beam == 1) or
+    beam search. `src` (B, S) ids, `src_len` (B,); `scorer` defaults to the options' own."""
+    scorer = scorer or Scorer.from_options(opts)
+    if opts.sample:
+        return sample(model, src, src_len, opts, scorer, attention=attention,
+                      generator=generator)
+    if opts.beam == 1:
+        return greedy(model, src, src_len, opts, scorer, attention=attention)
+    return beam_search(model, src, src_len, opts, scorer, attention=attention)
 
 
-def _ban(logp: torch.Tensor, history: list[list[int]], n: int, allow_unk: bool) -> None:
-    """In place: -inf for <unk> (unless allowed) and, per row, for every token that would
-    repeat an n-gram already in that row's history."""
-    if not allow_unk:
-        logp[:, UNK_ID] = float("-inf")
-    if n <= 0 or not history or len(history[0]) < n - 1:
-        return
-    for row, h in enumerate(history):
-        if n == 1:
-            banned = set(h)
-        else:
-            tail = h[len(h) - n + 1:]
-            banned = {h[i + n - 1] for i in range(len(h) - n + 1) if h[i:i + n - 1] == tail}
-        if banned:
-            logp[row, list(banned)] = float("-inf")
+def greedy(model, src: torch.Tensor, src_len: torch.Tensor, opts: DecodeConfig,
+           scorer: Scorer | None = None, *, attention: bool = False) -> list[list[Hyp]]:
+    """Feed the most likely token of each step back as the next input (opts.max_len_a/b
+    bound the length; the scorer's bans apply and its length normalisation gives
+    norm_score). `src` (B, S) ids, `src_len` (B,)."""
+    return _feed_back(model, src, src_len, opts, scorer or Scorer.from_options(opts),
+                      attention, lambda logp: logp.argmax(-1), normalise=True)
 
 
-def coverage_penalty(att: torch.Tensor, beta: float) -> float:
-    """GNMT: beta * sum over source tokens of log(min(total attention received, 1))."""
-    return beta * float(att.sum(0).clamp(min=1e-6, max=1.0).log().sum())
+def sample(model, src: torch.Tensor, src_len: torch.Tensor, opts: DecodeConfig,
+           scorer: Scorer | None = None, *, attention: bool = False,
+           generator: torch.Generator | None = None) -> list[list[Hyp]]:
+    """Feed a token drawn from each step's distribution back as the next input: the
+    log-probabilities (after the scorer's bans) divided by opts.temperature, restricted to
+    the opts.top_k most likely tokens when top_k > 0, drawn with `generator`. Nothing is
+    ranked, so norm_score is the raw score."""
+    temperature, top_k = opts.temperature, opts.top_k
+
+    def draw(logp: torch.Tensor) -> torch.Tensor:
+        logits = logp / temperature
+        if top_k:
+            kth = logits.topk(min(top_k, logits.size(-1)), -1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        return torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
+
+    return _feed_back(model, src, src_len, opts, scorer or Scorer.from_options(opts),
+                      attention, draw, normalise=False)
 
 
 @torch.no_grad()
-def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2.0,
-           max_len_b: int = 10, attention: bool = False, sample: bool = False,
-           temperature: float = 1.0, top_k: int = 0, generator: torch.Generator | None = None,
-           length_penalty: float = 0.0, length_norm: str = "power", no_repeat_ngram_size: int = 0,
-           allow_unk: bool = True) -> list[list[Hyp]]:
-    """Feed each output back as the next input: argmax, or a sample when `sample`.
-    Finished sentences leave the batch, so the work shrinks as outputs end."""
+def _feed_back(model, src: torch.Tensor, src_len: torch.Tensor, opts: DecodeConfig,
+               scorer: Scorer, attention: bool, choose, normalise: bool) -> list[list[Hyp]]:
+    """Greedy search and sampling: one token per sentence per step, chosen by `choose`
+    from the (B', V) log-probabilities. Finished sentences leave the batch, so the work
+    shrinks as outputs end."""
     B, dev = src.size(0), src.device
     state = model.init_state(model.encode(src, src_len))
-    limit = max_lengths(src_len, max_len_a, max_len_b)
+    limit = max_lengths(src_len, opts.max_len_a, opts.max_len_b)
     T = int(limit.max())
     out = torch.full((B, T), PAD_ID, dtype=torch.long, device=dev)
     att_buf = torch.zeros(B, T, src.size(1), device=dev) if attention else None
@@ -84,16 +99,9 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
     prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
     for t in range(T):
         logp, state, att = model.decode_step(prev, state)
-        if no_repeat_ngram_size or not allow_unk:
-            _ban(logp, out[alive, :t].tolist(), no_repeat_ngram_size, allow_unk)
-        if sample:
-            logits = logp / temperature
-            if top_k:
-                kth = logits.topk(min(top_k, logits.size(-1)), -1).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            tok = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator).squeeze(1)
-        else:
-            tok = logp.argmax(-1)
+        if scorer.bans:
+            scorer.ban(logp, out[alive, :t].tolist())
+        tok = choose(logp)
         out[alive, t] = tok
         scores[alive] += logp.gather(1, tok.unsqueeze(1)).squeeze(1)
         if att_buf is not None and att is not None:
@@ -114,27 +122,26 @@ def greedy(model, src: torch.Tensor, src_len: torch.Tensor, max_len_a: float = 2
         n, e = int(lengths[i]), bool(ended[i])
         s = float(scores[i])
         a = att_buf[i, :n, : int(src_len[i])] if att_buf is not None else None
-        hyps.append([Hyp(rows[i][: n - e], s, _norm(s, n, length_penalty, length_norm), a, e)])
+        hyps.append([Hyp(rows[i][: n - e], s, scorer.normalise(s, n) if normalise else s, a, e)])
     return hyps
 
 
-def _finished_enough(fin: list[Hyp], k: int, alive: float, length: int, alpha: float,
-                     kind: str = "power") -> bool:
+def _finished_enough(fin: list[Hyp], k: int, alive: float, length: int,
+                     scorer: Scorer) -> bool:
     """Done when k hypotheses are finished and the best unfinished one, scored at its current
     length, ranks below the k-th finished one. Exact for alpha=0 (scores only fall)."""
     if len(fin) < k:
         return False
     kth = sorted((h.norm_score for h in fin), reverse=True)[k - 1]
-    return _norm(alive, length, alpha, kind) <= kth
+    return scorer.normalise(alive, length) <= kth
 
 
 @torch.no_grad()
-def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, nbest: int = 1,
-                max_len_a: float = 2.0, max_len_b: int = 10, length_penalty: float = 1.0,
-                attention: bool = False, length_norm: str = "power",
-                coverage_penalty_beta: float = 0.0, no_repeat_ngram_size: int = 0,
-                allow_unk: bool = True) -> list[list[Hyp]]:
-    """Batched beam search: one (B*k) tensor for all beams of all sentences.
+def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, opts: DecodeConfig,
+                scorer: Scorer | None = None, *, attention: bool = False) -> list[list[Hyp]]:
+    """Batched beam search with k = opts.beam, returning the opts.nbest best hypotheses per
+    sentence: one (B*k) tensor for all beams of all sentences. `src` (B, S) ids,
+    `src_len` (B,); the scorer bans tokens and ranks finished hypotheses.
 
     Each step keeps the k best unfinished expansions per sentence; expansions ending in eos
     among the top k are set aside as finished. A sentence is done when it has k finished
@@ -145,10 +152,11 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
     The first step runs one row per sentence (all k beams would start identical), and the
     state is expanded to k rows per sentence after it.
     """
-    B, k, dev = src.size(0), beam, src.device
+    scorer = scorer or Scorer.from_options(opts)
+    B, k, dev = src.size(0), opts.beam, src.device
     state = model.init_state(model.encode(src, src_len))
     g = 1  # rows per sentence: 1 for the first step, then k
-    limit_all = max_lengths(src_len, max_len_a, max_len_b).tolist()
+    limit_all = max_lengths(src_len, opts.max_len_a, opts.max_len_b).tolist()
     src_lens = src_len.tolist()
     alive = list(range(B))  # original ids of the sentences still searching
     scores = torch.zeros((B, 1), device=dev)
@@ -160,8 +168,8 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
     for t in range(max(limit_all)):
         n_alive = len(alive)
         logp, state, att = model.decode_step(prev, state)  # (B'*g, V)
-        if no_repeat_ngram_size or not allow_unk:
-            _ban(logp, history.tolist(), no_repeat_ngram_size, allow_unk)
+        if scorer.bans:
+            scorer.ban(logp, history.tolist())
         V = logp.size(-1)
         cand = (scores.view(-1, 1) + logp).view(n_alive, g * V)
         top_s, top_i = cand.topk(min(2 * k, g * V), dim=1)  # (B', 2k)
@@ -173,7 +181,7 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         if attention and att is not None:
             step_att = att.unsqueeze(1)
             att_hist = step_att if att_hist is None else torch.cat([att_hist, step_att], 1)
-        if coverage_penalty_beta and att is not None:
+        if scorer.uses_coverage and att is not None:
             coverage = att.clone() if coverage is None else coverage + att
         base = (torch.arange(n_alive, device=dev) * g).unsqueeze(1)
         # set aside finished hypotheses (eos within the top k, or everything at the limit)
@@ -195,10 +203,9 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
                 a = None
                 if att_hist is not None:
                     a = att_hist[row, : t + 1, : src_lens[b]].clone()
-                norm = _norm(s, t + 1, length_penalty, length_norm)
+                norm = scorer.normalise(s, t + 1)
                 if coverage is not None:
-                    norm += coverage_penalty(coverage[row, : src_lens[b]].unsqueeze(0),
-                                             coverage_penalty_beta)
+                    norm += scorer.coverage(coverage[row, : src_lens[b]].unsqueeze(0))
                 finished[b].append(Hyp(toks, s, norm, a, eos))
         # keep the k best expansions that did not end in eos
         key = is_eos.float() * (2 * k) + torch.arange(top_s.size(1), device=dev).unsqueeze(0)
@@ -206,7 +213,7 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
         scores = top_s.gather(1, keep)
         best_alive = scores[:, 0].tolist()
         still = [i for i, b in enumerate(alive) if not (t + 1 >= limit_all[b] or _finished_enough(
-            finished[b], k, best_alive[i], t + 1, length_penalty, length_norm))]
+            finished[b], k, best_alive[i], t + 1, scorer))]
         if not still:
             break
         rows = (base + src_beam.gather(1, keep)).view(-1)
@@ -231,4 +238,4 @@ def beam_search(model, src: torch.Tensor, src_len: torch.Tensor, beam: int = 5, 
             if coverage is not None:
                 coverage = coverage.index_select(0, keep_rows)
             alive = [alive[i] for i in still]
-    return [sorted(f, key=lambda h: h.norm_score, reverse=True)[:nbest] for f in finished]
+    return [sorted(f, key=lambda h: h.norm_score, reverse=True)[:opts.nbest] for f in finished]

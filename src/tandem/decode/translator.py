@@ -9,22 +9,26 @@ from pathlib import Path
 
 import torch
 
-from tandem.config import Config, DecodeConfig, check_decode, from_dict
-from tandem.cpu import autocast, module_device, quantize_int8, resolve_device
+from tandem import checkpoint
+from tandem.config import Config, DecodeConfig, decode_options, from_dict
+from tandem.cpu import autocast, module_device, resolve_device
 from tandem.data.batching import pad, size_batches
 from tandem.data.dataset import Fields
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
 from tandem.decode.rescore import force_score, rerank
+from tandem.decode.scoring import Scorer
 from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
+from tandem.model import fast
 from tandem.model.seq2seq import Seq2Seq
-from tandem.train import checkpoint
 
 log = logging.getLogger("tandem")
 
 
 @dataclass
 class Result:
+    """One output for one input, in reading order."""
+
     text: str
     tokens: list[str]
     score: float  # sum of log-probabilities
@@ -41,6 +45,10 @@ class Result:
 
 
 class Translator:
+    """A model (or ensemble) with its vocabularies and config, ready to decode text: text in,
+    tokenized, batched, searched with the decoding options (the model's decode section as
+    defaults, overridden per call by DecodeConfig field names), detokenized, text out."""
+
     def __init__(self, model: Seq2Seq | Ensemble, fields: Fields, config: Config) -> None:
         self.model = model.eval()
         self.fields = fields
@@ -48,6 +56,9 @@ class Translator:
         self.decode_cfg = config.decode
         self.train_state: dict = {}  # step, best score... of the checkpoint, when known
         self.rescorers: list[Translator] = []  # models that rerank the n-best (rescore_with)
+        self.int8 = False  # quantize() was called
+        self.precision: fast.Precision | None = None  # what the kernels are prepared for
+        self._prepare("fp32")
 
     @property
     def device(self) -> torch.device:
@@ -57,7 +68,18 @@ class Translator:
     def to(self, device: str | torch.device = "auto") -> Translator:
         """Run on `device`: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N."""
         self.model = self.model.to(resolve_device(device))
+        self._prepare("fp32", again=True)
         return self
+
+    def _prepare(self, precision: fast.Precision, again: bool = False) -> None:
+        """Choose the model's inference kernels for its device and `precision` (int8 once
+        quantized), when they change: the one place decoding picks them."""
+        if self.int8:
+            precision = "int8"
+        if again or precision != self.precision:
+            fast.prepare(self.model, self.device, "infer", precision,
+                         self.config.model.fast_kernels)
+            self.precision = precision
 
     def quantize(self, kind: str = "int8") -> Translator:
         """Dynamic int8 quantization of the Linear/LSTM/GRU layers (PyTorch's own API), for
@@ -68,7 +90,8 @@ class Translator:
             log.warning("int8 quantization runs on the CPU; moving the model there from %s",
                         self.device)
             self.model = self.model.cpu()
-        self.model = quantize_int8(self.model)
+        self.model = fast.quantize_int8(self.model, self.config.model.fast_kernels)
+        self.int8, self.precision = True, "int8"
         return self
 
     def rescore_with(self, *others: str | Path | Translator) -> Translator:
@@ -104,16 +127,17 @@ class Translator:
                 out[i] = v
         return out
 
-    def _rerank(self, texts: list[str], results: list[list[Result]], opts: DecodeConfig
-                ) -> list[list[Result]]:
+    def _rerank(self, texts: list[str], results: list[list[Result]], opts: DecodeConfig,
+                scorer: Scorer) -> list[list[Result]]:
+        """Rerank each input's candidates by the mean score of this model and the rescorers
+        (normalised by `scorer`); keep opts.nbest."""
         todo = [i for i, r in enumerate(results) if r and r[0].src_tokens]
         cands = [(texts[i], c.tokens) for i in todo for c in results[i]]
         columns = [r.score([s for s, _ in cands], [t for _, t in cands], opts.batch_size,
                            opts.on_long_input) for r in self.rescorers]
         per_cand = iter(list(zip(*columns, strict=True)))
         for i in todo:
-            results[i] = rerank(results[i], [next(per_cand) for _ in results[i]],
-                                opts.length_penalty, opts.length_norm)
+            results[i] = rerank(results[i], [next(per_cand) for _ in results[i]], scorer)
         return [r[:opts.nbest] for r in results]
 
     @classmethod
@@ -138,20 +162,28 @@ class Translator:
                                       f"{paths[0]}'s; an ensemble needs identical ones")
         return cls(Ensemble([m for m, _, _, _ in loaded]), fields, cfg)
 
-    def _options(self, **overrides) -> DecodeConfig:
-        opts = replace(self.decode_cfg, **{k: v for k, v in overrides.items() if v is not None})
-        check_decode(opts, prefix="option")
-        return opts
+    def options(self, opts: DecodeConfig | None = None, **overrides) -> DecodeConfig:
+        """The decoding options of a call: `opts` (default: this translator's, i.e. the
+        model's decode section or what `set_defaults` made of it) with `overrides`, any
+        DecodeConfig fields by name (None keeps the value), applied and checked."""
+        return decode_options(opts or self.decode_cfg, **overrides)
 
-    def translate_full(self, inputs: Iterable[str], attention: bool = False, sample: bool = False,
-                       generator: torch.Generator | None = None, first_number: int = 1,
-                       **options) -> list[list[Result]]:
-        """n-best Results per input. options: beam, nbest, max_len_a, max_len_b,
-        length_penalty, length_norm, coverage_penalty, no_repeat_ngram_size, allow_unk,
-        batch_size, temperature, top_k, bf16, on_long_input (defaults from the model's
-        config). Messages number the inputs from `first_number`."""
-        opts = self._options(**options)
-        reranking = bool(self.rescorers) and not sample
+    def set_defaults(self, **overrides) -> Translator:
+        """Change this translator's default decoding options (checked as `options` does)."""
+        self.decode_cfg = self.options(**overrides)
+        return self
+
+    def translate_full(self, inputs: Iterable[str], *, opts: DecodeConfig | None = None,
+                       attention: bool = False, generator: torch.Generator | None = None,
+                       first_number: int = 1, **options) -> list[list[Result]]:
+        """n-best Results per input. The decoding options are `opts` (default: this
+        translator's) with `options` applied: any DecodeConfig field by name (beam=3,
+        sample=True, ...; see docs/config.md). `attention`: return attention weights;
+        `generator`: the random numbers of sampling. Messages number the inputs from
+        `first_number`."""
+        opts = self.options(opts, **options)
+        scorer = Scorer.from_options(opts)
+        reranking = bool(self.rescorers) and not opts.sample
         # when reranking, the search returns every beam candidate; opts.nbest are kept after
         search_opts = replace(opts, nbest=opts.beam) if reranking else opts
         texts = list(inputs)
@@ -166,10 +198,10 @@ class Translator:
             idx = [todo[j] for j in chunk]
             src = pad([ids[i] for i in idx]).to(self.device)
             src_len = torch.tensor([len(ids[i]) for i in idx], device=self.device)
-            hyps = self._search(src, src_len, search_opts, attention, sample, generator)
+            hyps = self._search(src, src_len, search_opts, scorer, attention, generator)
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
-        return self._rerank(texts, results, opts) if reranking else results
+        return self._rerank(texts, results, opts, scorer) if reranking else results
 
     def _source_tokens(self, texts: list[str], on_long_input: str, first_number: int = 1
                        ) -> list[list[str]]:
@@ -188,24 +220,11 @@ class Translator:
                 src_toks[i] = toks[:limit]
         return src_toks
 
-    def _search(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
+    def _search(self, src, src_len, opts: DecodeConfig, scorer: Scorer, attention, generator):
+        self._prepare("bf16" if opts.bf16 else "fp32")
         with autocast(opts.bf16, self.device.type):
-            return self._search_fp(src, src_len, opts, attention, sample, generator)
-
-    def _search_fp(self, src, src_len, opts: DecodeConfig, attention, sample, generator):
-        bans = {"no_repeat_ngram_size": opts.no_repeat_ngram_size, "allow_unk": opts.allow_unk}
-        if sample:
-            return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
-                                 attention, sample=True, temperature=opts.temperature,
-                                 top_k=opts.top_k, generator=generator, **bans)
-        if opts.beam == 1:
-            return search.greedy(self.model, src, src_len, opts.max_len_a, opts.max_len_b,
-                                 attention, length_penalty=opts.length_penalty,
-                                 length_norm=opts.length_norm, **bans)
-        return search.beam_search(self.model, src, src_len, opts.beam, opts.nbest,
-                                  opts.max_len_a, opts.max_len_b, opts.length_penalty, attention,
-                                  length_norm=opts.length_norm,
-                                  coverage_penalty_beta=opts.coverage_penalty, **bans)
+            return search.run(self.model, src, src_len, opts, scorer, attention=attention,
+                              generator=generator)
 
     def _result(self, h: search.Hyp, src_toks: list[str], source: str) -> Result:
         toks = self.fields.tgt_tokens(h.tokens)
@@ -226,25 +245,35 @@ class Translator:
             att = torch.cat([att[:n].flip(0), att[n:]])
         return att.tolist()
 
-    def translate(self, inputs: Iterable[str], **options) -> list[str] | list[list[str]]:
-        """Plain strings: one output per input, or a list of n-best outputs when nbest > 1."""
-        full = self.translate_full(inputs, **options)
-        if self._options(**options).nbest == 1:
+    def translate(self, inputs: Iterable[str], *, opts: DecodeConfig | None = None,
+                  generator: torch.Generator | None = None, **options
+                  ) -> list[str] | list[list[str]]:
+        """Plain strings: one output per input, or a list of n-best outputs when nbest > 1
+        (options as in `translate_full`)."""
+        opts = self.options(opts, **options)
+        full = self.translate_full(inputs, opts=opts, generator=generator)
+        if opts.nbest == 1:
             return [r[0].text for r in full]
         return [[x.text for x in r] for r in full]
 
-    def stream(self, lines: Iterable[str], chunk: int = 1000, **options) -> Iterator[list[Result]]:
-        """Translate an arbitrarily long stream in chunks, in order, in constant memory."""
+    def stream(self, lines: Iterable[str], chunk: int = 1000, *, opts: DecodeConfig | None = None,
+               attention: bool = False, generator: torch.Generator | None = None, **options
+               ) -> Iterator[list[Result]]:
+        """Translate an arbitrarily long stream in chunks, in order, in constant memory
+        (options as in `translate_full`, checked once before the first line is read)."""
+        opts = self.options(opts, **options)
         buf: list[str] = []
         done = 0
         for line in lines:
             buf.append(line)
             if len(buf) >= chunk:
-                yield from self.translate_full(buf, first_number=done + 1, **options)
+                yield from self.translate_full(buf, opts=opts, attention=attention,
+                                               generator=generator, first_number=done + 1)
                 done += len(buf)
                 buf = []
         if buf:
-            yield from self.translate_full(buf, first_number=done + 1, **options)
+            yield from self.translate_full(buf, opts=opts, attention=attention,
+                                           generator=generator, first_number=done + 1)
 
 
 def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config, dict]:

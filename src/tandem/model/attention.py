@@ -1,4 +1,12 @@
-"""Attention over encoder states, padding masked: additive (Bahdanau), dot and general (Luong).
+"""Attention: a fresh context vector at every decoder step from all encoder states.
+
+For a query q (the decoder state) and keys k_j (the encoder states), a score e_j says how well
+position j matches; a softmax over the real (unpadded) positions turns the scores into weights
+a_j, and the context is sum_j a_j k_j. The scores:
+
+- additive (Bahdanau et al. 2015): e_j = v . tanh(W_q q + W_k k_j)
+- general (Luong et al. 2015):     e_j = q . W k_j
+- dot (Luong et al. 2015):         e_j = q . k_j
 
 Keys are projected once per batch (`project_keys`), not once per decoder step.
 """
@@ -8,83 +16,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# exp(-x) of every |x| <= EXP_LIMIT, and the product of two of them, stays a normal float32
-# or overflows/underflows to exactly what the sigmoid gives (0 or 1); see `exp_keys`.
-EXP_LIMIT = 80.0
 
-# Additive attention builds its (B, T, S, A) tensor in slices over the batch of at most this
-# many bytes, and reduces each slice at once, while it is still in cache: in searches
-# (`_cached_exp_scores`) and in CPU training, forward and backward (`_AdditiveScores`).
-SLICE_BYTES = 4 << 20
+class TanhScores:
+    """Additive attention's scores as written: v . tanh(q + k). The textbook kernel; faster
+    equivalents with the same interface live in `tandem.model.fast`."""
 
+    def keys(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Projected keys W_k k (B, S, A) -> (what `__call__` takes as keys, a per-batch
+        cache or None), computed once per batch."""
+        return k, None
 
-def _slice_rows(B: int, T: int, S: int, A: int, dtype: torch.dtype) -> int:
-    """How many batch rows of a (B, T, S, A) tensor make one slice of <= SLICE_BYTES."""
-    return max(1, min(B, SLICE_BYTES // (T * S * A * dtype.itemsize)))
-
-
-def _sliced_scores(a: torch.Tensor, b: torch.Tensor, v: torch.Tensor, fill) -> torch.Tensor:
-    """sum_i v_i f(a, b)_i for a (B, T, 1, A), b (B, 1, S, A) -> (B, T, S), slice by slice:
-    `fill(a_rows, b_rows, out)` writes f of a slice of batch rows into `out` and returns it."""
-    B, T, _, A = a.shape
-    S = b.size(2)
-    dtype = torch.promote_types(a.dtype, b.dtype)
-    rows = _slice_rows(B, T, S, A, dtype)
-    buf = a.new_empty((rows, T, S, A), dtype=dtype)
-    out = a.new_empty((B, T, S), dtype=dtype)
-    v = v.to(dtype)
-    for i in range(0, B, rows):
-        n = min(rows, B - i)
-        s = fill(a[i:i + n], b[i:i + n], buf[:n])
-        torch.mv(s.view(-1, A), v, out=out[i:i + n].view(-1))
-    return out
-
-
-def _cached_exp_scores(eq: torch.Tensor, ek: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """sum_a v_a / (1 + eq_a ek_a), i.e. v . sigmoid(q + k) from eq = exp(-q) (B, T, 1, A)
-    and ek = exp(-k) (B, 1, S, A) -> (B, T, S). Built whole, the (B, T, S, A) tensor is a
-    fresh allocation every step, written and read three times; in slices of SLICE_BYTES one
-    reused buffer stays in cache."""
-    one = eq.new_ones((), dtype=torch.promote_types(eq.dtype, ek.dtype))
-    return _sliced_scores(eq, ek, v, lambda x, y, out: torch.addcmul(one, x, y, out=out)
-                          .reciprocal_())
-
-
-class _AdditiveScores(torch.autograd.Function):
-    """scores (B, T, S) = sum_a v_a sigmoid(q + k)_a for q (B, T, 1, A), k (B, 1, S, A), for
-    CPU training. Forward and a hand-written backward both work in slices over the batch
-    (SLICE_BYTES), and the backward recomputes each slice's sigmoid instead of saving the
-    (B, T, S, A) tensor: every pass over it stays in cache, and none is kept between forward
-    and backward. A/Bs: `python benchmarks/encoder_ab.py --change additive|slices --variant
-    additive` (against autograd's graph of add, sigmoid and Linear | the whole tensor)."""
-
-    @staticmethod
-    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(q, k, v)
-        return _sliced_scores(q, k, v, lambda x, y, out: torch.add(x, y, out=out).sigmoid_())
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g: torch.Tensor):
-        q, k, v = ctx.saved_tensors
-        B, T, _, A = q.shape
-        S = k.size(2)
-        rows = _slice_rows(B, T, S, A, q.dtype)
-        buf, dz = q.new_empty((rows, T, S, A)), q.new_empty((rows, T, S, A))
-        dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.zeros_like(v)
-        for b in range(0, B, rows):
-            n = min(rows, B - b)
-            s = torch.add(q[b:b + n], k[b:b + n], out=buf[:n]).sigmoid_()
-            gb = g[b:b + n]
-            dv.addmv_(s.view(-1, A).t(), gb.reshape(-1))
-            d = torch.addcmul(s, s, s, value=-1, out=dz[:n])  # sigmoid' = s - s^2
-            d.mul_(gb.unsqueeze(-1)).mul_(v)
-            torch.sum(d, 2, keepdim=True, out=dq[b:b + n])
-            torch.sum(d, 1, keepdim=True, out=dk[b:b + n])
-        return dq, dk, dv
+    def __call__(self, q: torch.Tensor, keys: torch.Tensor, cache: torch.Tensor | None,
+                 v: torch.Tensor) -> torch.Tensor:
+        """q = W_q query (B, T, A), keys (B, S, A) and cache from `keys`, v (A,)
+        -> scores (B, T, S)."""
+        return torch.matmul(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1)), v)
 
 
 class Attention(nn.Module):
+    """Masked attention of one kind: additive, general or dot (see the module docstring).
+    `query_size` Hq is the decoder's hidden size, `key_size` He the encoder's output size.
+    Additive attention's scores go through the kernel `self.additive` (`TanhScores`)."""
+
     def __init__(self, kind: str, query_size: int, key_size: int) -> None:
         super().__init__()
         self.kind = kind
@@ -96,58 +49,36 @@ class Attention(nn.Module):
             self.query_proj = nn.Linear(query_size, key_size, bias=False)
         elif kind != "dot":
             raise ValueError(f"unknown attention {kind!r}")
+        self.additive = TanhScores()
 
-    def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """keys (B, S, He) -> what `forward` compares queries with (additive: 2 W_k k, see
-        `forward`)."""
-        return self.key_proj(keys) * 2 if self.kind == "additive" else keys
+    def project_keys(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder states (B, S, He) -> (the keys `forward` compares queries with, a
+        kernel's per-batch cache or None); once per batch. Additive: W_k k, as the kernel
+        wants it; general and dot: the states themselves."""
+        if self.kind == "additive":
+            return self.additive.keys(self.key_proj(keys))
+        return keys, None
 
-    def exp_keys(self, proj_keys: torch.Tensor) -> torch.Tensor | None:
-        """For searches on a CPU (no gradients), additive attention: exp(-proj_keys), once
-        per batch, so each step computes sigmoid(q + k) as 1 / (1 + exp(-q) exp(-k)): one
-        product and one reciprocal per element of the (B, T, S, A) tensor instead of an add
-        and an exponential. None (the plain path) otherwise: other kinds, gradients on, a
-        GPU, or keys beyond EXP_LIMIT."""
-        if (self.kind != "additive" or torch.is_grad_enabled()
-                or proj_keys.device.type != "cpu"
-                or float(proj_keys.abs().max()) > EXP_LIMIT):
-            return None
-        return torch.exp(-proj_keys)
-
-    def forward(self, query: torch.Tensor, proj_keys: torch.Tensor, values: torch.Tensor,
-                mask: torch.Tensor, group: int = 1, exp_keys: torch.Tensor | None = None
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                mask: torch.Tensor, group: int = 1, cache: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """query (B*g, T, Hq), proj_keys (B, S, *), values (B, S, He), mask (B, S)
-        -> context (B*g, T, He), weights (B*g, T, S) summing to 1 over real positions.
-        `exp_keys`: `exp_keys(proj_keys)`, used when there are no gradients to keep.
+        """query (B*g, T, Hq), keys and cache from `project_keys`, values (B, S, He),
+        mask (B, S) -> context (B*g, T, He), weights (B*g, T, S) summing to 1 over real
+        positions.
 
         `group` g consecutive query rows (beams of one sentence) share one encoder row: they
         are folded into the time axis, so every beam uses the same keys without copies.
         """
         if group > 1:
             N, T = query.shape[:2]
-            ctx, w = self.forward(query.reshape(N // group, group * T, -1), proj_keys, values,
-                                  mask, exp_keys=exp_keys)
+            ctx, w = self.forward(query.reshape(N // group, group * T, -1), keys, values,
+                                  mask, cache=cache)
             return ctx.reshape(N, T, -1), w.reshape(N, T, -1)
         if self.kind == "additive":
-            # v . tanh(x) = 2 v . sigmoid(2x) - sum(v), and softmax ignores the constant: the
-            # same weights, but a CPU computes sigmoid over this (B, T, S, A) tensor ~3.5x
-            # faster than tanh. The keys come doubled from project_keys.
-            q = self.query_proj(query).unsqueeze(2) * 2  # (B, T, 1, A)
-            k = proj_keys.unsqueeze(1)  # (B, 1, S, A)
-            v = self.v.weight.view(-1) * 2
-            if (torch.is_grad_enabled() and q.device.type == "cpu"
-                    and not torch.is_autocast_enabled("cpu")):  # CPU training
-                scores = _AdditiveScores.apply(q, k, v)
-            elif (exp_keys is not None and not torch.is_grad_enabled()
-                    and float(q.abs().max()) <= EXP_LIMIT):
-                # sigmoid(q + k) = 1 / (1 + exp(-q) exp(-k)), exp(-k) once per batch
-                scores = _cached_exp_scores(torch.exp(-q), exp_keys.unsqueeze(1), v)
-            else:
-                scores = torch.matmul((q + k).sigmoid_(), v)  # (B, T, S)
+            scores = self.additive(self.query_proj(query), keys, cache, self.v.weight.view(-1))
         else:
             q = self.query_proj(query) if self.kind == "general" else query
-            scores = torch.bmm(q, proj_keys.transpose(1, 2))  # (B, T, S)
+            scores = torch.bmm(q, keys.transpose(1, 2))  # (B, T, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         return torch.bmm(weights, values), weights

@@ -19,6 +19,11 @@ Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 class Bridge(nn.Module):
+    """The semantic vector c and the decoder's initial state from the encoder's output, one of
+    `last | linear | pooled | zero` (the module docstring). Sizes: encoder output He
+    (`enc_size`), decoder hidden Hd (`dec_size`); layer counts may differ (a decoder layer
+    without its own encoder layer takes the top one)."""
+
     def __init__(self, kind: str, cell: str, enc_size: int, dec_size: int, enc_layers: int,
                  dec_layers: int) -> None:
         super().__init__()

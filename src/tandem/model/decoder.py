@@ -21,8 +21,14 @@ from torch import nn
 from tandem.data.vocab import PAD_ID
 from tandem.model.attention import Attention
 from tandem.model.bridge import Hidden
-from tandem.model.cells import StepCache, step_cells
-from tandem.model.encoder import Dropout, make_rnn, run_rnn
+from tandem.model.encoder import Dropout, make_rnn
+
+
+def plain_rnn(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden | None = None):
+    """The decoder RNN as a module call: x (N, T, In), hidden -> outputs (N, T, Hd), new
+    hidden. The textbook kernel of `Decoder.run_rnn`; `tandem.model.fast` has faster
+    single-step equivalents."""
+    return rnn(x, hidden)
 
 
 @dataclass
@@ -40,7 +46,7 @@ class DecoderState:
     keys: torch.Tensor | None  # (B, S, *) projected keys (attention)
     mask: torch.Tensor | None  # (B, S) bool
     group: int = 1  # N = B * group
-    exp_keys: torch.Tensor | None = None  # (B, S, A) for additive attention in searches
+    key_cache: torch.Tensor | None = None  # (B, S, *) attention kernel's per-batch cache
 
     def _rows(self, fn) -> DecoderState:
         hidden = self.hidden
@@ -71,10 +77,17 @@ class DecoderState:
         def sel(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.index_select(0, sentences)
         return replace(state, values=sel(self.values), keys=sel(self.keys), mask=sel(self.mask),
-                       exp_keys=sel(self.exp_keys))
+                       key_cache=sel(self.key_cache))
 
 
 class Decoder(nn.Module):
+    """The decoder RNN with its output layer, conditioned on c one of three ways (the module
+    docstring): embedding of the previous token (+ c, + the previous attentional vector) ->
+    RNN -> o_t -> logits W_out o_t over the target vocabulary.
+
+    `run_rnn(rnn, x, hidden)` is how the RNN runs (`plain_rnn`); `tandem.model.fast.prepare`
+    may swap in a faster equivalent for single steps."""
+
     def __init__(self, cell: str, vocab_size: int, emb_size: int, hidden_size: int, layers: int,
                  dropout: float, conditioning: str, attention: str, input_feeding: bool,
                  enc_size: int, tie_embeddings: bool) -> None:
@@ -91,8 +104,7 @@ class Decoder(nn.Module):
         if self.input_feeding:
             rnn_in += self.out_size
         self.rnn = make_rnn(cell, rnn_in, hidden_size, layers, dropout)
-        self.step_cells: nn.ModuleList | None = None  # see `add_step_cells`
-        self.step_cache = StepCache()  # float search steps (not a module: never saved)
+        self.run_rnn = plain_rnn
         self.attention = None
         if conditioning == "attention":
             self.attention = Attention(attention, hidden_size, enc_size)
@@ -107,12 +119,6 @@ class Decoder(nn.Module):
         if tie_embeddings:
             self.generator.weight = self.embed.weight
 
-    def add_step_cells(self) -> None:
-        """Give single decoding steps their own per-layer step cells (copies of the RNN's
-        weights, see tandem.model.cells) as submodules, for inference only: int8
-        quantization turns their Linears into int8 products."""
-        self.step_cells = step_cells(self.rnn)
-
     @property
     def parallel(self) -> bool:
         """True when teacher forcing can run all target positions in one call."""
@@ -124,7 +130,7 @@ class Decoder(nn.Module):
         att = None
         if self.attention is not None:
             ctx, att = self.attention(h, state.keys, state.values, state.mask, state.group,
-                                      state.exp_keys)
+                                      state.key_cache)
             o = torch.tanh(self.pre_output(torch.cat([h, ctx], -1)))
         elif self.conditioning == "every_step":
             c = state.c.unsqueeze(1).expand(-1, h.size(1), -1)
@@ -136,6 +142,7 @@ class Decoder(nn.Module):
         return o, att
 
     def _rnn_input(self, emb: torch.Tensor, state: DecoderState) -> torch.Tensor:
+        """emb (B, T, E) -> the RNN's input: emb [; c] [; previous attentional vector]."""
         parts = [emb]
         if self.conditioning == "every_step":
             parts.append(state.c.unsqueeze(1).expand(-1, emb.size(1), -1))
@@ -154,7 +161,7 @@ class Decoder(nn.Module):
         """
         emb = self.dropout(self.embed(tokens))
         x = self._rnn_input(emb, state)
-        h, hidden = run_rnn(self.rnn, x, state.hidden, self.step_cells, self.step_cache)
+        h, hidden = self.run_rnn(self.rnn, x, state.hidden)
         o, att = self._outputs(h, emb, state)
         o = self.dropout(o)
         new = replace(state, hidden=hidden, feed=o[:, -1] if self.input_feeding else None)

@@ -24,6 +24,14 @@ def output_log_probs(logits: torch.Tensor) -> torch.Tensor:
 
 
 class Seq2Seq(nn.Module):
+    """The RNN encoder-decoder: Encoder -> Bridge (semantic vector c) -> Decoder (+ Attention)
+    -> softmax over the target vocabulary, P(y_t | y_<t, x).
+
+    The interface every search drives: `encode(src, src_len)`, `init_state(enc)`,
+    `decode_step(prev, state)`; `forward` is training with teacher forcing (or scheduled
+    sampling). Built from `ModelConfig` with the textbook kernels; `tandem.model.fast.prepare`
+    chooses faster ones for a device, mode and precision."""
+
     def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
         super().__init__()
         self.cfg = cfg
@@ -41,13 +49,15 @@ class Seq2Seq(nn.Module):
         return self.encoder(src, src_len)
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
+        """The bridge: the encoder's output -> the decoder's first state (initial hidden from
+        c, c itself for every-step conditioning, and for attention the encoder states with
+        their keys projected once for the whole search)."""
         hidden, c = self.bridge(enc)
         att = self.decoder.attention
-        keys = att.project_keys(enc.states) if att is not None else None
-        exp_keys = att.exp_keys(keys) if att is not None else None
+        keys, cache = att.project_keys(enc.states) if att is not None else (None, None)
         return DecoderState(hidden=hidden, feed=None, c=c,
                             values=enc.states if att is not None else None, keys=keys,
-                            mask=enc.mask, exp_keys=exp_keys)
+                            mask=enc.mask, key_cache=cache)
 
     def decode_step(self, prev: torch.Tensor, state: DecoderState
                     ) -> tuple[torch.Tensor, DecoderState, torch.Tensor | None]:
@@ -93,4 +103,5 @@ class Seq2Seq(nn.Module):
         return torch.cat(outputs, 1)
 
     def n_params(self) -> int:
+        """The number of parameters."""
         return sum(p.numel() for p in self.parameters())

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tandem import checkpoint
 from tandem.errors import CheckpointError
-from tandem.train import checkpoint
 
 
 def average(paths: list[str | Path], out: str | Path) -> Path:
+    """Write to `out` a checkpoint whose floating-point weights are the mean of those in
+    `paths` (computed in float64); config, fields and train_state come from the first, plus
+    `averaged_from`. Checkpoints of different runs (model config or vocabularies differ)
+    are refused. Returns `out`."""
     if not paths:
         raise CheckpointError("tandem average: give at least one checkpoint")
     first = checkpoint.load(paths[0])
@@ -28,7 +32,7 @@ def average(paths: list[str | Path], out: str | Path) -> Path:
     n = len(paths)
     model = {k: (v / n).to(first["model"][k].dtype) if v.is_floating_point() else v
              for k, v in total.items()}
-    info = dict(first.get("train_state", {}))
+    info = dict(first["train_state"])
     info["averaged_from"] = [str(p) for p in paths]
     obj = {"model": model, "config": first["config"], "fields": first["fields"],
            "train_state": info}

@@ -11,7 +11,7 @@ import logging
 import math
 from pathlib import Path
 
-from tandem.train.checkpoint import write_text_atomic
+from tandem.checkpoint import write_text_atomic
 
 log = logging.getLogger("tandem")
 
@@ -19,6 +19,10 @@ HEADER = ["step", "elapsed_s", "tag", "value"]
 
 
 class Scalars:
+    """The scalar log of a run being trained: opens `run/scalars.csv` (keeping only the rows
+    up to `start_step`, the step a resumed run continues from) and, with `tensorboard`,
+    TensorBoard event files; `add` appends, `close` closes both."""
+
     def __init__(self, run: Path, start_step: int, tensorboard: bool = True) -> None:
         self.path = run / "scalars.csv"
         kept = []
@@ -41,6 +45,8 @@ class Scalars:
                 log.warning("no TensorBoard event files (%s); scalars.csv is still written", e)
 
     def add(self, step: int, elapsed: float, values: dict[str, float]) -> None:
+        """One row per finite value of {tag: value} at `step`, `elapsed` seconds into the
+        run; flushed at once, so a kill loses nothing already added."""
         for tag, v in values.items():
             if v is None or not math.isfinite(float(v)):
                 continue
@@ -50,6 +56,7 @@ class Scalars:
         self._file.flush()
 
     def close(self) -> None:
+        """Close the CSV file and the TensorBoard writer."""
         self._file.close()
         if self.tb is not None:
             self.tb.close()

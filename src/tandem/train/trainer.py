@@ -1,4 +1,17 @@
-"""The training loop, in small named steps: setup, train_step, validate, save, stop."""
+"""The training loop, in small named steps. `train(cfg, resume, overwrite)` runs them in order:
+
+    out = claim_run(cfg, resume, overwrite)  # the run folder: refuse or clear an earlier
+                                             # run, write config.yaml
+    with run_log(out):                       # train.log
+        trainer = Trainer.from_config(cfg)   # threads, seeds, data, model, optimizer
+        if resume:
+            trainer.resume()                 # the newest readable checkpoint
+        trainer.train()                      # until a limit, early stopping or a signal
+
+Building a Trainer touches no files; only `train()` writes into the run folder. Around the
+loop: `run.py` (run folder, log, random states, signals), `optim.py` (optimizer and
+schedules), `progress.py` (what a person watching sees), `scalars.py` (curves).
+"""
 
 from __future__ import annotations
 
@@ -6,72 +19,46 @@ import json
 import logging
 import math
 import random
-import shutil
 import signal
-import threading
 import time
-from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
-import yaml
 
-from tandem import metrics
-from tandem.config import Config
+from tandem import checkpoint, metrics
+from tandem.config import Config, DataConfig
 from tandem.cpu import autocast, configure, resolve_device
-from tandem.data.batching import Batch, collate, token_batches
+from tandem.data.batching import Batch, Example, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.decode.translator import Translator
-from tandem.errors import CheckpointError, ConfigError, TrainingError
+from tandem.errors import CheckpointError, TrainingError
+from tandem.evaluate import evaluate_outputs, group_references
+from tandem.model import fast
 from tandem.model.seq2seq import Seq2Seq
-from tandem.train import checkpoint
 from tandem.train.loss import token_nll
+from tandem.train.optim import make_optimizer, scheduled_lr, teacher_forcing_ratio
+from tandem.train.progress import Progress, time_left
+from tandem.train.run import (
+    StopSignals,
+    capture_rng,
+    claim_run,
+    restore_rng,
+    run_log,
+    seed_run,
+    state_tuples,
+)
 from tandem.train.scalars import Scalars
 
 log = logging.getLogger("tandem")
 
 
-def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
-    """Pairs with the same source become one input with several references (dictionary
-    variants); order of first appearance is kept."""
-    refs: OrderedDict[str, list[str]] = OrderedDict()
-    for s, t in pairs:
-        refs.setdefault(s, []).append(t)
-    return list(refs), list(refs.values())
-
-
-def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
-                     which: list[str] | None = None) -> dict[str, float]:
-    """Score detokenised outputs against (possibly several) references per input.
-
-    Token rates use the target tokenizer's tokens. BLEU/chrF use the detokenised text, except
-    for character-level targets, where BLEU/chrF over single words would say nothing: there
-    they are computed over the character tokens (BLEU on characters, as for G2P/transliteration).
-    """
-    tok = fields.tgt_tok
-    h_toks = [tok.tokenize(h) for h in hyps]
-    r_toks = [[tok.tokenize(r) for r in rs] for rs in refs]
-    if tok.kind == "char":
-        return metrics.score(h_toks, r_toks, which)
-    return metrics.score(h_toks, r_toks, which, detok_hyps=hyps, detok_refs=refs)
-
-
-def teacher_forcing_ratio(cfg: Config, step: int) -> float:
-    t = cfg.train
-    hi, lo, k = t.teacher_forcing, min(t.tf_min, t.teacher_forcing), t.tf_k
-    if t.tf_schedule == "constant":
-        return hi
-    if t.tf_schedule == "linear":
-        return max(lo, hi - (hi - lo) * step / k)
-    if t.tf_schedule == "exponential":
-        return lo + (hi - lo) * 0.5 ** (step / k)
-    return lo + (hi - lo) * k / (k + math.exp(min(step / k, 700.0)))  # inverse sigmoid
-
-
 @dataclass
 class TrainState:
+    """The counters of a run, saved in every checkpoint (`train_state`) and restored on
+    resume."""
+
     step: int = 0
     epoch: int = 0
     best_score: float | None = None
@@ -84,89 +71,101 @@ class TrainState:
     skipped_steps: int = 0  # steps skipped because the loss or gradients were not finite
 
 
-RUN_FILES = ("best.pt", "last.pt", "ckpt-*.pt", "valid.jsonl", "train.log", "scalars.csv",
-             "tensorboard")
+# --- data --------------------------------------------------------------------------------
 
 
-def _claim_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """A new run never silently replaces an earlier run's models."""
-    old = [p for pattern in RUN_FILES for p in out.glob(pattern)]
-    if resume or not old:
-        return
-    if not overwrite:
-        names = ", ".join(sorted(p.name for p in old)[:4])
-        raise ConfigError(f"{out} already holds a training run ({names}); continue it with "
-                          f"`tandem train --resume {out}`, start over with --overwrite, or "
-                          "set another run_dir/name")
-    for p in old:
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink()
+@dataclass
+class TrainData:
+    """What training reads: the fields (tokenizers + vocabularies), the encoded training
+    examples, and the dev pairs as text and encoded (empty without a dev set)."""
+
+    fields: Fields
+    train_examples: list[Example]
+    dev_pairs: list[tuple[str, str]]
+    dev_examples: list[Example]
+
+
+def load_data(d: DataConfig) -> TrainData:
+    """Read the splits `data.*` names, build the fields on the training pairs and encode
+    (training pairs over `data.max_src_len` / `data.max_tgt_len` are dropped, dev pairs
+    never are)."""
+    splits = load_splits(d)
+    fields = build_fields(d, splits.train)
+    train_examples = encode_pairs(fields, splits.train, d.max_src_len, d.max_tgt_len)
+    dev_examples = encode_pairs(fields, splits.dev, 10**9, 10**9, "dev") if splits.dev else []
+    log.info("data: %d training pairs, %d dev pairs", len(train_examples), len(splits.dev))
+    return TrainData(fields, train_examples, splits.dev, dev_examples)
+
+
+# --- the trainer ---------------------------------------------------------------------------
 
 
 class Trainer:
-    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False) -> None:
+    """Trains one Seq2Seq model on `data` as `cfg.train` says, writing into `cfg.out_dir`.
+
+    Building one creates the model and optimizer on `device` (default `train.device`) and
+    touches no files; the initial weights come from torch's global generator, so seed it
+    first (`seed_run`), as `from_config` does. Then, optionally, `resume()`; then `train()`.
+    `train_step`, `validate` and `batches` are usable on their own.
+
+    Attributes besides the parts above: `state` (TrainState: the counters checkpoints keep),
+    `rng` (the data order's generator), `signals` (StopSignals), `scalars` (the open
+    scalars.csv while `train()` runs, else None), and `data_wait` / `step_time`: seconds the
+    last `train()` spent waiting for batches / inside `train_step` (read by `tandem bench`).
+    """
+
+    def __init__(self, cfg: Config, data: TrainData, device: torch.device | None = None) -> None:
         self.cfg = cfg
         self.out = cfg.out_dir
-        _claim_run_dir(self.out, resume, overwrite)
-        self.out.mkdir(parents=True, exist_ok=True)
-        config_text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-        checkpoint.write_text_atomic(self.out / "config.yaml", config_text)  # first: resumable
-        self._setup_logging()
-        threads = configure(cfg.train.threads)
-        self.device = resolve_device(cfg.train.device, "train.device")
-        log.info("device: %s; torch threads: %d", self.device, threads)
-        random.seed(cfg.train.seed)
-        torch.manual_seed(cfg.train.seed)
-        self.rng = random.Random(cfg.train.seed)  # the data order
-        self._epoch_rng: tuple | None = None  # self.rng's state when this epoch's order was drawn
-        self._stop_signal: int | None = None
-        self._t0, self._elapsed0 = 0.0, 0.0  # wall clock at train() start; elapsed before it
-        self._nonfinite_in_row = 0
-        self._epoch_len = 0  # batches in the current epoch (known once its order is drawn)
-        self.state = TrainState()
-        self._setup_data()
+        if device is None:
+            device = resolve_device(cfg.train.device, "train.device")
+        self.device = device
+        self.fields = data.fields
+        self.train_examples = data.train_examples
+        self.dev_pairs = data.dev_pairs
+        self.dev_examples = data.dev_examples
         self.model = Seq2Seq(cfg.model, len(self.fields.src_vocab),
                              len(self.fields.tgt_vocab)).to(self.device)
-        self.optimizer = self._make_optimizer()
-        if resume:
-            self._resume()
-        log.info("model: %s parameters; vocab src %d, tgt %d", f"{self.model.n_params():,}",
-                 len(self.fields.src_vocab), len(self.fields.tgt_vocab))
+        self._training_kernels()
+        self.optimizer = make_optimizer(self.model, cfg.train)
+        self.state = TrainState()
+        self.rng = random.Random(cfg.train.seed)  # the data order
+        self._epoch_rng: tuple | None = None  # self.rng's state when this epoch's order was drawn
+        self._epoch_len = 0  # batches in the current epoch (known once its order is drawn)
+        self.signals = StopSignals()
+        self.scalars: Scalars | None = None
+        self._t0, self._elapsed0 = 0.0, 0.0  # wall clock at train() start; elapsed before it
+        self._nonfinite_in_row = 0
+        self.data_wait = 0.0
+        """Seconds the last `train()` waited for batches."""
+        self.step_time = 0.0
+        """Seconds the last `train()` spent in `train_step`."""
 
-    # --- setup ---------------------------------------------------------------------------
-    def _setup_logging(self) -> None:
-        handler = logging.FileHandler(self.out / "train.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        if log.level == logging.NOTSET:  # called from Python without logging set up
-            log.setLevel(logging.INFO)
-        log.addHandler(handler)
-        self._log_handler = handler
+    @classmethod
+    def from_config(cls, cfg: Config) -> Trainer:
+        """The usual way to build one: sets torch's threads (`train.threads`), checks the
+        device, seeds the global generators (`train.seed`), loads the data and builds.
+        Touches no files in the run folder."""
+        threads = configure(cfg.train.threads)
+        device = resolve_device(cfg.train.device, "train.device")
+        log.info("device: %s; torch threads: %d", device, threads)
+        seed_run(cfg.train.seed)
+        return cls(cfg, load_data(cfg.data), device)
 
-    def _setup_data(self) -> None:
-        d = self.cfg.data
-        splits = load_splits(d)
-        self.fields = build_fields(d, splits.train)
-        self.train_examples = encode_pairs(self.fields, splits.train, d.max_src_len, d.max_tgt_len)
-        self.dev_pairs = splits.dev
-        self.dev_examples = (encode_pairs(self.fields, splits.dev, 10**9, 10**9, "dev")
-                             if splits.dev else [])
-        log.info("data: %d training pairs, %d dev pairs", len(self.train_examples),
-                 len(self.dev_pairs))
+    def _training_kernels(self) -> fast.Plan:
+        """The model's kernels for training on this device and precision (validation's
+        Translator switches them to inference ones; this switches back)."""
+        precision = "bf16" if self.cfg.train.bf16 else "fp32"
+        return fast.prepare(self.model, self.device, "train", precision,
+                            self.cfg.model.fast_kernels)
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
-        t = self.cfg.train
-        if t.optimizer == "sgd":
-            return torch.optim.SGD(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-        return torch.optim.Adam(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-
-    def _resume(self) -> None:
-        """Continue exactly where the newest complete checkpoint left off: weights, optimizer,
-        schedule, RNG states, data order and position, counters. Checkpoints that cannot be
-        read (a kill -9 can only leave stray temporary files, but a disk can fail) are
-        skipped with a warning."""
+    # --- resuming ------------------------------------------------------------------------
+    def resume(self) -> Path | None:
+        """Continue exactly where the newest complete checkpoint in the run folder left off:
+        weights, optimizer, schedule, RNG states, data order and position, counters. Returns
+        that checkpoint, or None when there is none (the run starts from the beginning).
+        Checkpoints that cannot be read (a kill -9 can only leave stray temporary files, but
+        a disk can fail) are skipped with a warning; when none can, CheckpointError."""
         for tmp in self.out.glob(".*.pt.*.tmp"):  # an interrupted write
             tmp.unlink(missing_ok=True)
         # last.pt is written before ckpt-N.pt at every save, so it is the newest when readable
@@ -176,8 +175,12 @@ class Trainer:
         for path in found:
             try:
                 ckpt = checkpoint.load(path)
+                if "optimizer" not in ckpt or "rng" not in ckpt:
+                    raise CheckpointError(f"{path}: no optimizer and random states, so not "
+                                          "resumable (as best.pt and averaged checkpoints)")
                 break
             except CheckpointError as e:
+                ckpt = None
                 log.warning("cannot resume from %s: %s", path, e)
         if ckpt is None and found:
             raise CheckpointError(f"{self.out}: none of its checkpoints can be read "
@@ -185,35 +188,22 @@ class Trainer:
         if ckpt is None:
             log.info("nothing to resume in %s; starting from the beginning", self.out)
             self._truncate_valid_log()  # validations logged before the kill have no checkpoint
-            return
+            return None
         self.model.load_state_dict(ckpt["model"])
-        if "optimizer" in ckpt:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = TrainState(**ckpt["train_state"])
-        if "rng" in ckpt:
-            self._set_rng(ckpt["rng"])
+        restore_rng(ckpt["rng"], self.device)
+        self.rng.setstate(state_tuples(ckpt["rng"]["data"]))
+        epoch = ckpt["rng"]["epoch"]
+        self._epoch_rng = None if epoch is None else state_tuples(epoch)
         self._truncate_valid_log()
         log.info("resumed from %s at step %d", path, self.state.step)
+        return path
 
     def _rng_state(self) -> dict:
-        name, keys, pos, has_gauss, gauss = np.random.get_state()
-        return {"python": random.getstate(), "data": self.rng.getstate(),
-                "epoch": self._epoch_rng, "torch": torch.get_rng_state(),
-                "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-                **({"cuda": torch.cuda.get_rng_state(self.device)}
-                   if self.device.type == "cuda" else {})}
-
-    def _set_rng(self, r: dict) -> None:
-        def tup(x):  # checkpoints store tuples as lists after a round trip through YAML/JSON
-            return tuple(tup(v) for v in x) if isinstance(x, (list, tuple)) else x
-        random.setstate(tup(r["python"]))
-        self.rng.setstate(tup(r["data"]))
-        self._epoch_rng = None if r["epoch"] is None else tup(r["epoch"])
-        torch.set_rng_state(r["torch"])
-        if "cuda" in r and self.device.type == "cuda":  # dropout and sampling on the GPU
-            torch.cuda.set_rng_state(r["cuda"], self.device)
-        name, keys, pos, has_gauss, gauss = r["numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        """Every generator's state: the global ones, the data order's, and the epoch's."""
+        return {**capture_rng(self.device), "data": self.rng.getstate(),
+                "epoch": self._epoch_rng}
 
     def _truncate_valid_log(self) -> None:
         """Drop validations recorded after the checkpoint we resume from (a kill between
@@ -223,25 +213,20 @@ class Trainer:
             lines = path.read_text(encoding="utf-8").splitlines()
             keep = [x for x in lines if x.strip() and json.loads(x)["step"] <= self.state.step]
             if len(keep) != len(lines):
-                path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+                checkpoint.write_text_atomic(path, "".join(x + "\n" for x in keep))
 
     # --- one step ------------------------------------------------------------------------
     def _lr(self, step: int) -> float:
-        t = self.cfg.train
-        lr = self.optimizer.param_groups[0]["lr"] if t.lr_schedule == "plateau" else t.lr
-        if t.lr_schedule == "cosine":
-            frac = min(1.0, step / t.max_steps)
-            if t.lr_horizon == "minutes":
-                elapsed = self._elapsed0 + time.time() - self._t0 if self._t0 else 0.0
-                frac = min(1.0, elapsed / (t.max_minutes * 60))
-            lr = t.min_lr + (t.lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * frac))
-        if t.warmup_steps and step < t.warmup_steps:
-            lr = t.lr * (step + 1) / t.warmup_steps
-        return lr
+        """scheduled_lr with this run's elapsed time and the optimizer's current rate."""
+        elapsed = self._elapsed0 + time.time() - self._t0 if self._t0 else 0.0
+        plateau = self.cfg.train.lr_schedule == "plateau"
+        current = self.optimizer.param_groups[0]["lr"] if plateau else self.cfg.train.lr
+        return scheduled_lr(self.cfg.train, step, current, elapsed)
 
     def train_step(self, batch: Batch) -> tuple[float, int]:
-        """One update. A NaN/Inf loss or gradient skips the update (the weights stay as they
-        were) and is counted; `train.max_nonfinite_steps` in a row stop training."""
+        """One update on `batch`; returns (summed token loss, target tokens). A NaN/Inf loss
+        or gradient skips the update (the weights stay as they were) and is counted;
+        `train.max_nonfinite_steps` in a row stop training (TrainingError)."""
         t = self.cfg.train
         self.model.train()
         for g in self.optimizer.param_groups:
@@ -280,6 +265,7 @@ class Trainer:
     # --- validation ----------------------------------------------------------------------
     @torch.no_grad()
     def dev_loss(self) -> float:
+        """Mean token cross-entropy on the dev set (teacher forcing, no label smoothing)."""
         self.model.eval()
         total, count = 0.0, 0
         for idx in token_batches(self.dev_examples, self.cfg.train.batch_tokens, None):
@@ -291,6 +277,9 @@ class Trainer:
         return total / max(count, 1)
 
     def validate(self) -> dict[str, float]:
+        """Dev loss and perplexity, and unless `train.valid_metric` is one of them, the dev
+        set decoded (`train.valid_beam`, at most `train.valid_max_sentences`) and scored:
+        exact match, token error rate and the valid metric. Empty without a dev set."""
         t = self.cfg.train
         result: dict[str, float] = {}
         if not self.dev_pairs:
@@ -302,9 +291,10 @@ class Trainer:
             if t.valid_max_sentences:
                 srcs, refs = srcs[: t.valid_max_sentences], refs[: t.valid_max_sentences]
             hyps = Translator(self.model, self.fields, self.cfg).translate(
-                srcs, beam=t.valid_beam, nbest=1)
+                srcs, beam=t.valid_beam, nbest=1, sample=False)
             which = ["exact_match", "token_error_rate", t.valid_metric]
             result.update(evaluate_outputs(self.fields, hyps, refs, list(dict.fromkeys(which))))
+            self._training_kernels()
         self.model.train()
         return result
 
@@ -317,6 +307,8 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def checkpoint_dict(self, with_optimizer: bool = True) -> dict:
+        """What a checkpoint holds (see tandem.checkpoint); `with_optimizer` adds the
+        optimizer and RNG states a resume needs."""
         d = {"model": self.model.state_dict(), "config": self.cfg.to_dict(),
              "fields": self.fields.state(), "train_state": vars(self.state).copy()}
         if with_optimizer:
@@ -325,6 +317,8 @@ class Trainer:
         return d
 
     def save(self, is_best: bool) -> None:
+        """last.pt, best.pt when `is_best`, and ckpt-STEP.pt keeping the newest
+        `train.keep_last` of those."""
         ckpt = self.checkpoint_dict()
         checkpoint.save(ckpt, self.out / "last.pt")
         if is_best:
@@ -347,14 +341,14 @@ class Trainer:
         elif score is not None:
             self.state.bad_validations += 1
             self.state.lr_bad += 1
-        self._plateau()
+        self._decay_on_plateau()
         self.state.elapsed = self._elapsed0 + time.time() - self._t0
         entry = {"step": self.state.step, "elapsed_s": round(self.state.elapsed, 1),
                  **{k: round(v, 4) for k, v in res.items()},
                  "lr": self.optimizer.param_groups[0]["lr"], "best": is_best,
-                 "data_wait_s": round(getattr(self, "data_wait", 0.0), 2)}
+                 "data_wait_s": round(self.data_wait, 2)}
         self.state.history.append(entry)
-        if hasattr(self, "scalars"):
+        if self.scalars is not None:
             self.scalars.add(self.state.step, self.state.elapsed,
                              {f"dev/{k}": v for k, v in res.items()})
         with open(self.out / "valid.jsonl", "a", encoding="utf-8") as f:
@@ -365,7 +359,9 @@ class Trainer:
         p = self.cfg.train.patience
         return p is not None and self.state.bad_validations >= p
 
-    def _plateau(self) -> None:
+    def _decay_on_plateau(self) -> None:
+        """plateau: `train.lr_patience` validations without improvement multiply the rate by
+        `train.lr_decay` (not below `train.min_lr`)."""
         t = self.cfg.train
         if t.lr_schedule == "plateau" and self.state.lr_bad >= t.lr_patience:
             for g in self.optimizer.param_groups:
@@ -373,7 +369,7 @@ class Trainer:
             self.state.lr_bad = 0
 
     # --- the loop ------------------------------------------------------------------------
-    def batches(self):
+    def batches(self) -> Iterator[Batch]:
         """Training batches forever, epoch after epoch. Each epoch's order is drawn from
         `self.rng`; its state before the draw is kept, so a resumed run redraws the same
         order and skips the batches already trained on."""
@@ -392,44 +388,33 @@ class Trainer:
             self.state.batch_in_epoch = 0
             self._epoch_rng = None
 
-    def _on_signal(self, signum: int, frame) -> None:
-        if self._stop_signal is not None:  # the second Ctrl-C: stop now
-            signal.signal(signum, signal.SIG_DFL)
-            raise KeyboardInterrupt
-        self._stop_signal = signum
-        log.warning("%s: stopping after this step and saving a checkpoint (press Ctrl-C "
-                    "again to quit at once)", signal.Signals(signum).name)
-
-    def _catch_signals(self) -> dict:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-
     def train(self) -> Path:
         """Run until max_steps, max_epochs, the time budget (`train.max_minutes`, counted over
         the whole run, resumes included), early stopping, or SIGINT/SIGTERM (checkpoint at
-        the step boundary, then a normal return)."""
-        previous = self._catch_signals()
+        the step boundary, then a normal return). Writes checkpoints, valid.jsonl and
+        scalars.csv into the run folder (created if missing; `claim_run` first keeps an
+        earlier run safe); returns the folder."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        log.info("model: %s parameters; vocab src %d, tgt %d", f"{self.model.n_params():,}",
+                 len(self.fields.src_vocab), len(self.fields.tgt_vocab))
         self.scalars = Scalars(self.out, self.state.step, self.cfg.train.tensorboard)
         try:
-            return self._loop()
+            with self.signals:
+                return self._loop()
         finally:
             self.scalars.close()
-            for signum, handler in previous.items():
-                if handler is not None:  # None: installed outside Python; leave ours
-                    signal.signal(signum, handler)
-            log.removeHandler(self._log_handler)
-            self._log_handler.close()
+            self.scalars = None
 
     def _loop(self) -> Path:
         t = self.cfg.train
         start = self._t0 = time.time()
         self._elapsed0 = self.state.elapsed
         deadline = start + t.max_minutes * 60 - self._elapsed0 if t.max_minutes else None
-        bar = _progress(t.max_steps, self.state.step, t.progress)
+        progress = Progress(t.max_steps, self.state.step, t.progress)
+        first_step = self.state.step
         tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, time.time()
         stop = self._should_stop(deadline)
-        self.data_wait = self.step_time = 0.0  # seconds waiting for batches / in train_step
+        self.data_wait = self.step_time = 0.0
         batches = self.batches()
         while not stop:
             t_wait = time.perf_counter()
@@ -440,26 +425,27 @@ class Trainer:
             self.step_time += time.perf_counter() - t_step
             tokens += int(batch.src_len.sum()) + n
             loss_sum, n_sum = loss_sum + loss, n_sum + n
-            bar.update(1)
+            progress.step()
             if self.state.step % t.log_every == 0:
                 now = time.time()
-                bar.set_postfix(loss=f"{loss_sum / max(n_sum, 1):.3f}",
-                                tok_s=f"{tokens / (now - last_log):.0f}",
-                                best=self.state.best_score)
-                log.debug("step %d loss %.4f", self.state.step, loss_sum / max(n_sum, 1))
-                mean = loss_sum / max(n_sum, 1)
+                mean, lr = loss_sum / max(n_sum, 1), self.optimizer.param_groups[0]["lr"]
+                tok_s = tokens / max(now - last_log, 1e-9)
+                rate = (self.state.step - first_step) / max(now - start, 1e-9)
+                progress.report(self.state.step, mean, lr, tok_s,
+                                time_left(t, self.state.step, rate,
+                                          self._elapsed0 + now - start, self._epochs_left()))
+                log.debug("step %d loss %.4f", self.state.step, mean)
                 self.scalars.add(self.state.step, self._elapsed0 + now - start, {
                     "train/loss": mean, "train/ppl": math.exp(min(mean, 50)),
-                    "train/lr": self.optimizer.param_groups[0]["lr"],
-                    "train/tokens_per_s": tokens / max(now - last_log, 1e-9)})
+                    "train/lr": lr, "train/tokens_per_s": tok_s})
                 tokens, loss_sum, n_sum, last_log = 0, 0.0, 0, now
             stop = self._should_stop(deadline)
             if self.state.step % t.valid_every == 0 or stop:
                 stop = self.validate_and_save() or stop
-            if self._stop_signal is not None:
-                bar.close()
+            if self.signals.received is not None:
+                progress.close()
                 return self._interrupted()
-        bar.close()
+        progress.close()
         busy = self.data_wait + self.step_time
         log.info("time waiting for batches: %.1f s of %.1f s (%.2f%%)", self.data_wait, busy,
                  100 * self.data_wait / max(busy, 1e-9))
@@ -469,6 +455,13 @@ class Trainer:
                  (time.time() - start) / 60, t.valid_metric, self.state.best_score,
                  self.state.best_step)
         return self.out
+
+    def _epochs_left(self) -> int | None:
+        """Steps until `train.max_epochs`, estimated from the current epoch's length."""
+        if self.cfg.train.max_epochs is None or not self._epoch_len:
+            return None
+        return ((self.cfg.train.max_epochs - self.state.epoch) * self._epoch_len
+                - self.state.batch_in_epoch)
 
     def _should_stop(self, deadline: float | None) -> bool:
         t = self.cfg.train
@@ -483,32 +476,18 @@ class Trainer:
         checkpoint.save(self.checkpoint_dict(), self.out / "last.pt")
         if not (self.out / "best.pt").exists():
             checkpoint.save(self.checkpoint_dict(with_optimizer=False), self.out / "best.pt")
-        name = signal.Signals(self._stop_signal).name
+        name = signal.Signals(self.signals.received).name
         log.warning("%s: stopped at step %d; saved %s. Continue with: tandem train --resume %s",
                     name, self.state.step, self.out / "last.pt", self.out)
         return self.out
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kw) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False)
-
-
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     """Train a model from a config; returns the run folder (best.pt, last.pt, logs).
     A run folder that already holds a run is refused unless `resume` or `overwrite`."""
-    return Trainer(cfg, resume=resume, overwrite=overwrite).train()
+    out = claim_run(cfg, resume=resume, overwrite=overwrite)
+    with run_log(out):
+        trainer = Trainer.from_config(cfg)
+        if resume:
+            trainer.resume()
+        return trainer.train()

@@ -1,6 +1,11 @@
 """Checkpoints: one self-contained file of plain tensors, numbers, strings, lists and dicts
 (weights, config, vocabularies, tokenizer models as bytes), written atomically and read with
-`torch.load(weights_only=True)` so a file can never run code."""
+`torch.load(weights_only=True)` so a file can never run code.
+
+A checkpoint is a dict: `model` (the state dict), `config` (Config.to_dict()), `fields`
+(Fields.state()), `train_state` (the trainer's counters), in last.pt and ckpt-N.pt also
+`optimizer` and `rng`, and, added by `save`, `format_version` and `checksum`. Training and
+decoding both read and write it through this module, so neither imports the other."""
 
 from __future__ import annotations
 
@@ -15,8 +20,9 @@ import torch
 
 from tandem.errors import CheckpointError
 
-FORMAT_VERSION = 2  # 2: a checksum of the model tensors
-READABLE_VERSIONS = (1, 2)  # 1: as 2, without the checksum
+FORMAT_VERSION = 2
+"""The one layout written and read (with the `checksum` of the model tensors; format 1,
+without it, predates the 0.1.0 release and is refused)."""
 
 
 def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
@@ -97,6 +103,7 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
 
 
 def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (torch's load errors run to many lines)."""
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
@@ -117,17 +124,15 @@ def load(path: str | Path) -> dict[str, Any]:
                               f"corrupted?): {_first_line(e)}") from None
     if not isinstance(obj, dict) or "format_version" not in obj or "model" not in obj:
         raise CheckpointError(f"{path}: not a tandem checkpoint (no format_version/model)")
-    if obj["format_version"] not in READABLE_VERSIONS:
+    if obj["format_version"] != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {obj['format_version']!r} is not "
-                              f"supported; this tandem reads formats "
-                              f"{', '.join(map(str, READABLE_VERSIONS))}")
-    if obj["format_version"] >= 2:
-        try:
-            ok = isinstance(obj["model"], dict) and obj.get("checksum") == tensor_checksum(
-                obj["model"])
-        except (TypeError, RuntimeError):
-            ok = False
-        if not ok:
-            raise CheckpointError(f"{path}: the weights do not match the checkpoint's "
-                                  "checksum (the file was corrupted or edited)")
+                              f"supported; this tandem reads format {FORMAT_VERSION}")
+    try:
+        ok = isinstance(obj["model"], dict) and obj.get("checksum") == tensor_checksum(
+            obj["model"])
+    except (TypeError, RuntimeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: the weights do not match the checkpoint's "
+                              "checksum (the file was corrupted or edited)")
     return obj

@@ -1,18 +1,24 @@
-"""The reference the speed benchmark compares against: a seq2seq model written the way tutorials
-write it. The encoder is one `nn.LSTM` call (tutorials do that too); the decoder is a Python loop
-over time steps with `nn.LSTMCell`s, recomputing the attention projection of the encoder states
-at every step. Beam search decodes one sentence at a time, in two ways: `beam_search_per_hyp`
-as tutorials write it (each hypothesis its own decoder call, a sorted list of candidates), and
-`beam_search` with the k beams of the sentence as one small batch (a stronger reference).
+"""The reference `benchmarks/speed.py` compares tandem against: a seq2seq model written the way
+tutorials write it. The encoder is one `nn.LSTM` call (tutorials do that too); the decoder is
+a Python loop over time steps with `nn.LSTMCell`s. Beam search decodes one sentence at a time,
+in two ways: `beam_search_per_hyp` as tutorials write it (each hypothesis its own decoder
+call, a sorted list of candidates), and `beam_search` with the k beams of the sentence as one
+small batch (a stronger reference).
 
-It exists only to be timed: the same arithmetic as tandem's LSTM model with `general`
-attention, input feeding and the `linear` bridge, none of the batching. `load_tandem` copies
-such a tandem model's weights in, so both search with the same model: the same sentences
-then take about the same number of steps in both, and the beam ratio compares searches, not
-two differently trained models' output lengths.
+It exists only to be timed, and does the same arithmetic as tandem's LSTM model with
+`general` attention, input feeding and the `linear` bridge, none of the batching: the keys
+of the attention (the encoder states) are made once per batch, and each step projects the
+decoder state onto them, as tandem does. (Many tutorials instead project every encoder state
+at every step, which is source-length times that projection's work per step; timing that
+would compare redundant arithmetic, not code.) `load_tandem` copies such a tandem model's
+weights in, so both search with the same model: the same sentences then take about the same
+number of steps in both, and the beam ratio compares searches, not two differently trained
+models' output lengths.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 from torch import nn
@@ -21,6 +27,10 @@ from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
 
 
 class TutorialSeq2Seq(nn.Module):
+    """LSTM encoder-decoder with Luong `general` attention and input feeding, written as a
+    per-step loop. Sizes: `hidden` is the decoder's state size and the encoder's output size
+    (two directions of hidden // 2)."""
+
     def __init__(self, src_vocab: int, tgt_vocab: int, emb: int, hidden: int, enc_layers: int,
                  dec_layers: int) -> None:
         super().__init__()
@@ -35,11 +45,13 @@ class TutorialSeq2Seq(nn.Module):
         self.tgt_embed = nn.Embedding(tgt_vocab, emb, padding_idx=PAD_ID)
         self.cells = nn.ModuleList(nn.LSTMCell(emb + hidden if i == 0 else hidden, hidden)
                                    for i in range(dec_layers))
-        self.att_proj = nn.Linear(hidden, hidden, bias=False)
+        self.att_proj = nn.Linear(hidden, hidden, bias=False)  # decoder state -> key space
         self.combine = nn.Linear(2 * hidden, hidden)
         self.out = nn.Linear(hidden, tgt_vocab)
 
     def encode(self, src: torch.Tensor):
+        """src (B, S) -> (encoder states = attention keys and values (B, S, hidden), mask of
+        real tokens (B, S), [(h, c) (B, hidden) per decoder layer])."""
         states, (h, c) = self.encoder(self.src_embed(src))
         hc = []
         for i in range(self.dec_layers):
@@ -69,26 +81,31 @@ class TutorialSeq2Seq(nn.Module):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 getattr(self.cells[i], name).copy_(getattr(dec.rnn, f"{name}_l{i}"))
         self.tgt_embed.weight.copy_(dec.embed.weight)
-        # tandem scores (W h) . s; this model (W' s) . h, so W' = W transposed
-        self.att_proj.weight.copy_(dec.attention.query_proj.weight.t())
+        self.att_proj.weight.copy_(dec.attention.query_proj.weight)
         self.combine.load_state_dict(dec.pre_output.state_dict())
         self.out.load_state_dict(dec.generator.state_dict())
         return self
 
     def step(self, y: torch.Tensor, feed: torch.Tensor, hc, states, mask):
+        """One decoder step: previous tokens y (B,), attentional vector feed (B, hidden), the
+        layers' (h, c) -> (log-probs (B, V), new attentional vector, new (h, c) list)."""
         x = torch.cat([self.tgt_embed(y), feed], -1)
         new = []
         for cell, (h, c) in zip(self.cells, hc, strict=True):
             h, c = cell(x, (h, c))
             new.append((h, c))
             x = h
-        keys = self.att_proj(states)  # every step, as tutorials do
-        scores = torch.bmm(keys, x.unsqueeze(2)).squeeze(2).masked_fill(~mask, float("-inf"))
+        q = self.att_proj(x)  # score = (W h) . s, the keys s left as they are
+        scores = torch.bmm(states, q.unsqueeze(2)).squeeze(2).masked_fill(~mask, float("-inf"))
         ctx = torch.bmm(torch.softmax(scores, -1).unsqueeze(1), states).squeeze(1)
         o = torch.tanh(self.combine(torch.cat([x, ctx], -1)))
         return torch.log_softmax(self.out(o), -1), o, new
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor | None,
+                tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced log-probs (B, T, V) of src (B, S), tgt_in (B, T). `src_len` is
+        taken for tandem's call signature and not used: like tutorials, the encoder runs
+        over the padding too (the attention masks it)."""
         states, mask, hc = self.encode(src)
         feed = states.new_zeros(src.size(0), self.hidden)
         outs = []
@@ -157,3 +174,19 @@ class TutorialSeq2Seq(nn.Module):
         if not finished:
             finished = [(hyps[0][0], hyps[0][1][1:])]
         return max(finished, key=lambda x: x[0])[1]
+
+
+def time_search(ref: TutorialSeq2Seq, examples, beam: int, method: str = "beam_search"
+                ) -> tuple[float, float]:
+    """The reference's `method` ("beam_search" or "beam_search_per_hyp") over the sources
+    of `examples`, one sentence at a time, up to source length + 5 steps.
+    Returns (sentences/s, output tokens/s)."""
+    search = getattr(ref, method)
+    ref.eval()
+    out_tokens = 0
+    t = time.perf_counter()
+    with torch.no_grad():
+        for src, _ in examples:
+            out_tokens += len(search(torch.tensor([src]), beam, len(src) + 5))
+    dt = time.perf_counter() - t
+    return len(examples) / dt, out_tokens / dt

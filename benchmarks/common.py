@@ -1,0 +1,64 @@
+"""What the benchmark scripts share: writing a result JSON with its command, and the argument
+parser and training step of the real-data recipes (g2p_cmudict.py, multi30k.py).
+
+The scripts import it as `from common import ...`: run as `python benchmarks/<script>.py`,
+Python puts this folder first on the import path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tandem.bench import write_result
+
+
+def write_report(folder: str | Path, prefix: str, suffix: str, body: dict,
+                 command: str | None = None) -> Path:
+    """Write a benchmark result as `folder/<prefix>-<date><suffix>.json`, with the command
+    that made it (default: this script's command line) and the machine it ran on."""
+    if command is None:
+        command = " ".join(["python", os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    return write_result(folder, prefix, suffix, body, command)
+
+
+def recipe_parser(default_config: str, average: int, description: str
+                  ) -> argparse.ArgumentParser:
+    """Arguments shared by the real-data recipe scripts (benchmarks/g2p_cmudict.py,
+    benchmarks/multi30k.py): which config, overrides, train/resume/score only, averaging."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", default=default_config)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--no-train", action="store_true", help="score an existing run")
+    p.add_argument("--resume", action="store_true", help="continue the run before scoring")
+    p.add_argument("--average", type=int, default=average,
+                   help="also score the mean of the last N checkpoints (0: no)")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--results", default="benchmarks/results")
+    return p
+
+
+def train_recipe(a: argparse.Namespace) -> tuple:
+    """Train (or resume, or skip) the recipe named by `recipe_parser`'s arguments; returns
+    the config, the run folder, its validation history, and the checkpoints to score
+    ({"best": best.pt, "average_last_N": the mean of the last N})."""
+    import logging
+
+    from tandem import checkpoint
+    from tandem.config import load_config
+    from tandem.train.average import average
+    from tandem.train.scalars import read_validations
+    from tandem.train.trainer import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = load_config(a.config, a.set)
+    run = cfg.out_dir
+    if not a.no_train:
+        train(cfg, resume=a.resume)
+    models = {"best": run / "best.pt"}
+    if a.average:
+        last = checkpoint.numbered(run)[-a.average:]
+        models[f"average_last_{a.average}"] = average(last, run / f"avg{a.average}.pt")
+    return cfg, run, read_validations(run), models

@@ -1,0 +1,40 @@
+"""Scoring a model's outputs against references: the one place that turns detokenised
+outputs into metrics, used by validation during training, `tandem evaluate`, the demo and the
+benchmark scripts."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from tandem import metrics
+from tandem.data.dataset import Fields
+
+
+def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:
+    """Pairs with the same source become one input with several references (dictionary
+    variants); order of first appearance is kept.
+
+    [(src, ref), ...] -> ([src, ...], [[ref, ...], ...]), one reference list per source.
+    """
+    refs: OrderedDict[str, list[str]] = OrderedDict()
+    for s, t in pairs:
+        refs.setdefault(s, []).append(t)
+    return list(refs), list(refs.values())
+
+
+def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
+                     which: list[str] | None = None) -> dict[str, float]:
+    """Score detokenised outputs against (possibly several) references per input.
+
+    `hyps[i]` is scored against `refs[i]`; `which` picks metrics of tandem.metrics.METRICS
+    (default all). Token rates use the target tokenizer's tokens. BLEU/chrF use the
+    detokenised text, except for character-level targets, where BLEU/chrF over single words
+    would say nothing: there they are computed over the character tokens (BLEU on characters,
+    as for G2P/transliteration).
+    """
+    tok = fields.tgt_tok
+    h_toks = [tok.tokenize(h) for h in hyps]
+    r_toks = [[tok.tokenize(r) for r in rs] for rs in refs]
+    if tok.kind == "char":
+        return metrics.score(h_toks, r_toks, which)
+    return metrics.score(h_toks, r_toks, which, detok_hyps=hyps, detok_refs=refs)
