@@ -251,6 +251,7 @@ def cmd_chat(a: argparse.Namespace) -> int:
 
 
 def cmd_plot_attention(a: argparse.Namespace) -> int:
+    """`tandem plot-attention`: the attention of one decode as a heatmap image."""
     from tandem.plots import plot_attention
 
     tr = _translator(a)
@@ -316,6 +317,7 @@ def _positive(text: str) -> int:
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
+    """`tandem bench`: time training and searches on this machine."""
     from tandem.bench import main as bench_main
 
     bench_main(a.sizes, a.quick, a.out, a.variants, a.device, a.batch_tokens, a.tag or "",
@@ -324,6 +326,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 def cmd_data(a: argparse.Namespace) -> int:
+    """`tandem data`: write a built-in task's splits as TSV files."""
     from tandem.data.tasks import write_splits
 
     paths = write_splits(a.task, a.out, tuple(a.sizes), a.seed, a.min_len, a.max_len)
@@ -333,8 +336,9 @@ def cmd_data(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every `tandem` command (docs/cli.md is generated from it)."""
     p = argparse.ArgumentParser(prog="tandem", description="RNN encoder-decoder toolkit")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
@@ -458,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `tandem` command: parse, run, and turn user errors into one line and exit code 2."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
     if args.command in ("translate", "evaluate", "bench", "serve", "chat", "plot-attention"):

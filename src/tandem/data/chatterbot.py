@@ -43,6 +43,7 @@ def conversations(language: str = "english", root=None) -> list[list[str]]:
 
 
 def pairs_split(language: str = "english") -> tuple[list[Pair], list[Pair]]:
+    """The chatterbot-corpus English dialogues as (train, dev, test) pairs."""
     train: list[Pair] = []
     dev: list[Pair] = []
     for i, turns in enumerate(conversations(language)):

@@ -38,6 +38,8 @@ def hold_out_by_word(pairs: list[Pair], n_words: int) -> tuple[list[Pair], list[
 
 def standard_split(directory: str | Path = DEFAULT_DIR, dev_words: int = 3000
                    ) -> tuple[list[Pair], list[Pair], list[Pair]]:
+    """The standard g014b2b CMUdict split as (train, dev, test) pairs of spelling and
+    pronunciation."""
     d = Path(directory)
     if not (d / TRAIN).is_file():
         raise DataError(f"{d / TRAIN}: CMUdict split not found; set data.corpus_dir to the "

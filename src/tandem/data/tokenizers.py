@@ -20,18 +20,23 @@ def normalize(text: str, lowercase: bool = False) -> str:
 
 
 class Tokenizer:
+    """Text <-> tokens, and its own state for a checkpoint; subclasses are char, word and
+    sentencepiece."""
     kind = "base"
 
     def __init__(self, lowercase: bool = False) -> None:
         self.lowercase = lowercase
 
     def tokenize(self, text: str) -> list[str]:
+        """Text -> tokens (after normalisation)."""
         raise NotImplementedError
 
     def detokenize(self, tokens: list[str]) -> str:
+        """Tokens -> text; detokenize(tokenize(x)) == normalize(x)."""
         raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
+        """What a checkpoint stores to rebuild this tokenizer (plain types only)."""
         return {"kind": self.kind, "lowercase": self.lowercase}
 
 
@@ -43,10 +48,12 @@ class CharTokenizer(Tokenizer):
     LITERAL_SPACE_MARK = "<▁>"  # a '▁' that was in the text itself
 
     def tokenize(self, text: str) -> list[str]:
+        """Text -> its characters, spaces included."""
         table = {" ": self.SPACE, self.SPACE: self.LITERAL_SPACE_MARK}
         return [table.get(c, c) for c in normalize(text, self.lowercase)]
 
     def detokenize(self, tokens: list[str]) -> str:
+        """Characters -> text."""
         table = {self.SPACE: " ", self.LITERAL_SPACE_MARK: self.SPACE}
         return "".join(table.get(t, t) for t in tokens)
 
@@ -57,9 +64,11 @@ class WordTokenizer(Tokenizer):
     kind = "word"
 
     def tokenize(self, text: str) -> list[str]:
+        """Text -> whitespace-separated words."""
         return normalize(text, self.lowercase).split()
 
     def detokenize(self, tokens: list[str]) -> str:
+        """Words -> text joined by single spaces."""
         return " ".join(tokens)
 
 
@@ -78,6 +87,7 @@ class SentencePieceTokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int, model_type: str = "unigram",
               lowercase: bool = False) -> SentencePieceTokenizer:
+        """A sentencepiece model (unigram or bpe) trained in memory on `texts`."""
         import sentencepiece as spm
 
         lines = [normalize(t, lowercase) for t in texts]
@@ -99,16 +109,20 @@ class SentencePieceTokenizer(Tokenizer):
         return cls(model.getvalue(), lowercase)
 
     def tokenize(self, text: str) -> list[str]:
+        """Text -> sentencepiece pieces."""
         return self.sp.encode(normalize(text, self.lowercase), out_type=str)
 
     def detokenize(self, tokens: list[str]) -> str:
+        """Pieces -> text."""
         return self.sp.decode_pieces(list(tokens))
 
     def state(self) -> dict[str, Any]:
+        """The model as bytes, for the checkpoint."""
         return {**super().state(), "model": self.model_proto}
 
 
 def from_state(state: dict[str, Any]) -> Tokenizer:
+    """The tokenizer a checkpoint's `state()` describes."""
     kind = state.get("kind")
     lowercase = bool(state.get("lowercase", False))
     if kind == "char":

@@ -11,6 +11,7 @@ SPECIALS = (PAD, UNK, BOS, EOS)
 
 
 class Vocab:
+    """Tokens <-> ids; ids 0-3 are the specials pad, unk, bos, eos."""
     def __init__(self, tokens: Iterable[str]) -> None:
         self.itos: list[str] = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
@@ -28,6 +29,7 @@ class Vocab:
         return len(self.itos)
 
     def encode(self, tokens: list[str], add_bos: bool = False, add_eos: bool = False) -> list[int]:
+        """Tokens -> ids (unknown tokens -> unk), optionally with bos/eos around them."""
         ids = [self.stoi.get(t, UNK_ID) for t in tokens]
         return ([BOS_ID] if add_bos else []) + ids + ([EOS_ID] if add_eos else [])
 
@@ -43,4 +45,5 @@ class Vocab:
         return out
 
     def unknown(self, tokens: list[str]) -> list[str]:
+        """The tokens of `tokens` this vocabulary does not hold."""
         return [t for t in tokens if t not in self.stoi]
