@@ -444,6 +444,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
+    """A validated Config from a raw dict (YAML); unknown keys, wrong types and impossible values
+    raise ConfigError naming the key."""
     cfg = _build(Config, raw, "")
     validate(cfg)
     return cfg

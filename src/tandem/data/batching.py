@@ -18,6 +18,8 @@ Example = tuple[list[int], list[int]]
 
 @dataclass
 class Batch:
+    """Padded id tensors of one batch: src (B, S), src_len (B,), tgt_in (B, T) = bos y1..y(T-1),
+    tgt_out (B, T) = y1..eos, and the examples' indices."""
     src: torch.Tensor  # (B, S) long
     src_len: torch.Tensor  # (B,) long
     tgt_in: torch.Tensor  # (B, T) long: bos y1 .. yn
@@ -26,6 +28,7 @@ class Batch:
 
     @property
     def n_tokens(self) -> int:
+        """Source plus target tokens (what batch_tokens counts)."""
         return int((self.tgt_out != PAD_ID).sum())
 
     def __len__(self) -> int:
@@ -47,6 +50,7 @@ def pad(seqs: list[list[int]], value: int = PAD_ID) -> torch.Tensor:
 
 
 def collate(examples: list[Example], indices: list[int]) -> Batch:
+    """Examples -> a Batch, padded to the longest source and target."""
     srcs = [e[0] for e in examples]
     tgts = [e[1] for e in examples]
     return Batch(

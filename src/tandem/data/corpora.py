@@ -17,6 +17,7 @@ Pair = tuple[str, str]
 
 @dataclass
 class ReadStats:
+    """How many lines a reader kept and skipped."""
     read: int = 0
     skipped: int = 0
 
@@ -61,6 +62,8 @@ def _checked(pairs: list[Pair], stats: ReadStats, path: Path) -> tuple[list[Pair
 
 
 def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], ReadStats]:
+    """`source<TAB>target` pairs of a TSV file (plain or .gz); bad lines are a DataError naming
+    file:line, or skipped and counted with on_bad_line: skip."""
     path = Path(path)
     pairs: list[Pair] = []
     stats = ReadStats()
@@ -87,6 +90,8 @@ def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], 
 
 def read_paired(src_path: str | Path, tgt_path: str | Path,
                 on_bad_line: str = "error") -> tuple[list[Pair], ReadStats]:
+    """Pairs from two line-aligned files (plain or .gz), with the same error handling as
+    read_tsv."""
     src_path, tgt_path = Path(src_path), Path(tgt_path)
     src_lines, tgt_lines = _open_lines(src_path), _open_lines(tgt_path)
     if len(src_lines) != len(tgt_lines):

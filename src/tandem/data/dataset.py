@@ -34,6 +34,7 @@ class Fields:
         return ids[::-1] if self.reverse_source else ids
 
     def encode_src(self, text: str) -> list[int]:
+        """Source text -> the ids the model reads."""
         return self.src_ids(self.src_tok.tokenize(text))
 
     def tgt_ids(self, tokens: list[str]) -> list[int]:
@@ -41,6 +42,7 @@ class Fields:
         return self.tgt_vocab.encode(tokens[::-1] if self.reverse_target else tokens)
 
     def encode_pair(self, src: str, tgt: str) -> Example:
+        """(source, target) text -> (source ids, target ids with bos and eos)."""
         return (self.encode_src(src),
                 [BOS_ID] + self.tgt_ids(self.tgt_tok.tokenize(tgt)) + [EOS_ID])
 
@@ -50,12 +52,14 @@ class Fields:
         return toks[::-1] if self.reverse_target else toks
 
     def state(self) -> dict:
+        """What a checkpoint stores to rebuild the fields (plain types only)."""
         return {"src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state(),
                 "src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos),
                 "reverse_source": self.reverse_source, "reverse_target": self.reverse_target}
 
     @classmethod
     def from_state(cls, state: dict) -> Fields:
+        """The fields a checkpoint's `state()` describes."""
         return cls(tokenizers.from_state(state["src_tok"]), tokenizers.from_state(state["tgt_tok"]),
                    Vocab(state["src_vocab"][4:]), Vocab(state["tgt_vocab"][4:]),
                    bool(state.get("reverse_source", False)),
@@ -64,12 +68,14 @@ class Fields:
 
 @dataclass
 class Splits:
+    """The train / dev / test pairs as text."""
     train: list[Pair]
     dev: list[Pair]
     test: list[Pair] = field(default_factory=list)
 
 
 def load_splits(cfg: DataConfig) -> Splits:
+    """Read or generate the train / dev / test pairs `data.*` names."""
     if cfg.corpus == "cmudict":
         from tandem.data.cmudict import standard_split
 
@@ -101,6 +107,7 @@ def load_splits(cfg: DataConfig) -> Splits:
 
 
 def build_fields(cfg: DataConfig, train: list[Pair]) -> Fields:
+    """Tokenizers and vocabularies built on the training pairs, as `data.*` asks."""
     srcs = [s for s, _ in train]
     tgts = [t for _, t in train]
     if cfg.sp_joint and cfg.src_tokenizer == cfg.tgt_tokenizer == "sentencepiece":
@@ -121,6 +128,8 @@ def build_fields(cfg: DataConfig, train: list[Pair]) -> Fields:
 
 def encode_pairs(fields: Fields, pairs: list[Pair], max_src_len: int, max_tgt_len: int,
                  what: str = "train") -> list[Example]:
+    """Pairs -> encoded examples; pairs over the length limits are dropped and counted in the
+    log."""
     out = []
     for src, tgt in pairs:
         ex = fields.encode_pair(src, tgt)

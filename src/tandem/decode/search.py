@@ -70,6 +70,7 @@ def sample(model, src: torch.Tensor, src_len: torch.Tensor, opts: DecodeConfig,
     temperature, top_k = opts.temperature, opts.top_k
 
     def draw(logp: torch.Tensor) -> torch.Tensor:
+        """logp (N, V) -> one drawn token id per row (N,)."""
         logits = logp / temperature
         if top_k:
             kth = logits.topk(min(top_k, logits.size(-1)), -1).values[:, -1:]

@@ -75,6 +75,7 @@ class DecoderState:
         state = self._rows(lambda t, d: t.index_select(d, rows))
 
         def sel(t: torch.Tensor | None) -> torch.Tensor | None:
+            """The kept sentences' rows of an encoder-side tensor (B, ...)."""
             return None if t is None else t.index_select(0, sentences)
         return replace(state, values=sel(self.values), keys=sel(self.keys), mask=sel(self.mask),
                        key_cache=sel(self.key_cache))

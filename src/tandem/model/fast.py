@@ -262,6 +262,7 @@ class _AdditiveScores(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 slice_bytes: int) -> torch.Tensor:
+        """q (B, T, 1, A), k (B, 1, S, A), v (A,) -> scores (B, T, S), slice by slice."""
         ctx.save_for_backward(q, k, v)
         ctx.slice_bytes = slice_bytes
         return _sliced_scores(q, k, v, slice_bytes,
@@ -270,6 +271,7 @@ class _AdditiveScores(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor):
+        """g (B, T, S) -> gradients of q, k and v, each slice's sigmoid recomputed."""
         q, k, v = ctx.saved_tensors
         B, T, _, A = q.shape
         S = k.size(2)
