@@ -312,6 +312,9 @@ def _bad(key: str, value: typing.Any, also: dict | None = None, named: str | Non
                         id=f"{key}={value!r}" + (f"+{also}" if also else ""))
 
 
+# A data file instead of the built-in task (which is seq2seq's), for the other structures.
+FILE = {"data.task": None, "data.train": "train.txt"}
+
 IMPOSSIBLE = [
     _bad("data.task", "shuffle"),
     _bad("data.task_sizes", [10, 0, 1]),
@@ -331,6 +334,12 @@ IMPOSSIBLE = [
     _bad("data.tgt_max_vocab", 0),
     _bad("data.max_src_len", 0),
     _bad("data.max_tgt_len", 0),
+    _bad("data.corpus", "sst2"),  # a classify corpus; the default structure is seq2seq
+    _bad("data.lm_dev_fraction", 1.0),
+    _bad("data.lm_dev_fraction", -0.1),
+    _bad("data.features", "f.npy"),  # only for model.structure = generate
+    _bad("data.dev_features", "d.npy"),  # only with data.features
+    _bad("data.test_features", "t.npy"),
     _bad("model.emb_size", 0),
     _bad("model.hidden_size", 0),
     _bad("model.hidden_size", -4),
@@ -353,6 +362,27 @@ IMPOSSIBLE = [
          named="model.input_feeding"),
     _bad("model.input_feeding", True, {"model.conditioning": "every_step"}),
     _bad("model.attention", "dot", {"model.enc_hidden_size": 64, "model.hidden_size": 128}),
+    # model.structure: keys of a part the structure does not have are refused when set
+    _bad("model.char_emb_size", 32),  # tag only
+    _bad("model.char_emb_size", -1, {**FILE, "model.structure": "tag"}),
+    _bad("model.char_hidden_size", 64),
+    _bad("model.char_hidden_size", 7, {**FILE, "model.structure": "tag"}),
+    _bad("model.char_hidden_size", -2, {**FILE, "model.structure": "tag"}),
+    _bad("model.num_features", 4),  # generate only
+    _bad("model.num_features", -1, {**FILE, "model.structure": "generate"}),
+    _bad("model.conditioning", "attention", {**FILE, "model.structure": "classify"}),
+    _bad("model.conditioning", "attention", {**FILE, "model.structure": "generate"}),
+    _bad("model.conditioning", "init", {**FILE, "model.structure": "lm"}),
+    _bad("model.bidirectional", True, {**FILE, "model.structure": "lm"}),
+    _bad("model.bidirectional", True, {**FILE, "model.structure": "generate"}),
+    _bad("model.bridge", "zero", {**FILE, "model.structure": "classify"}),
+    _bad("model.bridge", "linear", {**FILE, "model.structure": "tag"}),
+    _bad("model.attention", "dot", {**FILE, "model.structure": "tag"}),
+    _bad("model.enc_layers", 2, {**FILE, "model.structure": "lm"}),
+    _bad("model.dec_layers", 2, {**FILE, "model.structure": "classify"}),
+    _bad("model.enc_hidden_size", 64, {**FILE, "model.structure": "generate"}),
+    _bad("model.input_feeding", True, {**FILE, "model.structure": "lm"}),
+    _bad("model.tie_embeddings", True, {**FILE, "model.structure": "tag"}),
     _bad("train.batch_tokens", 0),
     _bad("train.max_steps", 0),
     _bad("train.max_epochs", 0),
@@ -382,6 +412,7 @@ IMPOSSIBLE = [
     _bad("train.tf_k", 0),
     _bad("train.tf_k", math.inf),
     _bad("train.valid_every", 0),
+    _bad("train.bptt", 0),
     _bad("train.valid_metric", "accuracy"),
     _bad("train.valid_max_sentences", 0),
     _bad("train.valid_max_sentences", -1),
@@ -423,6 +454,7 @@ NO_RANGE = {
     "data.train": ("missing.tsv", "checked when the file is read (a DataError naming it)"),
     "data.dev": ("missing.tsv", "the same"),
     "data.test": ("missing.tsv", "the same"),
+    "data.split_seed": (-3, "any int seeds the hash split"),
 }
 
 
@@ -663,3 +695,68 @@ def test_cosine_over_minutes_follows_the_wall_clock_and_needs_a_budget():
     with pytest.raises(ConfigError, match=r"^train\.lr_horizon = .*train\.max_minutes"):
         from_dict({"data": {"task": "reverse"},
                    "train": {"lr_schedule": "cosine", "lr_horizon": "minutes"}})
+
+
+# --- model.structure ---------------------------------------------------------------------
+
+STRUCTURES = ["seq2seq", "classify", "tag", "lm", "generate"]
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_each_structure_loads_with_its_defaults_and_round_trips(structure):
+    """Keys that do not apply and that the user did not set never refuse a structure; the
+    saved config (to_dict, as checkpoints hold it) reads back the same."""
+    cfg = from_dict(_raw({**FILE, "model.structure": structure}))
+    assert cfg.model.structure == structure
+    assert from_dict(cfg.to_dict()) == cfg
+    applies = {"seq2seq": "conditioning", "classify": "bridge", "tag": "char_emb_size",
+               "lm": "dec_layers", "generate": "conditioning"}[structure]
+    assert getattr(cfg.model, applies) is not None
+    if structure != "seq2seq":
+        assert cfg.model.attention is None and cfg.model.input_feeding is False
+
+
+def test_seq2seq_defaults_are_unchanged():
+    m = load().model
+    assert (m.structure, m.bidirectional, m.bridge, m.conditioning, m.attention,
+            m.enc_layers, m.dec_layers) == ("seq2seq", True, "linear", "attention", "general",
+                                            1, 1)
+    assert m.char_emb_size is None and m.char_hidden_size is None and m.num_features == 0
+
+
+def test_structure_refusals_name_the_key_and_the_structure():
+    def msg(structure, **model):
+        with pytest.raises(ConfigError) as info:
+            from_dict(_raw({**FILE, "model.structure": structure,
+                            **{f"model.{k}": v for k, v in model.items()}}))
+        return str(info.value)
+
+    m = msg("classify", conditioning="attention")
+    assert m.startswith("model.conditioning = 'attention' is not allowed: with "
+                        "model.structure = classify")
+    assert "leave it unset" in m
+    assert msg("lm", bidirectional=True).startswith(
+        "model.bidirectional = True is not allowed: with model.structure = lm")
+    assert "init or every_step" in msg("generate", conditioning="attention")
+    assert "'zero'" in msg("classify", bridge="zero")
+    assert "even" in msg("tag", char_hidden_size=5)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"structure": "lm", "bidirectional": False},  # what an lm is: allowed
+        {"structure": "lm", "dec_layers": 2, "tie_embeddings": True},
+        {"structure": "lm", "enc_hidden_size": None, "bridge": None},  # null = unset
+        {"structure": "generate", "conditioning": "every_step", "num_features": 8},
+        {"structure": "tag", "char_emb_size": 0, "char_hidden_size": 0, "bidirectional": False},
+        {"structure": "tag", "enc_layers": 2, "enc_hidden_size": 64},
+        {"structure": "classify", "bridge": "last", "enc_hidden_size": 64, "enc_layers": 2},
+        {"structure": "classify", "bridge": "pooled", "input_feeding": False},
+    ],
+    ids=lambda m: ",".join(f"{k}={v}" for k, v in m.items()),
+)
+def test_structure_boundaries_are_accepted(model):
+    cfg = from_dict(_raw({**FILE, **{f"model.{k}": v for k, v in model.items()}}))
+    for k, v in model.items():
+        assert getattr(cfg.model, k) == v or v is None

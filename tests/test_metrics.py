@@ -1,12 +1,25 @@
 """Tests for tandem.metrics; expected values are worked out by hand in the comments."""
 
+import math
+
 import pytest
 import sacrebleu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tandem.errors import ConfigError
-from tandem.metrics import METRICS, edit_distance, higher_is_better, sacrebleu_signature, score
+from tandem.metrics import (
+    METRICS,
+    STRUCTURE_METRICS,
+    classification_scores,
+    default_valid_metric,
+    edit_distance,
+    higher_is_better,
+    lm_scores,
+    sacrebleu_signature,
+    score,
+    tagging_scores,
+)
 
 
 def naive_distance(a, b) -> int:
@@ -204,3 +217,64 @@ def test_higher_is_better():
         assert not higher_is_better(metric)
     with pytest.raises(ConfigError):
         higher_is_better("meteor")
+
+
+# --- classification, tagging, language models ----------------------------------------------
+
+
+def test_classification_scores_by_hand():
+    # gold 0 0 0 1 1 2, predicted 0 0 1 1 2 2: 4 of 6 right
+    # label 0: tp 2, gold 3, predicted 2 -> F1 = 4/5 = 80
+    # label 1: tp 1, gold 2, predicted 2 -> F1 = 2/4 = 50
+    # label 2: tp 1, gold 1, predicted 2 -> F1 = 2/3 = 66.67
+    # label 3 occurs nowhere: left out of the mean
+    res = classification_scores([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 2, 2], 4)
+    assert res["accuracy"] == pytest.approx(400 / 6)
+    assert res["f1"] == pytest.approx([80.0, 50.0, 200 / 3, None])
+    assert res["macro_f1"] == pytest.approx((80 + 50 + 200 / 3) / 3)
+    assert res["confusion"] == [[2, 1, 0, 0], [0, 1, 1, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+
+
+def test_macro_f1_weighs_a_rare_label_as_much_as_a_common_one():
+    gold = [0] * 9 + [1]
+    always_0 = classification_scores(gold, [0] * 10, 2)
+    assert always_0["accuracy"] == 90.0
+    # label 0: F1 = 2*9/(9+10) = 94.74; label 1 never predicted right: 0
+    assert always_0["macro_f1"] == pytest.approx((1800 / 19) / 2)
+    with pytest.raises(ValueError, match="no items"):
+        classification_scores([], [], 2)
+
+
+def test_tagging_scores_count_unseen_words_apart():
+    gold = [[1, 2, 3], [1, 1]]
+    pred = [[1, 2, 0], [0, 1]]
+    unseen = [[False, False, True], [True, False]]
+    res = tagging_scores(gold, pred, unseen)
+    assert res["token_acc"] == pytest.approx(60.0)  # 3 of 5
+    assert res["unseen_acc"] == 0.0 and res["unseen_tokens"] == 2.0  # both unseen wrong
+    assert tagging_scores(gold, pred) == {"token_acc": pytest.approx(60.0)}
+    assert tagging_scores([[1]], [[1]], [[False]])["unseen_acc"] == 100.0  # none unseen
+    with pytest.raises(ValueError, match="sentence 1: 2 gold tags but 1 predicted"):
+        tagging_scores(gold, [[1, 2, 3], [1]])
+
+
+def test_lm_scores():
+    # 4 tokens with a summed NLL of 4 ln 2 nats: 1 bit per token
+    res = lm_scores(4 * math.log(2), 4, chars=8)
+    assert res["loss"] == pytest.approx(math.log(2))
+    assert res["ppl"] == pytest.approx(2.0)
+    assert res["bpc"] == pytest.approx(0.5)  # 4 bits over 8 characters
+    assert "bpc" not in lm_scores(1.0, 1)
+
+
+def test_each_structure_has_its_metrics_and_a_default():
+    assert default_valid_metric("seq2seq") == "exact_match"
+    assert default_valid_metric("classify") == "accuracy"
+    assert default_valid_metric("tag") == "token_acc"
+    assert default_valid_metric("lm") == "ppl"
+    assert default_valid_metric("generate") == "loss"
+    for names in STRUCTURE_METRICS.values():
+        for m in names:
+            higher_is_better(m)  # every one has a direction
+    assert higher_is_better("accuracy") and higher_is_better("macro_f1")
+    assert higher_is_better("unseen_acc") and not higher_is_better("bpc")

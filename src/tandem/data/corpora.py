@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ class ReadStats:
     skipped: int = 0
 
 
-def _open_lines(path: Path) -> list[bytes]:
+def open_lines(path: Path) -> list[bytes]:
+    """The lines of a file (plain or .gz) as bytes, without line ends ('\\n' or '\\r\\n'); a
+    missing, unreadable or empty file is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -39,19 +42,32 @@ def _open_lines(path: Path) -> list[bytes]:
     return [ln[:-1] if ln.endswith(b"\r") else ln for ln in lines]
 
 
-def _decode(raw: bytes, path: Path, lineno: int) -> str:
+def decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    """One line as text; bytes that are not UTF-8 are a DataError naming path:lineno."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start})") from None
 
 
-def _bad(msg: str, on_bad_line: str, stats: ReadStats) -> None:
+def bad_line(msg: str, on_bad_line: str, stats: ReadStats) -> None:
+    """A bad line: with on_bad_line 'error' a DataError with `msg` (which names file:line and
+    what is allowed); with 'skip' count it in `stats` and log the first few."""
     if on_bad_line == "error":
         raise DataError(msg + " (set data.on_bad_line: skip to skip such lines)")
     stats.skipped += 1
     if stats.skipped <= 5:
         log.warning("skipping %s", msg)
+
+
+def text_lines(path: Path, on_bad_line: str, stats: ReadStats) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line of `path` that decodes as UTF-8; the others are bad
+    lines (`bad_line`: a DataError naming path:line, or skipped and counted)."""
+    for i, raw in enumerate(open_lines(path), 1):
+        try:
+            yield i, decode_line(raw, path, i)
+        except DataError as e:
+            bad_line(str(e), on_bad_line, stats)
 
 
 def _checked(pairs: list[Pair], stats: ReadStats, path: Path) -> tuple[list[Pair], ReadStats]:
@@ -67,22 +83,17 @@ def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], 
     path = Path(path)
     pairs: list[Pair] = []
     stats = ReadStats()
-    for i, raw in enumerate(_open_lines(path), 1):
-        try:
-            line = _decode(raw, path, i)
-        except DataError as e:
-            _bad(str(e), on_bad_line, stats)
-            continue
+    for i, line in text_lines(path, on_bad_line, stats):
         if not line.strip():
-            _bad(f"{path}:{i}: empty line", on_bad_line, stats)
+            bad_line(f"{path}:{i}: empty line", on_bad_line, stats)
             continue
         if "\t" not in line:
-            _bad(f"{path}:{i}: no tab between source and target", on_bad_line, stats)
+            bad_line(f"{path}:{i}: no tab between source and target", on_bad_line, stats)
             continue
         src, tgt = line.split("\t", 1)
         if not src.strip() or not tgt.strip():
-            _bad(f"{path}:{i}: empty {'source' if not src.strip() else 'target'}",
-                 on_bad_line, stats)
+            bad_line(f"{path}:{i}: empty {'source' if not src.strip() else 'target'}",
+                     on_bad_line, stats)
             continue
         pairs.append((src, tgt))
     return _checked(pairs, stats, path)
@@ -93,7 +104,7 @@ def read_paired(src_path: str | Path, tgt_path: str | Path,
     """Pairs from two line-aligned files (plain or .gz), with the same error handling as
     read_tsv."""
     src_path, tgt_path = Path(src_path), Path(tgt_path)
-    src_lines, tgt_lines = _open_lines(src_path), _open_lines(tgt_path)
+    src_lines, tgt_lines = open_lines(src_path), open_lines(tgt_path)
     if len(src_lines) != len(tgt_lines):
         raise DataError(f"{src_path} has {len(src_lines)} lines but {tgt_path} has "
                         f"{len(tgt_lines)}; the files must be line-aligned")
@@ -101,13 +112,13 @@ def read_paired(src_path: str | Path, tgt_path: str | Path,
     stats = ReadStats()
     for i, (rs, rt) in enumerate(zip(src_lines, tgt_lines, strict=True), 1):
         try:
-            src, tgt = _decode(rs, src_path, i), _decode(rt, tgt_path, i)
+            src, tgt = decode_line(rs, src_path, i), decode_line(rt, tgt_path, i)
         except DataError as e:
-            _bad(str(e), on_bad_line, stats)
+            bad_line(str(e), on_bad_line, stats)
             continue
         if not src.strip() or not tgt.strip():
             which = src_path if not src.strip() else tgt_path
-            _bad(f"{which}:{i}: empty line", on_bad_line, stats)
+            bad_line(f"{which}:{i}: empty line", on_bad_line, stats)
             continue
         pairs.append((src, tgt))
     return _checked(pairs, stats, src_path)
@@ -141,6 +152,6 @@ def read_sources(path: str | Path) -> list[str]:
     """Read the source column of a TSV file, or every line of a plain text file."""
     path = Path(path)
     out = []
-    for i, raw in enumerate(_open_lines(path), 1):
-        out.append(_decode(raw, path, i).split("\t", 1)[0])
+    for i, raw in enumerate(open_lines(path), 1):
+        out.append(decode_line(raw, path, i).split("\t", 1)[0])
     return out

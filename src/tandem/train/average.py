@@ -11,8 +11,8 @@ from tandem.errors import CheckpointError
 
 def average(paths: list[str | Path], out: str | Path) -> Path:
     """Write to `out` a checkpoint whose floating-point weights are the mean of those in
-    `paths` (computed in float64); config, fields and train_state come from the first, plus
-    `averaged_from`. Checkpoints of different runs (model config or vocabularies differ)
+    `paths` (computed in float64); config, fields, structure and train_state come from the
+    first, plus `averaged_from`. Checkpoints of different runs (model config or vocabularies differ)
     are refused. Returns `out`."""
     if not paths:
         raise CheckpointError("tandem average: give at least one checkpoint")
@@ -36,4 +36,6 @@ def average(paths: list[str | Path], out: str | Path) -> Path:
     info["averaged_from"] = [str(p) for p in paths]
     obj = {"model": model, "config": first["config"], "fields": first["fields"],
            "train_state": info}
+    if "structure" in first:
+        obj["structure"] = first["structure"]
     return checkpoint.save(obj, out)

@@ -8,9 +8,12 @@
             trainer.resume()                 # the newest readable checkpoint
         trainer.train()                      # until a limit, early stopping or a signal
 
-Building a Trainer touches no files; only `train()` writes into the run folder. Around the
-loop: `run.py` (run folder, log, random states, signals), `optim.py` (optimizer and
-schedules), `progress.py` (what a person watching sees), `scalars.py` (curves).
+Building a Trainer touches no files; only `train()` writes into the run folder. What differs
+between model structures (`model.structure`: data, model, batches, loss, validation, what
+checkpoints store about fields) is in `structures.py`, one object per structure; the loop,
+checkpoints, signals, NaN handling, scalars and early stopping here are the same for all.
+Around the loop: `run.py` (run folder, log, random states, signals), `optim.py` (optimizer
+and schedules), `progress.py` (what a person watching sees), `scalars.py` (curves).
 """
 
 from __future__ import annotations
@@ -24,21 +27,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from tandem import checkpoint, metrics
-from tandem.config import Config, DataConfig
-from tandem.cpu import autocast, configure, resolve_device
-from tandem.data.batching import Batch, Example, collate, token_batches
-from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
-from tandem.decode.translator import Translator
+from tandem.config import Config
+from tandem.cpu import configure, resolve_device
 from tandem.errors import CheckpointError, TrainingError
-from tandem.evaluate import evaluate_outputs, group_references
 from tandem.model import fast
-from tandem.model.seq2seq import Seq2Seq
-from tandem.train.loss import token_nll
-from tandem.train.optim import make_optimizer, scheduled_lr, teacher_forcing_ratio
+from tandem.train.optim import make_optimizer, scheduled_lr
 from tandem.train.progress import Progress, time_left
 from tandem.train.run import (
     StopSignals,
@@ -50,6 +48,7 @@ from tandem.train.run import (
     state_tuples,
 )
 from tandem.train.scalars import Scalars
+from tandem.train.structures import Structure, structure_for, training_kernels, valid_metric
 
 log = logging.getLogger("tandem")
 
@@ -71,61 +70,36 @@ class TrainState:
     skipped_steps: int = 0  # steps skipped because the loss or gradients were not finite
 
 
-# --- data --------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainData:
-    """What training reads: the fields (tokenizers + vocabularies), the encoded training
-    examples, and the dev pairs as text and encoded (empty without a dev set)."""
-
-    fields: Fields
-    train_examples: list[Example]
-    dev_pairs: list[tuple[str, str]]
-    dev_examples: list[Example]
-
-
-def load_data(d: DataConfig) -> TrainData:
-    """Read the splits `data.*` names, build the fields on the training pairs and encode
-    (training pairs over `data.max_src_len` / `data.max_tgt_len` are dropped, dev pairs
-    never are)."""
-    splits = load_splits(d)
-    fields = build_fields(d, splits.train)
-    train_examples = encode_pairs(fields, splits.train, d.max_src_len, d.max_tgt_len)
-    dev_examples = encode_pairs(fields, splits.dev, 10**9, 10**9, "dev") if splits.dev else []
-    log.info("data: %d training pairs, %d dev pairs", len(train_examples), len(splits.dev))
-    return TrainData(fields, train_examples, splits.dev, dev_examples)
-
-
 # --- the trainer ---------------------------------------------------------------------------
 
 
 class Trainer:
-    """Trains one Seq2Seq model on `data` as `cfg.train` says, writing into `cfg.out_dir`.
+    """Trains one model of `model.structure` on `data` as `cfg.train` says, writing into
+    `cfg.out_dir`. `data` is what the structure's `load(cfg)` returns (seq2seq: TrainData).
 
-    Building one creates the model and optimizer on `device` (default `train.device`) and
-    touches no files; the initial weights come from torch's global generator, so seed it
-    first (`seed_run`), as `from_config` does. Then, optionally, `resume()`; then `train()`.
-    `train_step`, `validate` and `batches` are usable on their own.
+    Building one creates the structure object (`structure`), the model and the optimizer on
+    `device` (default `train.device`) and touches no files; the initial weights come from
+    torch's global generator, so seed it first (`seed_run`), as `from_config` does. Then,
+    optionally, `resume()`; then `train()`. `train_step`, `validate` and `batches` are usable
+    on their own.
 
-    Attributes besides the parts above: `state` (TrainState: the counters checkpoints keep),
-    `rng` (the data order's generator), `signals` (StopSignals), `scalars` (the open
-    scalars.csv while `train()` runs, else None), and `data_wait` / `step_time`: seconds the
-    last `train()` spent waiting for batches / inside `train_step` (read by `tandem bench`).
+    Attributes besides the parts above: `fields` (the structure's fields), `metric` (the
+    valid metric in use), `state` (TrainState: the counters checkpoints keep), `rng` (the
+    data order's generator), `signals` (StopSignals), `scalars` (the open scalars.csv while
+    `train()` runs, else None), and `data_wait` / `step_time`: seconds the last `train()`
+    spent waiting for batches / inside `train_step` (read by `tandem bench`).
     """
 
-    def __init__(self, cfg: Config, data: TrainData, device: torch.device | None = None) -> None:
+    def __init__(self, cfg: Config, data: Any, device: torch.device | None = None) -> None:
         self.cfg = cfg
         self.out = cfg.out_dir
         if device is None:
             device = resolve_device(cfg.train.device, "train.device")
         self.device = device
-        self.fields = data.fields
-        self.train_examples = data.train_examples
-        self.dev_pairs = data.dev_pairs
-        self.dev_examples = data.dev_examples
-        self.model = Seq2Seq(cfg.model, len(self.fields.src_vocab),
-                             len(self.fields.tgt_vocab)).to(self.device)
+        self.structure: Structure = structure_for(cfg)(cfg, data, device)
+        self.fields = self.structure.fields
+        self.metric = valid_metric(cfg)
+        self.model = self.structure.build_model().to(self.device)
         self._training_kernels()
         self.optimizer = make_optimizer(self.model, cfg.train)
         self.state = TrainState()
@@ -150,14 +124,12 @@ class Trainer:
         device = resolve_device(cfg.train.device, "train.device")
         log.info("device: %s; torch threads: %d", device, threads)
         seed_run(cfg.train.seed)
-        return cls(cfg, load_data(cfg.data), device)
+        return cls(cfg, structure_for(cfg).load(cfg), device)
 
     def _training_kernels(self) -> fast.Plan:
         """The model's kernels for training on this device and precision (validation's
         Translator switches them to inference ones; this switches back)."""
-        precision = "bf16" if self.cfg.train.bf16 else "fp32"
-        return fast.prepare(self.model, self.device, "train", precision,
-                            self.cfg.model.fast_kernels)
+        return training_kernels(self.model, self.cfg, self.device)
 
     # --- resuming ------------------------------------------------------------------------
     def resume(self) -> Path | None:
@@ -196,6 +168,7 @@ class Trainer:
         self.rng.setstate(state_tuples(ckpt["rng"]["data"]))
         epoch = ckpt["rng"]["epoch"]
         self._epoch_rng = None if epoch is None else state_tuples(epoch)
+        self.structure.restore(ckpt)
         self._truncate_valid_log()
         log.info("resumed from %s at step %d", path, self.state.step)
         return path
@@ -223,19 +196,16 @@ class Trainer:
         current = self.optimizer.param_groups[0]["lr"] if plateau else self.cfg.train.lr
         return scheduled_lr(self.cfg.train, step, current, elapsed)
 
-    def train_step(self, batch: Batch) -> tuple[float, int]:
-        """One update on `batch`; returns (summed token loss, target tokens). A NaN/Inf loss
-        or gradient skips the update (the weights stay as they were) and is counted;
-        `train.max_nonfinite_steps` in a row stop training (TrainingError)."""
+    def train_step(self, batch: Any) -> tuple[float, int]:
+        """One update on `batch` (one of `batches()`); returns (summed loss, scored targets:
+        target tokens, or items for classify). A NaN/Inf loss or gradient skips the update
+        (the weights stay as they were) and is counted; `train.max_nonfinite_steps` in a row
+        stop training (TrainingError)."""
         t = self.cfg.train
         self.model.train()
         for g in self.optimizer.param_groups:
             g["lr"] = self._lr(self.state.step)
-        tf = teacher_forcing_ratio(self.cfg, self.state.step)
-        batch = batch.to(self.device)
-        with autocast(t.bf16, self.device.type):
-            logits = self.model(batch.src, batch.src_len, batch.tgt_in, teacher_forcing=tf)
-        loss, n = token_nll(logits, batch.tgt_out, t.label_smoothing)
+        loss, n = self.structure.loss(self.model, batch, self.state.step)
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
         if finite:
@@ -244,6 +214,7 @@ class Trainer:
                                                   t.clip_grad or float("inf"))
             finite = bool(torch.isfinite(norm))
         self.state.step += 1
+        self.structure.step_done(finite)
         if not finite:
             self.optimizer.zero_grad(set_to_none=True)
             self.state.skipped_steps += 1
@@ -263,38 +234,15 @@ class Trainer:
         return float(loss.detach()), n
 
     # --- validation ----------------------------------------------------------------------
-    @torch.no_grad()
     def dev_loss(self) -> float:
-        """Mean token cross-entropy on the dev set (teacher forcing, no label smoothing)."""
-        self.model.eval()
-        total, count = 0.0, 0
-        for idx in token_batches(self.dev_examples, self.cfg.train.batch_tokens, None):
-            b = collate([self.dev_examples[i] for i in idx], idx).to(self.device)
-            with autocast(self.cfg.train.bf16, self.device.type):
-                logits = self.model(b.src, b.src_len, b.tgt_in)
-            loss, n = token_nll(logits, b.tgt_out)
-            total, count = total + float(loss), count + n
-        return total / max(count, 1)
+        """Mean loss per scored target on the dev set (no label smoothing)."""
+        return self.structure.dev_loss(self.model)
 
     def validate(self) -> dict[str, float]:
-        """Dev loss and perplexity, and unless `train.valid_metric` is one of them, the dev
-        set decoded (`train.valid_beam`, at most `train.valid_max_sentences`) and scored:
-        exact match, token error rate and the valid metric. Empty without a dev set."""
-        t = self.cfg.train
-        result: dict[str, float] = {}
-        if not self.dev_pairs:
-            return result
-        loss = self.dev_loss()
-        result.update(loss=loss, ppl=math.exp(min(loss, 100.0)))
-        if t.valid_metric not in ("loss", "ppl"):
-            srcs, refs = group_references(self.dev_pairs)
-            if t.valid_max_sentences:
-                srcs, refs = srcs[: t.valid_max_sentences], refs[: t.valid_max_sentences]
-            hyps = Translator(self.model, self.fields, self.cfg).translate(
-                srcs, beam=t.valid_beam, nbest=1, sample=False)
-            which = ["exact_match", "token_error_rate", t.valid_metric]
-            result.update(evaluate_outputs(self.fields, hyps, refs, list(dict.fromkeys(which))))
-            self._training_kernels()
+        """The structure's dev metrics (seq2seq: dev loss and perplexity, and unless the
+        valid metric is one of them, the dev set decoded and scored). Empty without a dev
+        set."""
+        result = self.structure.validate(self.model)
         self.model.train()
         return result
 
@@ -302,7 +250,7 @@ class Trainer:
         best = self.state.best_score
         if best is None:
             return True
-        hib = metrics.higher_is_better(self.cfg.train.valid_metric)
+        hib = metrics.higher_is_better(self.metric)
         return score > best if hib else score < best
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -310,10 +258,12 @@ class Trainer:
         """What a checkpoint holds (see tandem.checkpoint); `with_optimizer` adds the
         optimizer and RNG states a resume needs."""
         d = {"model": self.model.state_dict(), "config": self.cfg.to_dict(),
-             "fields": self.fields.state(), "train_state": vars(self.state).copy()}
+             "fields": self.fields.state(), "train_state": vars(self.state).copy(),
+             "structure": self.structure.name}
         if with_optimizer:
             d["optimizer"] = self.optimizer.state_dict()
             d["rng"] = self._rng_state()
+            d.update(self.structure.resume_state())
         return d
 
     def save(self, is_best: bool) -> None:
@@ -322,8 +272,7 @@ class Trainer:
         ckpt = self.checkpoint_dict()
         checkpoint.save(ckpt, self.out / "last.pt")
         if is_best:
-            checkpoint.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "rng")},
-                            self.out / "best.pt")
+            checkpoint.save(self.checkpoint_dict(with_optimizer=False), self.out / "best.pt")
         if self.cfg.train.keep_last:
             checkpoint.save(ckpt, self.out / f"ckpt-{self.state.step}.pt")
             for p in checkpoint.numbered(self.out)[: -self.cfg.train.keep_last]:
@@ -332,8 +281,7 @@ class Trainer:
     def validate_and_save(self) -> bool:
         """Validate, record, checkpoint; returns True when training should stop early."""
         res = self.validate()
-        metric = self.cfg.train.valid_metric
-        score = res.get(metric)
+        score = res.get(self.metric)
         is_best = score is not None and self._improved(score)
         if is_best:
             self.state.best_score, self.state.best_step = score, self.state.step
@@ -355,7 +303,7 @@ class Trainer:
             f.write(json.dumps(entry) + "\n")
         log.info("valid step %d: %s%s", self.state.step,
                  " ".join(f"{k}={v:.4g}" for k, v in res.items()), " (best)" if is_best else "")
-        self.save(is_best or not self.dev_pairs)
+        self.save(is_best or not self.structure.has_dev)
         p = self.cfg.train.patience
         return p is not None and self.state.bad_validations >= p
 
@@ -369,21 +317,21 @@ class Trainer:
             self.state.lr_bad = 0
 
     # --- the loop ------------------------------------------------------------------------
-    def batches(self) -> Iterator[Batch]:
-        """Training batches forever, epoch after epoch. Each epoch's order is drawn from
-        `self.rng`; its state before the draw is kept, so a resumed run redraws the same
-        order and skips the batches already trained on."""
+    def batches(self) -> Iterator[Any]:
+        """Training batches forever, epoch after epoch. Each epoch's plan is drawn from
+        `self.rng` (`structure.epoch`); its state before the draw is kept, so a resumed run
+        redraws the same plan and skips the batches already trained on."""
         while True:
             if self._epoch_rng is None:
                 self._epoch_rng = self.rng.getstate()
             else:  # resuming inside an epoch
                 self.rng.setstate(self._epoch_rng)
-            order = token_batches(self.train_examples, self.cfg.train.batch_tokens, self.rng)
+            order = self.structure.epoch(self.rng)
             self._epoch_len = len(order)
             while self.state.batch_in_epoch < len(order):
-                idx = order[self.state.batch_in_epoch]
+                item = order[self.state.batch_in_epoch]
                 self.state.batch_in_epoch += 1
-                yield collate([self.train_examples[i] for i in idx], idx)
+                yield self.structure.batch(item)
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
             self._epoch_rng = None
@@ -395,8 +343,8 @@ class Trainer:
         scalars.csv into the run folder (created if missing; `claim_run` first keeps an
         earlier run safe); returns the folder."""
         self.out.mkdir(parents=True, exist_ok=True)
-        log.info("model: %s parameters; vocab src %d, tgt %d", f"{self.model.n_params():,}",
-                 len(self.fields.src_vocab), len(self.fields.tgt_vocab))
+        n_params = sum(p.numel() for p in self.model.parameters())
+        log.info("model: %s parameters; %s", f"{n_params:,}", self.structure.describe())
         self.scalars = Scalars(self.out, self.state.step, self.cfg.train.tensorboard)
         try:
             with self.signals:
@@ -423,7 +371,7 @@ class Trainer:
             loss, n = self.train_step(batch)
             self.data_wait += t_step - t_wait
             self.step_time += time.perf_counter() - t_step
-            tokens += int(batch.src_len.sum()) + n
+            tokens += self.structure.batch_tokens(batch, n)
             loss_sum, n_sum = loss_sum + loss, n_sum + n
             progress.step()
             if self.state.step % t.log_every == 0:
@@ -452,7 +400,7 @@ class Trainer:
         if not (self.out / "best.pt").exists():
             self.save(True)
         log.info("done: %d steps in %.1f min; best %s = %s at step %d", self.state.step,
-                 (time.time() - start) / 60, t.valid_metric, self.state.best_score,
+                 (time.time() - start) / 60, self.metric, self.state.best_score,
                  self.state.best_step)
         return self.out
 

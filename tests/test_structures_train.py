@@ -1,0 +1,398 @@
+"""The Trainer drives every structure (tandem/train/structures.py): for classify, tag, lm and
+generate on tiny generated data, the loss falls, a resumed run ends bit-identical to an
+uninterrupted one, the structure's validation metrics reach scalars.csv and pick best.pt, and
+checkpoints load with weights_only=True and say what they are."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import random
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tandem import checkpoint
+from tandem.config import from_dict
+from tandem.data.structured import StructFields
+from tandem.errors import ConfigError
+from tandem.metrics import higher_is_better
+from tandem.train.run import claim_run
+from tandem.train.trainer import Trainer, train
+
+STRUCTURES = ("classify", "tag", "lm", "generate")
+
+
+# --- tiny generated data ----------------------------------------------------------------------
+
+
+def _word(rng: random.Random, letters: str = "abcdefgh", lo: int = 2, hi: int = 5) -> str:
+    return "".join(rng.choice(letters) for _ in range(rng.randint(lo, hi)))
+
+
+def _classify_lines(rng: random.Random, n: int) -> list[str]:
+    """text<TAB>label: 'yes' when the text holds an x, else 'no'."""
+    out = []
+    for _ in range(n):
+        text = _word(rng, "abcdef", 3, 8)
+        if rng.random() < 0.5:
+            k = rng.randrange(len(text))
+            text = text[:k] + "x" + text[k:]
+        out.append(f"{text}\t{'yes' if 'x' in text else 'no'}")
+    return out
+
+
+def _tag_of(word: str) -> str:
+    """The rule of the tagging data: the tag follows from the last letter (so words never
+    seen in training can be tagged from their characters)."""
+    return {"a": "A", "b": "B"}.get(word[-1], "O")
+
+
+def _tag_blocks(rng: random.Random, n: int) -> list[str]:
+    """word<TAB>tag lines, a blank line between sentences."""
+    lines = []
+    for _ in range(n):
+        for _ in range(rng.randint(2, 6)):
+            w = _word(rng, "abcdef", 1, 4)
+            lines.append(f"{w}\t{_tag_of(w)}")
+        lines.append("")
+    return lines
+
+
+def _lm_text(rng: random.Random, n_lines: int) -> str:
+    """Lines of a few repeated words: easy to predict, not trivial."""
+    words = ["the cat", "a dog", "sat on", "the mat", "and ran"]
+    return "".join(" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) + ".\n"
+                   for _ in range(n_lines))
+
+
+def _generate_lines(rng: random.Random, n: int) -> list[str]:
+    """label<TAB>text: label A writes names of a, b, c; label B of x, y, z."""
+    out = []
+    for _ in range(n):
+        label = rng.choice("AB")
+        out.append(f"{label}\t{_word(rng, 'abc' if label == 'A' else 'xyz', 2, 6)}")
+    return out
+
+
+def _write(path: Path, lines: list[str] | str) -> str:
+    text = lines if isinstance(lines, str) else "\n".join(lines) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def _data(structure: str, folder: Path) -> dict:
+    """The data section of a config for `structure`, its files written into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(7)
+    if structure == "classify":
+        return {"train": _write(folder / "train.tsv", _classify_lines(rng, 240)),
+                "dev": _write(folder / "dev.tsv", _classify_lines(rng, 40))}
+    if structure == "tag":
+        return {"train": _write(folder / "train.tsv", _tag_blocks(rng, 150)),
+                "dev": _write(folder / "dev.tsv", _tag_blocks(rng, 30))}
+    if structure == "lm":
+        return {"train": _write(folder / "train.txt", _lm_text(rng, 200)),
+                "dev": _write(folder / "dev.txt", _lm_text(rng, 30))}
+    return {"train": _write(folder / "train.tsv", _generate_lines(rng, 240)),
+            "dev": _write(folder / "dev.tsv", _generate_lines(rng, 40))}
+
+
+def _raw(structure: str, run: Path, **train) -> dict:
+    model = {"structure": structure, "cell": "lstm", "emb_size": 16, "hidden_size": 32,
+             "dropout": 0.2}
+    if structure == "tag":
+        model.update(char_emb_size=8, char_hidden_size=16)
+    return {"name": structure, "run_dir": str(run), "data": _data(structure, run.parent / "data"),
+            "model": model,
+            "train": {"batch_tokens": 160 if structure == "lm" else 120, "bptt": 16,
+                      "lr": 0.01, "progress": False, "threads": 1, "tensorboard": False,
+                      "keep_last": 0, "valid_every": 10**6, "log_every": 5, **train}}
+
+
+def _cfg(structure: str, run: Path, **train):
+    return from_dict(_raw(structure, run, **train))
+
+
+def _trainer(structure: str, run: Path, **train) -> Trainer:
+    cfg = _cfg(structure, run, **train)
+    claim_run(cfg)
+    return Trainer.from_config(cfg)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return checkpoint.load(path)["model"]
+
+
+def _valid_log(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "valid.jsonl").read_text().splitlines()]
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_the_dev_loss_falls(structure, tmp_path):
+    trainer = _trainer(structure, tmp_path / "run", max_steps=60)
+    before = trainer.dev_loss()
+    trainer.train()
+    after = trainer.dev_loss()
+    assert math.isfinite(before) and after < 0.8 * before, (before, after)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_resume_gives_bit_identical_weights(structure, tmp_path):
+    """2N steps in one go == N steps, stop, resume for N more (dropout draws random numbers;
+    N is inside an epoch, 2N beyond its end; lm carries its hidden state over the stop)."""
+    trainer = _trainer(structure, tmp_path / "len", max_epochs=1, max_steps=10**6)
+    trainer.train()
+    per_epoch = trainer.state.step
+    assert per_epoch >= 4
+    n = per_epoch // 2 + 1
+    one = train(_cfg(structure, tmp_path / "one", max_steps=2 * n, valid_every=n))
+    two = tmp_path / "two"
+    train(_cfg(structure, two, max_steps=n, valid_every=n))
+    half = checkpoint.load(two / "last.pt")
+    assert half["train_state"]["batch_in_epoch"] > 0  # stopped inside an epoch
+    if structure == "lm":
+        assert half["lm_state"] is not None  # the carried hidden state travels along
+        assert "lm_state" not in checkpoint.load(two / "best.pt")
+    train(_cfg(structure, two, max_steps=2 * n, valid_every=n), resume=True)
+    a, b = _weights(one / "last.pt"), _weights(two / "last.pt")
+    assert any(not torch.equal(half["model"][k], b[k]) for k in b)  # it really trained on
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert checkpoint.load(two / "last.pt")["train_state"]["epoch"] >= 1
+    assert [x["loss"] for x in _valid_log(one)] == [x["loss"] for x in _valid_log(two)]
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_a_signal_saves_where_training_is_and_the_resume_is_exact(structure, tmp_path,
+                                                                  monkeypatch):
+    """SIGTERM after step 5 (between validations): the run saves last.pt at that step and
+    returns; resumed to 10 steps, its weights equal those of 10 steps in one go."""
+    one = train(_cfg(structure, tmp_path / "one", max_steps=10, valid_every=4))
+    trainer = _trainer(structure, tmp_path / "two", max_steps=10, valid_every=4)
+    step_done = trainer.structure.step_done
+
+    def then_stop(ok: bool) -> None:
+        step_done(ok)
+        if trainer.state.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(trainer.structure, "step_done", then_stop)
+    trainer.train()
+    assert checkpoint.load(tmp_path / "two" / "last.pt")["train_state"]["step"] == 5
+    train(_cfg(structure, tmp_path / "two", max_steps=10, valid_every=4), resume=True)
+    a, b = _weights(one / "last.pt"), _weights(tmp_path / "two" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_a_nan_step_is_skipped_and_training_goes_on(structure, tmp_path):
+    trainer = _trainer(structure, tmp_path / "run", max_steps=8, valid_every=8)
+    forward = trainer.model.forward
+
+    def bad(*args, **kw):
+        out = forward(*args, **kw)
+        if trainer.state.step == 3:
+            return (out[0] * float("nan"), out[1]) if isinstance(out, tuple) else \
+                out * float("nan")
+        return out
+
+    trainer.model.forward = bad
+    trainer.train()
+    assert trainer.state.step == 8 and trainer.state.skipped_steps == 1
+    assert all(torch.isfinite(v).all() for v in trainer.model.state_dict().values())
+
+
+METRICS = {"classify": ("accuracy", {"loss", "accuracy", "macro_f1"}),
+           "tag": ("token_acc", {"loss", "token_acc", "unseen_acc"}),
+           "lm": ("ppl", {"loss", "ppl", "bpc"}),
+           "generate": ("loss", {"loss", "ppl"})}
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_validation_metrics_reach_the_scalars_and_pick_best_pt(structure, tmp_path):
+    run = train(_cfg(structure, tmp_path / "run", max_steps=40, valid_every=8, keep_last=10))
+    metric, names = METRICS[structure]
+    with open(run / "scalars.csv", newline="", encoding="utf-8") as f:
+        tags = {row["tag"] for row in csv.DictReader(f)}
+    assert {f"dev/{m}" for m in names} <= tags
+    log = _valid_log(run)
+    assert [x["step"] for x in log] == [8, 16, 24, 32, 40]
+    pick = max if higher_is_better(metric) else min
+    best = pick(log, key=lambda x: x[metric])  # the first of equals, as the trainer keeps it
+    assert [x["step"] for x in log if x["best"]][-1] == best["step"]
+    ckpt = checkpoint.load(run / "best.pt")
+    assert ckpt["train_state"]["best_step"] == best["step"]
+    numbered = _weights(run / f"ckpt-{best['step']}.pt")
+    assert all(torch.equal(numbered[k], v) for k, v in ckpt["model"].items())
+    assert ckpt["config"]["train"]["valid_metric"] == metric  # the structure's default
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_checkpoints_load_with_weights_only_and_say_what_they_are(structure, tmp_path):
+    run = train(_cfg(structure, tmp_path / "run", max_steps=4, valid_every=4))
+    for name in ("best.pt", "last.pt"):
+        obj = torch.load(run / name, weights_only=True)
+        assert obj["structure"] == structure
+        assert obj["config"]["model"]["structure"] == structure
+        fields = StructFields.from_state(obj["fields"])
+        assert fields.structure == structure and fields.state() == obj["fields"]
+    trainer = Trainer.from_config(_cfg(structure, run, max_steps=4))
+    trainer.model.load_state_dict(checkpoint.load(run / "best.pt")["model"])  # same shapes
+    assert trainer.fields.state() == obj["fields"]
+
+
+def test_seq2seq_checkpoints_say_seq2seq(tmp_path):
+    from conftest import run_config
+
+    run = train(from_dict(run_config(tmp_path / "s", "s", {"cell": "gru"}, max_steps=2,
+                                     valid_every=2, tensorboard=False)))
+    obj = torch.load(run / "best.pt", weights_only=True)
+    assert obj["structure"] == "seq2seq" and "src_vocab" in obj["fields"]
+
+
+def test_lm_batches_are_contiguous_streams_and_the_state_is_reset_each_epoch(tmp_path):
+    trainer = _trainer("lm", tmp_path / "run", max_steps=10**6)
+    s = trainer.structure
+    assert s.streams == 160 // 16
+    batches = trainer.batches()
+    first, second = next(batches), next(batches)
+    assert first.inputs.shape == (10, 16)
+    assert torch.equal(first.targets[:, -1], second.inputs[:, 0])  # each stream goes on
+    seen = []
+    forward = trainer.model.forward
+
+    def spy(tokens, state=None):
+        seen.append(state is None)
+        return forward(tokens, state)
+
+    trainer.model.forward = spy
+    for b in [first, second]:
+        trainer.train_step(b)
+    assert seen == [True, False]  # the second batch starts from the first's state
+    for _ in range(trainer._epoch_len - 2):  # the rest of the epoch
+        trainer.train_step(next(batches))
+    assert seen[-1] is False and trainer.state.epoch == 0
+    trainer.train_step(next(batches))  # the next epoch's first batch
+    assert seen[-1] is True and trainer.state.epoch == 1
+
+
+def test_a_skipped_step_drops_the_carried_lm_state(tmp_path):
+    trainer = _trainer("lm", tmp_path / "run", max_steps=10**6)
+    batches = trainer.batches()
+    trainer.train_step(next(batches))
+    assert trainer.structure.carry is not None
+    forward = trainer.model.forward
+    trainer.model.forward = lambda x, st=None: (lambda o: (o[0] * float("nan"), o[1]))(
+        forward(x, st))
+    trainer.train_step(next(batches))
+    assert trainer.state.skipped_steps == 1 and trainer.structure.carry is None
+
+
+def test_generate_from_feature_vectors_trains(tmp_path):
+    rng = random.Random(3)
+    lines = _generate_lines(rng, 120)
+    texts = [x.split("\t")[1] for x in lines]
+    feats = np.array([[1.0, 0.0] if x.startswith("A") else [0.0, 1.0] for x in lines],
+                     dtype=np.float32)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "train.npy", feats[:100])
+    np.save(data / "dev.npy", feats[100:])
+    raw = _raw("generate", tmp_path / "run", max_steps=30, valid_every=15)
+    raw["data"] = {"train": _write(data / "train.txt", texts[:100]),
+                   "dev": _write(data / "dev.txt", texts[100:]),
+                   "features": str(data / "train.npy"), "dev_features": str(data / "dev.npy")}
+    run = train(from_dict(raw))
+    log = _valid_log(run)
+    assert log[-1]["loss"] < log[0]["loss"] * 1.01 and log[0]["ppl"] > 1.0
+    assert checkpoint.load(run / "best.pt")["fields"]["num_features"] == 2
+
+
+# --- config ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("structure, metric", [("seq2seq", "exact_match"),
+                                               ("classify", "accuracy"), ("tag", "token_acc"),
+                                               ("lm", "ppl"), ("generate", "loss")])
+def test_the_valid_metric_defaults_to_the_structures_own(structure, metric, tmp_path):
+    raw = _raw(structure, tmp_path / "r") if structure != "seq2seq" else \
+        {"data": {"task": "reverse"}}
+    raw.get("train", {}).pop("valid_metric", None)
+    assert from_dict(raw).train.valid_metric == metric
+
+
+@pytest.mark.parametrize("structure, bad", [("classify", "exact_match"), ("tag", "accuracy"),
+                                            ("lm", "bleu"), ("generate", "accuracy"),
+                                            ("seq2seq", "macro_f1")])
+def test_a_valid_metric_of_another_structure_is_refused(structure, bad, tmp_path):
+    raw = _raw(structure, tmp_path / "r") if structure != "seq2seq" else \
+        {"data": {"task": "reverse"}, "train": {}}
+    raw["train"]["valid_metric"] = bad
+    with pytest.raises(ConfigError, match=rf"^train\.valid_metric = '{bad}' is not allowed: "
+                                          rf"one of .* with model\.structure = {structure}"):
+        from_dict(raw)
+
+
+def test_bptt_and_scheduled_sampling_are_checked_for_the_structure(tmp_path):
+    raw = _raw("lm", tmp_path / "r", bptt=0)
+    with pytest.raises(ConfigError, match=r"^train\.bptt = 0"):
+        from_dict(raw)
+    raw = _raw("lm", tmp_path / "r", bptt=64, batch_tokens=32)
+    with pytest.raises(ConfigError, match=r"^train\.batch_tokens = 32 .*train\.bptt \(64\)"):
+        from_dict(raw)
+    raw = _raw("classify", tmp_path / "r", teacher_forcing=0.5)
+    with pytest.raises(ConfigError, match=r"^train\.teacher_forcing = 0\.5 .*classify"):
+        from_dict(raw)
+
+
+# --- evaluate_*: the predictions line up with the examples -------------------------------------
+
+
+class _FirstTokenClassifier(torch.nn.Module):
+    """Predicts label (first token id) % 2, whatever the batch order."""
+
+    def forward(self, src, src_len):
+        return torch.nn.functional.one_hot(src[:, 0] % 2, 2).float() * 10
+
+
+class _ParityTagger(torch.nn.Module):
+    """Tags each word with (word id) % 3."""
+
+    def forward(self, words, lengths, chars=None, char_len=None):
+        return torch.nn.functional.one_hot(words % 3, 3).float() * 10
+
+
+def test_evaluate_classifier_and_tagger_score_each_example_as_its_own():
+    from tandem.evaluate import evaluate_classifier, evaluate_tagger
+
+    rng = random.Random(0)
+    examples = [([rng.randrange(4, 30) for _ in range(rng.randint(1, 9))], rng.randrange(2))
+                for _ in range(50)]
+    res = evaluate_classifier(_FirstTokenClassifier(), examples, 2, batch_tokens=40)
+    expected = [ids[0] % 2 for ids, _ in examples]
+    assert res["predictions"] == expected
+    assert res["accuracy"] == pytest.approx(
+        100 * sum(p == g for p, (_, g) in zip(expected, examples, strict=True)) / 50)
+    sents = []
+    for _ in range(30):
+        words = [rng.randrange(4, 30) for _ in range(rng.randint(1, 7))]
+        sents.append((words, [[5] for _ in words], [w % 3 if rng.random() < 0.7 else 0
+                                                   for w in words]))
+    unseen = [[w > 20 for w in s[0]] for s in sents]
+    res = evaluate_tagger(_ParityTagger(), sents, unseen, batch_tokens=30)
+    assert res["predictions"] == [[w % 3 for w in s[0]] for s in sents]
+    pairs = [(w % 3 == t, new) for s, u in zip(sents, unseen, strict=True)
+             for w, t, new in zip(s[0], s[2], u, strict=True)]
+    assert res["token_acc"] == pytest.approx(100 * sum(ok for ok, _ in pairs) / len(pairs))
+    assert res["unseen_acc"] == pytest.approx(
+        100 * sum(ok for ok, new in pairs if new) / sum(new for _, new in pairs))
+    assert 0 < res["token_acc"] < 100
