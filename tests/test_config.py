@@ -519,7 +519,13 @@ def test_impossible_value_messages_explain():
     ],
 )
 def test_boundary_values_are_accepted(overrides):
-    load(*overrides)
+    cfg = load(*overrides)
+    for o in overrides:  # accepted as given, not silently replaced
+        key, value = o.split("=", 1)
+        section, name = key.split(".")
+        got = getattr(getattr(cfg, section), name)
+        want = {"true": True, "false": False}.get(value, value)
+        assert str(got) == str(want) or got == type(got)(want), (key, got, value)
 
 
 def test_huge_int_for_a_float_key():

@@ -52,7 +52,3 @@ class Classifier(nn.Module):
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> torch.Tensor:
         """src (B, S) ids padded with PAD_ID, src_len (B,) -> logits (B, n_labels)."""
         return self.out(self.dropout(self.semantic_vector(src, src_len)))
-
-    def n_params(self) -> int:
-        """The number of parameters."""
-        return sum(p.numel() for p in self.parameters())

@@ -77,7 +77,3 @@ class ConditionalGenerator(nn.Module):
         """Teacher-forced log-probs (B, T, V): the distributions decode_step gives, in one
         pass."""
         return output_log_probs(self(cond, tgt_in))
-
-    def n_params(self) -> int:
-        """The number of parameters."""
-        return sum(p.numel() for p in self.parameters())

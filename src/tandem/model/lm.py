@@ -98,15 +98,14 @@ class LanguageModel(nn.Module):
         lens = prompt_len.to(dev)
         if prompt.size(1) == 0:
             return Prompt(None, torch.full((B,), PAD_ID, dtype=torch.long, device=dev))
-        last = (lens - 1).clamp(min=0)
-        pending = prompt.gather(1, last.unsqueeze(1)).squeeze(1)
+        read = (lens - 1).clamp(min=0)  # tokens the RNN reads now; the last one waits
+        pending = prompt.gather(1, read.unsqueeze(1)).squeeze(1)
         pending = torch.where(lens > 0, pending, torch.full_like(pending, PAD_ID))
         d = self.decoder
         H, L = d.hidden_size, d.layers
         dtype = d.embed.weight.dtype
         h = torch.zeros(L, B, H, device=dev, dtype=dtype)  # zeros = no token read yet
         cell = torch.zeros(L, B, H, device=dev, dtype=dtype) if d.lstm else None
-        read = (lens - 1).clamp(min=0)  # tokens the RNN reads now
         for n in sorted(set(read.tolist()) - {0}):
             rows = (read == n).nonzero().squeeze(1)
             hidden = d(prompt.index_select(0, rows)[:, :n], self._state(None))[1].hidden
@@ -130,7 +129,3 @@ class LanguageModel(nn.Module):
             state = replace(state, pending=None)
         logits, state, _ = self.decoder(prev.unsqueeze(1), state)
         return output_log_probs(logits.squeeze(1)), state, None
-
-    def n_params(self) -> int:
-        """The number of parameters."""
-        return sum(p.numel() for p in self.parameters())

@@ -83,7 +83,3 @@ class Tagger(nn.Module):
             extra = self.chars(chars, char_len)
         states = self.encoder(words, lengths, extra).states
         return self.out(self.dropout(states))
-
-    def n_params(self) -> int:
-        """The number of parameters."""
-        return sum(p.numel() for p in self.parameters())

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from tandem.config import Config, DataConfig
 from tandem.cpu import autocast
@@ -258,10 +257,10 @@ class Seq2SeqStructure(Structure):
 # --- classify, tag, generate: examples batched by token count ------------------------------
 
 
-class _ExampleStructure(Structure):
-    """The common part of classify, tag and generate: StructData examples batched by token
-    count (`struct_batches`, similar lengths together, the order drawn from the Trainer's
-    rng) and padded (`collate_struct`). The checkpoint's `fields` is `StructFields.state()`."""
+class _Structured(Structure):
+    """The common part of the structures read by `load_structured` (all but seq2seq): the
+    data, its `StructFields` (the checkpoint's `fields`) and the model `build_model` makes
+    from their sizes."""
 
     def __init__(self, cfg: Config, data: StructData, device: torch.device) -> None:
         super().__init__(cfg, data, device)
@@ -277,6 +276,12 @@ class _ExampleStructure(Structure):
     def build_model(self) -> torch.nn.Module:
         """`build_model(model config, fields.sizes())`."""
         return build_model(self.cfg.model, self.fields.sizes())
+
+
+class _ExampleStructure(_Structured):
+    """The common part of classify, tag and generate: StructData examples batched by token
+    count (`struct_batches`, similar lengths together, the order drawn from the Trainer's
+    rng) and padded (`collate_struct`)."""
 
     def epoch(self, rng: random.Random) -> list[list[int]]:
         """Index lists of the training examples by token count."""
@@ -322,9 +327,7 @@ class ClassifyStructure(_ExampleStructure):
         batch = batch.to(self.device)
         with autocast(t.bf16, self.device.type):
             logits = model(batch.src, batch.src_len)
-        loss = F.cross_entropy(logits.float(), batch.labels, reduction="sum",
-                               label_smoothing=t.label_smoothing)
-        return loss, len(batch)
+        return token_nll(logits, batch.labels, t.label_smoothing, ignore_index=TAG_PAD)
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """Dev loss (per item), accuracy and macro-F1 (percent)."""
@@ -353,10 +356,7 @@ class TagStructure(_ExampleStructure):
         batch = batch.to(self.device)
         with autocast(t.bf16, self.device.type):
             logits = model(batch.words, batch.lengths, batch.chars, batch.char_len)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
-                               batch.tags.reshape(-1), ignore_index=TAG_PAD, reduction="sum",
-                               label_smoothing=t.label_smoothing)
-        return loss, batch.n_tokens
+        return token_nll(logits, batch.tags, t.label_smoothing, ignore_index=TAG_PAD)
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         """Dev loss (per word), token_acc and unseen_acc (percent)."""
@@ -401,7 +401,7 @@ def _to_device(state: Any, device: torch.device) -> Any:
     return None if state is None else state.to(device)
 
 
-class LMStructure(Structure):
+class LMStructure(_Structured):
     """Synchronous many-to-many predicting the next token (LanguageModel: one unidirectional
     RNN), trained with truncated backpropagation through time: the training text is cut into
     `train.batch_tokens // train.bptt` parallel contiguous streams (`lm_stream_batches`; each
@@ -416,23 +416,12 @@ class LMStructure(Structure):
 
     def __init__(self, cfg: Config, data: StructData, device: torch.device) -> None:
         super().__init__(cfg, data, device)
-        self.data = data
-        self.fields = data.fields
-        self.has_dev = len(data.dev) > 1
+        self.has_dev = len(data.dev) > 1  # a next-token target needs two tokens
         self.bptt = cfg.train.bptt
         self.streams = max(1, cfg.train.batch_tokens // cfg.train.bptt)
         self._cut: tuple[int, list] | None = None  # (offset, its batches), the current epoch's
         self.carry: Any = None  # the hidden state after the last trained batch (detached)
         self._pending: Any = None
-
-    @staticmethod
-    def load(cfg: Config) -> StructData:
-        """`load_structured(cfg)`."""
-        return load_structured(cfg)
-
-    def build_model(self) -> torch.nn.Module:
-        """`build_model(model config, fields.sizes())`."""
-        return build_model(self.cfg.model, self.fields.sizes())
 
     def _batches(self, offset: int) -> list:
         if self._cut is None or self._cut[0] != offset:
