@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from structdata import STRUCTURES, config_dict, generate_lines, write  # tests/structdata.py
 from tandem import checkpoint
 from tandem.config import from_dict
 from tandem.data.structured import StructFields
@@ -25,98 +26,9 @@ from tandem.metrics import higher_is_better
 from tandem.train.run import claim_run
 from tandem.train.trainer import Trainer, train
 
-STRUCTURES = ("classify", "tag", "lm", "generate")
-
-
-# --- tiny generated data ----------------------------------------------------------------------
-
-
-def _word(rng: random.Random, letters: str = "abcdefgh", lo: int = 2, hi: int = 5) -> str:
-    return "".join(rng.choice(letters) for _ in range(rng.randint(lo, hi)))
-
-
-def _classify_lines(rng: random.Random, n: int) -> list[str]:
-    """text<TAB>label: 'yes' when the text holds an x, else 'no'."""
-    out = []
-    for _ in range(n):
-        text = _word(rng, "abcdef", 3, 8)
-        if rng.random() < 0.5:
-            k = rng.randrange(len(text))
-            text = text[:k] + "x" + text[k:]
-        out.append(f"{text}\t{'yes' if 'x' in text else 'no'}")
-    return out
-
-
-def _tag_of(word: str) -> str:
-    """The rule of the tagging data: the tag follows from the last letter (so words never
-    seen in training can be tagged from their characters)."""
-    return {"a": "A", "b": "B"}.get(word[-1], "O")
-
-
-def _tag_blocks(rng: random.Random, n: int) -> list[str]:
-    """word<TAB>tag lines, a blank line between sentences."""
-    lines = []
-    for _ in range(n):
-        for _ in range(rng.randint(2, 6)):
-            w = _word(rng, "abcdef", 1, 4)
-            lines.append(f"{w}\t{_tag_of(w)}")
-        lines.append("")
-    return lines
-
-
-def _lm_text(rng: random.Random, n_lines: int) -> str:
-    """Lines of a few repeated words: easy to predict, not trivial."""
-    words = ["the cat", "a dog", "sat on", "the mat", "and ran"]
-    return "".join(" ".join(rng.choice(words) for _ in range(rng.randint(2, 5))) + ".\n"
-                   for _ in range(n_lines))
-
-
-def _generate_lines(rng: random.Random, n: int) -> list[str]:
-    """label<TAB>text: label A writes names of a, b, c; label B of x, y, z."""
-    out = []
-    for _ in range(n):
-        label = rng.choice("AB")
-        out.append(f"{label}\t{_word(rng, 'abc' if label == 'A' else 'xyz', 2, 6)}")
-    return out
-
-
-def _write(path: Path, lines: list[str] | str) -> str:
-    text = lines if isinstance(lines, str) else "\n".join(lines) + "\n"
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def _data(structure: str, folder: Path) -> dict:
-    """The data section of a config for `structure`, its files written into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(7)
-    if structure == "classify":
-        return {"train": _write(folder / "train.tsv", _classify_lines(rng, 240)),
-                "dev": _write(folder / "dev.tsv", _classify_lines(rng, 40))}
-    if structure == "tag":
-        return {"train": _write(folder / "train.tsv", _tag_blocks(rng, 150)),
-                "dev": _write(folder / "dev.tsv", _tag_blocks(rng, 30))}
-    if structure == "lm":
-        return {"train": _write(folder / "train.txt", _lm_text(rng, 200)),
-                "dev": _write(folder / "dev.txt", _lm_text(rng, 30))}
-    return {"train": _write(folder / "train.tsv", _generate_lines(rng, 240)),
-            "dev": _write(folder / "dev.tsv", _generate_lines(rng, 40))}
-
-
-def _raw(structure: str, run: Path, **train) -> dict:
-    model = {"structure": structure, "cell": "lstm", "emb_size": 16, "hidden_size": 32,
-             "dropout": 0.2}
-    if structure == "tag":
-        model.update(char_emb_size=8, char_hidden_size=16)
-    return {"name": structure, "run_dir": str(run), "data": _data(structure, run.parent / "data"),
-            "model": model,
-            "train": {"batch_tokens": 160 if structure == "lm" else 120, "bptt": 16,
-                      "lr": 0.01, "progress": False, "threads": 1, "tensorboard": False,
-                      "keep_last": 0, "valid_every": 10**6, "log_every": 5, **train}}
-
 
 def _cfg(structure: str, run: Path, **train):
-    return from_dict(_raw(structure, run, **train))
+    return from_dict(config_dict(structure, run, **train))
 
 
 def _trainer(structure: str, run: Path, **train) -> Trainer:
@@ -299,7 +211,7 @@ def test_a_skipped_step_drops_the_carried_lm_state(tmp_path):
 
 def test_generate_from_feature_vectors_trains(tmp_path):
     rng = random.Random(3)
-    lines = _generate_lines(rng, 120)
+    lines = generate_lines(rng, 120)
     texts = [x.split("\t")[1] for x in lines]
     feats = np.array([[1.0, 0.0] if x.startswith("A") else [0.0, 1.0] for x in lines],
                      dtype=np.float32)
@@ -307,9 +219,9 @@ def test_generate_from_feature_vectors_trains(tmp_path):
     data.mkdir()
     np.save(data / "train.npy", feats[:100])
     np.save(data / "dev.npy", feats[100:])
-    raw = _raw("generate", tmp_path / "run", max_steps=30, valid_every=15)
-    raw["data"] = {"train": _write(data / "train.txt", texts[:100]),
-                   "dev": _write(data / "dev.txt", texts[100:]),
+    raw = config_dict("generate", tmp_path / "run", max_steps=30, valid_every=15)
+    raw["data"] = {"train": write(data / "train.txt", texts[:100]),
+                   "dev": write(data / "dev.txt", texts[100:]),
                    "features": str(data / "train.npy"), "dev_features": str(data / "dev.npy")}
     run = train(from_dict(raw))
     log = _valid_log(run)
@@ -324,7 +236,7 @@ def test_generate_from_feature_vectors_trains(tmp_path):
                                                ("classify", "accuracy"), ("tag", "token_acc"),
                                                ("lm", "ppl"), ("generate", "loss")])
 def test_the_valid_metric_defaults_to_the_structures_own(structure, metric, tmp_path):
-    raw = _raw(structure, tmp_path / "r") if structure != "seq2seq" else \
+    raw = config_dict(structure, tmp_path / "r") if structure != "seq2seq" else \
         {"data": {"task": "reverse"}}
     raw.get("train", {}).pop("valid_metric", None)
     assert from_dict(raw).train.valid_metric == metric
@@ -334,7 +246,7 @@ def test_the_valid_metric_defaults_to_the_structures_own(structure, metric, tmp_
                                             ("lm", "bleu"), ("generate", "accuracy"),
                                             ("seq2seq", "macro_f1")])
 def test_a_valid_metric_of_another_structure_is_refused(structure, bad, tmp_path):
-    raw = _raw(structure, tmp_path / "r") if structure != "seq2seq" else \
+    raw = config_dict(structure, tmp_path / "r") if structure != "seq2seq" else \
         {"data": {"task": "reverse"}, "train": {}}
     raw["train"]["valid_metric"] = bad
     with pytest.raises(ConfigError, match=rf"^train\.valid_metric = '{bad}' is not allowed: "
@@ -343,13 +255,13 @@ def test_a_valid_metric_of_another_structure_is_refused(structure, bad, tmp_path
 
 
 def test_bptt_and_scheduled_sampling_are_checked_for_the_structure(tmp_path):
-    raw = _raw("lm", tmp_path / "r", bptt=0)
+    raw = config_dict("lm", tmp_path / "r", bptt=0)
     with pytest.raises(ConfigError, match=r"^train\.bptt = 0"):
         from_dict(raw)
-    raw = _raw("lm", tmp_path / "r", bptt=64, batch_tokens=32)
+    raw = config_dict("lm", tmp_path / "r", bptt=64, batch_tokens=32)
     with pytest.raises(ConfigError, match=r"^train\.batch_tokens = 32 .*train\.bptt \(64\)"):
         from_dict(raw)
-    raw = _raw("classify", tmp_path / "r", teacher_forcing=0.5)
+    raw = config_dict("classify", tmp_path / "r", teacher_forcing=0.5)
     with pytest.raises(ConfigError, match=r"^train\.teacher_forcing = 0\.5 .*classify"):
         from_dict(raw)
 

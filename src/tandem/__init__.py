@@ -1,8 +1,10 @@
-"""tandem: RNN encoder-decoder (seq2seq) models that train and run fast on ordinary machines.
+"""tandem: RNN encoder-decoder (seq2seq) models, and the other RNN structures on the same
+parts (classify, tag, language model, generate), that train and run fast on ordinary machines.
 
     import tandem
     run_dir = tandem.train("configs/reverse.yaml")
     tandem.load(run_dir / "best.pt").translate(["abc"], beam=5)
+    tandem.load("runs/sst2/best.pt").predict(["a gorgeous film"])  # a classifier's predictor
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     """Import torch-heavy parts on first use, so `tandem --help` and config checks start fast."""
-    if name in ("load", "Translator", "Result"):
+    if name in ("Translator", "Result"):
         from tandem.decode import translator
 
         return getattr(translator, name)
+    if name in ("load", "ClassifierPredictor", "TaggerPredictor", "LMPredictor",
+                "GeneratorPredictor"):
+        from tandem import predict
+
+        return getattr(predict, name)
     raise AttributeError(f"module 'tandem' has no attribute {name!r}")
 
 
-__all__ = ["CheckpointError", "Config", "ConfigError", "DataError", "Result", "TandemError",
+__all__ = ["CheckpointError", "ClassifierPredictor", "Config", "ConfigError", "DataError",
+           "GeneratorPredictor", "LMPredictor", "Result", "TaggerPredictor", "TandemError",
            "Translator", "load", "load_config", "train"]

@@ -272,11 +272,66 @@ def cmd_plot_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _structured(a: argparse.Namespace):
+    """The predictor of --model when it is not a seq2seq model, else None (the checkpoint
+    is read once either way: a seq2seq one is loaded again by the Translator)."""
+    from tandem import checkpoint
+    from tandem.cpu import resolve_device
+    from tandem.predict import load_predictor
+
+    ckpt = checkpoint.load(a.model[0])
+    structure = ckpt.get("structure", "seq2seq")
+    if structure == "seq2seq":
+        return None
+    if len(a.model) > 1:
+        raise ConfigError(f"--model: {a.model[0]} is a {structure} model; ensembles are for "
+                          "seq2seq models, give one checkpoint")
+    return load_predictor(a.model[0], ckpt).to(resolve_device(a.device, "--device"))
+
+
+def _need(pred, command: str, structures: tuple[str, ...], instead: str) -> None:
+    """A DataError when the loaded model's structure is not one `command` serves."""
+    got = pred.structure if pred is not None else "seq2seq"
+    if got not in structures:
+        raise ConfigError(f"tandem {command}: --model is a {got} model; {command} serves "
+                          f"{' and '.join(structures)} models ({instead})")
+
+
+def _print_scores(res: dict, as_json: bool, extra: dict) -> None:
+    """An evaluation's numbers: one JSON object, or aligned lines (and a confusion matrix)."""
+    if as_json:
+        print(json.dumps({**extra, **res}))
+        return
+    print(f"{res.pop('data')}:")
+    confusion, labels = res.pop("confusion", None), res.pop("labels", None)
+    per_label = res.pop("f1", None)
+    for k, v in res.items():
+        print(f"  {k:<17}{v:10.4f}" if isinstance(v, float) else f"  {k:<17}{v:>10}")
+    if confusion is not None and labels is not None:
+        width = max(6, *(len(lab) for lab in labels))
+        print("  confusion matrix (rows: gold, columns: predicted), F1 per label:")
+        print("  " + " " * width + "".join(f"{i:>6}" for i in range(len(labels))) + "     F1")
+        for i, (lab, row) in enumerate(zip(labels, confusion, strict=True)):
+            f1 = per_label[i] if per_label else None
+            print(f"  {lab:<{width}}" + "".join(f"{c:>6}" for c in row)
+                  + (f"  {f1:5.1f}" if f1 is not None else "      -") + f"   ({i})")
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    """`tandem evaluate`: decode a test set and score it against its references."""
+    """`tandem evaluate`: decode a test set and score it against its references, or for a
+    classifier, tagger, language model or generator, score it with the structure's
+    metrics."""
     from tandem.data.corpora import read_references
     from tandem.evaluate import evaluate_outputs, group_references
 
+    pred = _structured(a)
+    if pred is not None:
+        res = pred.evaluate(a.data, a.features, a.split)
+        _print_scores(res, a.json, {"model": a.model[0], "structure": pred.structure})
+        return 0
+    if a.data is None:
+        raise ConfigError("tandem evaluate: give --data (a TSV of source<TAB>reference, or "
+                          "paired files with --src-suffix/--tgt-suffix)")
     tr = _translator(a)
     pairs = read_references(a.data, a.src_suffix, a.tgt_suffix)
     srcs, refs = group_references(pairs)
@@ -290,6 +345,96 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"{a.data}: {len(srcs)} inputs ({len(pairs)} references)")
         for k, v in res.items():
             print(f"  {k:<17}{v:8.2f}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    """`tandem predict`: a label (with its probability, or the --topk best) for each line
+    read, or the tag of every word of each line."""
+    pred = _structured(a)
+    _need(pred, "predict", ("classify", "tag"), "tandem translate for seq2seq, tandem "
+          "generate for lm and generate")
+    out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
+    try:
+        buf: list[str] = []
+
+        def flush() -> None:
+            if not buf:
+                return
+            if pred.structure == "classify":
+                for text, top in zip(buf, pred.predict(buf, a.topk), strict=True):
+                    if a.json:
+                        row = {"text": text, "labels": [{"label": lab, "prob": p}
+                                                        for lab, p in top]}
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    else:
+                        out.write("\t".join(f"{lab}\t{p:.4f}" for lab, p in top) + "\n")
+            else:
+                for text, pairs in zip(buf, pred.tag(buf), strict=True):
+                    if a.json:
+                        row = {"text": text, "words": [w for w, _ in pairs],
+                               "tags": [t for _, t in pairs]}
+                        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    elif a.tags_only:
+                        out.write(" ".join(t for _, t in pairs) + "\n")
+                    else:
+                        out.write(" ".join(f"{w}/{t}" for w, t in pairs) + "\n")
+            out.flush()
+            buf.clear()
+
+        for n, line in enumerate(_iter_inputs(a.input), 1):
+            if not line.strip():
+                raise DataError(f"{a.input or 'stdin'}:{n}: empty line; each line is one "
+                                f"{'text' if pred.structure == 'classify' else 'sentence'}")
+            buf.append(line)
+            if len(buf) >= a.chunk:
+                flush()
+        flush()
+    finally:
+        if a.output:
+            out.close()
+    return 0
+
+
+def cmd_generate(a: argparse.Namespace) -> int:
+    """`tandem generate`: text written by a language model (after --prompt) or by a
+    conditional generator (from --label, or the rows of --features)."""
+    pred = _structured(a)
+    _need(pred, "generate", ("lm", "generate"), "tandem translate for seq2seq, tandem "
+          "predict for classify and tag")
+    options = {"temperature": a.temperature, "top_k": a.top_k, "beam": a.beam,
+               "sample": False if a.greedy or (a.beam or 1) > 1 else None}
+    if pred.structure == "lm":
+        if a.label or a.features:
+            raise ConfigError("tandem generate: --label and --features are for a conditional "
+                              "generator; a language model continues --prompt")
+        prompts = a.prompt or [""]
+        texts = pred.generate(prompts, a.n, a.max_len, a.seed, **options)
+        starts = [p for p in prompts for _ in range(a.n)]
+        for i, (p, t) in enumerate(zip(starts, texts, strict=True)):
+            if i:
+                print("\n" + "-" * 40)
+            print(p + t, flush=True)
+        return 0
+    if a.prompt:
+        raise ConfigError("tandem generate: --prompt is for a language model; a conditional "
+                          "generator writes from --label (or --features)")
+    features = None
+    if a.features:
+        import numpy as np
+
+        try:
+            features = np.load(a.features, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{a.features}: not a .npy array file: {e}") from None
+    labels = a.label if a.label else None
+    if labels is None and features is None:
+        labels = pred.labels if not pred.fields.num_features else None
+    texts = pred.generate(labels, features, a.n, a.max_len, a.seed, **options)
+    conds = ([lab for lab in labels for _ in range(a.n)] if labels is not None
+             else [f"row {i}" for i in range(len(texts) // a.n) for _ in range(a.n)])
+    for c, t in zip(conds, texts, strict=True):
+        print(f"{c}\t{t}", flush=True)
     return 0
 
 
@@ -369,11 +514,57 @@ def build_parser() -> argparse.ArgumentParser:
     _decode_args(tr)
     tr.set_defaults(func=cmd_translate)
 
-    e = sub.add_parser("evaluate", help="score a model on a TSV (or paired) test set")
+    pd = sub.add_parser("predict", help="a classifier's label, or a tagger's tags, for each "
+                        "line from stdin or a file")
+    pd.add_argument("--model", required=True, nargs=1, help="a classify or tag checkpoint")
+    pd.add_argument("--input", help="input file (default stdin); TSV: first column")
+    pd.add_argument("--output", help="output file (default stdout)")
+    pd.add_argument("--topk", type=_positive, default=1,
+                    help="classify: print the K most likely labels, LABEL<TAB>PROB each")
+    pd.add_argument("--tags-only", action="store_true",
+                    help="tag: print the tags alone (space separated, one per word)")
+    pd.add_argument("--json", action="store_true", help="one JSON object per line")
+    pd.add_argument("--chunk", type=_positive, default=1000, help="lines read per batch")
+    _device_arg(pd)
+    pd.set_defaults(func=cmd_predict)
+
+    g = sub.add_parser("generate", help="text from a language model (--prompt) or a "
+                       "conditional generator (--label / --features)")
+    g.add_argument("--model", required=True, nargs=1, help="an lm or generate checkpoint")
+    g.add_argument("--prompt", action="append", metavar="TEXT",
+                   help="lm: the text to continue (repeat for several; default: a line break)")
+    g.add_argument("--label", action="append", metavar="L",
+                   help="generate: the label to write from (repeat for several; default: every "
+                   "label)")
+    g.add_argument("--features", metavar="NPY",
+                   help="generate: a .npy matrix, one output per row (models conditioned on "
+                   "feature vectors)")
+    g.add_argument("--n", type=_positive, default=1, help="outputs per prompt, label or row")
+    g.add_argument("--max-len", type=_positive, help="tokens to write at most (default 200)")
+    g.add_argument("--temperature", type=float, help="sampling temperature (default: the "
+                   "model's decode.temperature)")
+    g.add_argument("--top-k", type=int, help="sample from the K most likely tokens (0 = all)")
+    g.add_argument("--beam", type=_positive, help="beam search of this width instead of sampling")
+    g.add_argument("--greedy", action="store_true", help="the most likely token at every step "
+                   "instead of sampling")
+    g.add_argument("--seed", type=int, help="seed of the sampling (repeatable outputs)")
+    _device_arg(g)
+    g.set_defaults(func=cmd_generate)
+
+    e = sub.add_parser("evaluate", help="score a model on a test set (seq2seq: a TSV or paired "
+                       "files; other structures: a file in their format, or their test split)")
     e.add_argument("--model", required=True, nargs="+", help="checkpoint(s); several = ensemble")
-    e.add_argument("--data", required=True,
-                   help="TSV (source<TAB>ref[<TAB>ref...]; a source on several lines has "
-                        "several references), or a prefix with --src/--tgt-suffix")
+    e.add_argument("--features", metavar="NPY", help="generate: the .npy matrix of --data's "
+                   "lines")
+    e.add_argument("--split", choices=["train", "dev", "test"], default="test",
+                   help="classify, tag, lm, generate without --data: the split of the model's "
+                   "config to score (default test)")
+    e.add_argument("--data",
+                   help="seq2seq: a TSV (source<TAB>ref[<TAB>ref...]; a source on several "
+                        "lines has several references), or a prefix with --src/--tgt-suffix; "
+                        "classify: text<TAB>label; tag: CoNLL-U or word<TAB>tag; lm: plain "
+                        "text; generate: label<TAB>text (or text lines with --features); "
+                        "default for those: --split of the model's config")
     e.add_argument("--src-suffix")
     e.add_argument("--tgt-suffix")
     e.add_argument("--metrics", nargs="+", help="subset of metrics (default all)")
@@ -465,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     """The `tandem` command: parse, run, and turn user errors into one line and exit code 2."""
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
-    if args.command in ("translate", "evaluate", "bench", "serve", "chat", "plot-attention"):
+    if args.command in ("translate", "evaluate", "bench", "serve", "chat", "plot-attention",
+                        "predict", "generate"):
         from tandem.cpu import configure
 
         configure()

@@ -34,7 +34,7 @@ from tandem.data import readers, tokenizers
 from tandem.data.batching import length_batches, pad
 from tandem.data.readers import Labelled, Tagged
 from tandem.data.tokenizers import CharTokenizer, Tokenizer
-from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID, Vocab
+from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Vocab
 from tandem.errors import ConfigError, DataError
 
 log = logging.getLogger("tandem")
@@ -341,8 +341,8 @@ def _load_tag(cfg: Config) -> StructData:
                       {k: v[1] for k, v in out.items()})
 
 
-def _load_lm(cfg: Config) -> StructData:
-    d = cfg.data
+def _lm_texts(d: DataConfig) -> tuple[str, str, str]:
+    """lm: the train / dev / test texts (test "" when there is none)."""
     if d.corpus == "tinyshakespeare":
         path = corpus_dir(d) / "input.txt"
         if not path.is_file():
@@ -350,15 +350,19 @@ def _load_lm(cfg: Config) -> StructData:
                             "folder holding input.txt")
         train_text, dev_text = readers.split_text(readers.read_text(path, d.on_bad_line)[0],
                                                   d.lm_dev_fraction)
-        test_text = ""
+        return train_text, dev_text, ""
+    assert d.train is not None
+    text = readers.read_text(d.train, d.on_bad_line)[0]
+    if d.dev is not None:
+        train_text, dev_text = text, readers.read_text(d.dev, d.on_bad_line)[0]
     else:
-        assert d.train is not None
-        text = readers.read_text(d.train, d.on_bad_line)[0]
-        if d.dev is not None:
-            train_text, dev_text = text, readers.read_text(d.dev, d.on_bad_line)[0]
-        else:
-            train_text, dev_text = readers.split_text(text, d.lm_dev_fraction)
-        test_text = readers.read_text(d.test, d.on_bad_line)[0] if d.test else ""
+        train_text, dev_text = readers.split_text(text, d.lm_dev_fraction)
+    return train_text, dev_text, readers.read_text(d.test, d.on_bad_line)[0] if d.test else ""
+
+
+def _load_lm(cfg: Config) -> StructData:
+    d = cfg.data
+    train_text, dev_text, test_text = _lm_texts(d)
     tok = tokenizers.build(d.src_tokenizer, train_text.split("\n"), d.lowercase,
                            d.sp_vocab_size, d.sp_model_type)
     train_tokens = stream_tokens(tok, train_text)
@@ -470,6 +474,80 @@ def load_structured(cfg: Config) -> StructData:
     loaders = {"classify": _load_classify, "tag": _load_tag, "lm": _load_lm,
                "generate": _load_generate}
     return loaders[structure](cfg)
+
+
+def evaluation_data(cfg: Config, fields: StructFields, path: str | Path | None = None,
+                    features: str | Path | None = None, split: str = "test"
+                    ) -> tuple[list, list, np.ndarray | None, str]:
+    """The examples of a file in the structure's format (`path`: classify `text<TAB>label` or
+    a folder of `<Label>.txt`, tag CoNLL-U or `word<TAB>tag`, lm plain text, generate
+    `label<TAB>text`, or with `features` a text file and its .npy matrix) or, when `path` is
+    None, of `split` of the model's own config, encoded with a trained model's `fields`.
+
+    Returns (examples, items, feature matrix or None, what was read). Nothing is dropped for
+    length (evaluation scores everything); a label or tag the model never saw is a DataError
+    naming it and its file:line; an lm config without a test text gives its dev text (the
+    customary split of tiny Shakespeare has only train and val), which `what` says."""
+    d, s = cfg.data, fields.structure
+    which = ("train", "dev", "test").index(split)
+    what = str(path) if path is not None else f"the {split} split of the model's config"
+    if s == "lm":
+        if path is not None:
+            text = readers.read_text(path, d.on_bad_line)[0]
+        else:
+            texts = _lm_texts(d)
+            text = texts[which]
+            if not text and split == "test":
+                text, what = texts[1], "the dev split of the model's config (it has no test text)"
+        if not text:
+            raise DataError(f"{what}: no text to evaluate")
+        return fields.encode_text(text), [text], None, what
+    matrix = None
+    if s == "classify":
+        if path is None:
+            items = _labelled_splits(d, label_first=False)[which]
+        elif Path(path).is_dir():
+            items = readers.read_label_folder(path, d.on_bad_line)[0]
+        else:
+            items = readers.read_labelled(path, d.on_bad_line)[0]
+        _unknown(fields.label_ids, [(lab, w) for _, lab, w in items], what, "label")
+        exs = [(fields.encode_text(t) or [UNK_ID], fields.label_ids[lab]) for t, lab, _ in items]
+    elif s == "tag":
+        items = (_tagged_splits(d)[which] if path is None
+                 else readers.read_tagged(path, d.tag_column, d.on_bad_line)[0])
+        _unknown(fields.label_ids, [(t, w) for _, ts, w in items for t in ts], what, "tag")
+        exs = [(*fields.encode_words(ws), [fields.label_ids[t] for t in ts])
+               for ws, ts, _ in items]
+    else:
+        if fields.num_features:
+            text_path = path if path is not None else (d.train, d.dev, d.test)[which]
+            npy = features if path is not None else \
+                (d.features, d.dev_features, d.test_features)[which]
+            if text_path is None or npy is None:
+                raise DataError(f"{what}: a generator conditioned on feature vectors is "
+                                "evaluated on a text file and its .npy matrix (--features)")
+            items, n_lines, _ = readers.read_lines(text_path, d.on_bad_line)
+            matrix = readers.load_features(npy, n_lines, text_path)
+            if matrix.shape[1] != fields.num_features:
+                raise DataError(f"{npy} has {matrix.shape[1]} features per row but the model "
+                                f"reads {fields.num_features}")
+            exs = [(row, fields.encode_target(t)) for row, t, _ in items]
+        else:
+            if features is not None:
+                raise DataError(f"{features}: this generator is conditioned on labels, not on "
+                                "feature vectors; give label<TAB>text lines")
+            if path is None:
+                raw = _labelled_splits(d, label_first=True)[which]
+            elif Path(path).is_dir():
+                raw = readers.read_label_folder(path, d.on_bad_line)[0]
+            else:
+                raw = readers.read_labelled(path, d.on_bad_line, label_first=True)[0]
+            items = [(lab, text, w) for text, lab, w in raw]
+            _unknown(fields.label_ids, [(c, w) for c, _, w in items], what, "label")
+            exs = [(fields.label_ids[c], fields.encode_target(t)) for c, t, _ in items]
+    if not exs:
+        raise DataError(f"{what}: nothing to evaluate")
+    return exs, items, matrix, what
 
 
 # --- batches ------------------------------------------------------------------------------------
