@@ -113,3 +113,27 @@ def live_server(app):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+STRUCTURE_STEPS = {"classify": 150, "tag": 150, "lm": 120, "generate": 150}
+
+
+@pytest.fixture(scope="session")
+def structure_models(tmp_path_factory):
+    """One tiny model per structure beyond seq2seq (tests/structdata.py's data), trained with
+    `tandem train CONFIG` once per session: {structure: path of its best.pt}."""
+    import yaml
+
+    from structdata import STRUCTURES, config_dict
+    from tandem.cli import main
+
+    root = tmp_path_factory.mktemp("structures")
+    out = {}
+    for s in STRUCTURES:
+        raw = config_dict(s, root / s / "run", max_steps=STRUCTURE_STEPS[s], valid_every=50)
+        raw["train"]["lr"] = 0.02
+        cfg = root / s / "config.yaml"
+        cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        assert main(["train", str(cfg)]) == 0
+        out[s] = root / s / "run" / "best.pt"
+    return out

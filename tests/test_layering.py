@@ -28,9 +28,11 @@ LAYERS: dict[str, int] = {
     "tandem.checkpoint": 3, "tandem.evaluate": 3,
     "tandem.decode": 4,
     "tandem.train": 5,  # may import decode (validation decodes the dev set)
+    # the trained models of the other structures, ready to use (their searches are decode's)
+    "tandem.predict": 5,
     # what people run: the package's public API, the command line, server, demo, pictures
     "tandem": 6, "tandem.cli": 6, "tandem.serve": 6, "tandem.demo": 6, "tandem.bench": 6,
-    "tandem.plots": 6,
+    "tandem.plots": 6, "tandem.serve_structures": 6,
 }
 
 

@@ -14,6 +14,14 @@ import pytest
 import yaml
 
 import tandem
+from structdata import (  # tests/structdata.py
+    classify_lines,
+    config_dict,
+    generate_lines,
+    tag_blocks,
+    tag_of,
+    write,
+)
 from tandem.cli import main
 from tandem.predict import (
     ClassifierPredictor,
@@ -22,32 +30,11 @@ from tandem.predict import (
     TaggerPredictor,
 )
 
-from structdata import (  # tests/structdata.py
-    STRUCTURES,
-    classify_lines,
-    config_dict,
-    generate_lines,
-    tag_blocks,
-    tag_of,
-    write,
-)
 
-STEPS = {"classify": 150, "tag": 150, "lm": 120, "generate": 150}
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """One model per structure, trained with `tandem train CONFIG`: {structure: best.pt}."""
-    root = tmp_path_factory.mktemp("structures")
-    out = {}
-    for s in STRUCTURES:
-        raw = config_dict(s, root / s / "run", max_steps=STEPS[s], valid_every=50)
-        raw["train"]["lr"] = 0.02
-        cfg = root / s / "config.yaml"
-        cfg.write_text(yaml.safe_dump(raw), encoding="utf-8")
-        assert main(["train", str(cfg)]) == 0
-        out[s] = root / s / "run" / "best.pt"
-    return out
+@pytest.fixture
+def models(structure_models):
+    """{structure: best.pt} of conftest's session-wide tiny models."""
+    return structure_models
 
 
 def _lines(capsys) -> list[str]:

@@ -212,8 +212,16 @@ def cmd_serve(a: argparse.Namespace) -> int:
     opts = ServeOptions(max_body_bytes=a.max_body_bytes, max_inputs=a.max_inputs,
                         max_chars=a.max_chars, max_beam=a.max_beam, timeout_s=a.timeout,
                         batching=not a.no_batching, max_batch=a.max_batch,
-                        max_wait_ms=a.max_wait_ms, max_queue=a.max_queue)
+                        max_wait_ms=a.max_wait_ms, max_queue=a.max_queue,
+                        max_new_tokens=a.max_new_tokens)
     opts.check()  # before the model loads: a wrong flag fails at once
+    pred = _structured(a)
+    if pred is not None:  # a classifier, tagger, language model or generator
+        from tandem.serve import serve_app
+        from tandem.serve_structures import create_structure_app
+
+        serve_app(create_structure_app(pred, opts), a.host, a.port)
+        return 0
     tr = _translator(a).set_defaults(**_decode_options(a))
     serve(tr, a.host, a.port, opts)
     return 0
@@ -628,6 +636,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-queue", type=int, default=1024,
                     help="sentences waiting to be decoded; beyond it requests get 503 at once")
     sv.add_argument("--no-batching", action="store_true", help="decode requests one by one")
+    sv.add_argument("--max-new-tokens", type=int, default=1000,
+                    help="lm, generate: the longest output a request may ask for")
     _decode_args(sv)
     sv.set_defaults(func=cmd_serve)
 

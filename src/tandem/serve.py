@@ -66,6 +66,8 @@ class ServeOptions:
     """How long the first request of a batch waits for company."""
     max_queue: int = 1024
     """Sentences waiting to be decoded; more are answered 503 at once."""
+    max_new_tokens: int = 1000
+    """Longest output a /v1/generate request may ask for (language models, generators)."""
 
     FLAGS = {"timeout_s": "--timeout", "batching": "--no-batching"}  # flags not named as fields
 
@@ -75,7 +77,7 @@ class ServeOptions:
             return self.FLAGS.get(name, "--" + name.replace("_", "-"))
 
         for name in ("max_body_bytes", "max_inputs", "max_chars", "max_beam", "max_batch",
-                     "max_queue"):
+                     "max_queue", "max_new_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{flag(name)}: expected an integer >= 1, got {value!r}")
@@ -364,27 +366,10 @@ def _limit_error(err: dict, opts: ServeOptions) -> LimitError | None:
     return None
 
 
-def create_app(translator: Translator, opts: ServeOptions | None = None) -> FastAPI:
-    """The FastAPI app over `translator`: /v1/translate, /v1/model, /v1/health and the web
-    page, its request schema built from the decoding options and `opts`' limits."""
-    opts = opts or ServeOptions()
-    opts.check()
-    batcher = Batcher(translator, opts)
-    defaults = server_defaults(translator.decode_cfg, opts)
-    TranslateRequest = request_model(defaults, opts)  # noqa: N806 - a class, built here
-    info = {**model_info(translator), "decode_defaults": asdict(defaults)}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        task = asyncio.create_task(batcher.run())
-        yield
-        task.cancel()
-        batcher.worker.shutdown(wait=False, cancel_futures=True)
-
-    app = FastAPI(title="tandem", description="seq2seq translation with attention",
-                  version="1", lifespan=lifespan)
-    app.state.batcher = batcher
-
+def install_limits(app: FastAPI, opts: ServeOptions) -> None:
+    """The body-size limit and the JSON error handlers every tandem app shares: a LimitError
+    answers as itself, a schema violation names its field (or the server limit behind it),
+    anything unexpected is a 500 with one line."""
     app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
 
     @app.exception_handler(LimitError)
@@ -416,6 +401,30 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
                              "field": where, "details": [
                                  {"field": ".".join(str(x) for x in d.get("loc", ())),
                                   "msg": d.get("msg")} for d in errors]}, status_code=422)
+
+
+def create_app(translator: Translator, opts: ServeOptions | None = None) -> FastAPI:
+    """The FastAPI app over `translator`: /v1/translate, /v1/model, /v1/health and the web
+    page, its request schema built from the decoding options and `opts`' limits."""
+    opts = opts or ServeOptions()
+    opts.check()
+    batcher = Batcher(translator, opts)
+    defaults = server_defaults(translator.decode_cfg, opts)
+    TranslateRequest = request_model(defaults, opts)  # noqa: N806 - a class, built here
+    info = {**model_info(translator), "decode_defaults": asdict(defaults)}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+        batcher.worker.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="tandem", description="seq2seq translation with attention",
+                  version="1", lifespan=lifespan)
+    app.state.batcher = batcher
+
+    install_limits(app, opts)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -474,8 +483,8 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
     return app
 
 
-def serve(translator: Translator, host: str, port: int, opts: ServeOptions) -> None:
-    """Run the app with uvicorn on `host`:`port` until stopped; warns when `host` is not a
+def serve_app(app: FastAPI, host: str, port: int) -> None:
+    """Run `app` with uvicorn on `host`:`port` until stopped; warns when `host` is not a
     loopback address (there is no authentication)."""
     import uvicorn
 
@@ -483,4 +492,9 @@ def serve(translator: Translator, host: str, port: int, opts: ServeOptions) -> N
         log.warning("serving on %s: reachable from other machines; tandem has no "
                     "authentication", host)
     log.info("serving on http://%s:%d/ (API under /v1, schema at /openapi.json)", host, port)
-    uvicorn.run(create_app(translator, opts), host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+def serve(translator: Translator, host: str, port: int, opts: ServeOptions) -> None:
+    """Serve `translator` (`create_app`) on `host`:`port` until stopped."""
+    serve_app(create_app(translator, opts), host, port)
