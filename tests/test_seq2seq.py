@@ -11,7 +11,7 @@ from tandem.model.seq2seq import NEVER_OUTPUT
 from tandem.train.loss import token_nll
 
 CELLS = ["rnn", "gru", "lstm"]
-BRIDGES = ["last", "linear", "pooled", "zero"]
+BRIDGES = ["last", "linear", "pooled", "max", "zero"]
 CONDITIONINGS = ["init", "every_step", "attention"]
 VALID = [(c, b, k) for c, b, k in itertools.product(CELLS, BRIDGES, CONDITIONINGS)
          if not (b == "zero" and k != "attention")]

@@ -189,7 +189,7 @@ def test_loss_falls(structure, cell):
 # --- padding invariance ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("bridge", "cell"), _product(["last", "linear", "pooled"],
+@pytest.mark.parametrize(("bridge", "cell"), _product(["last", "linear", "pooled", "max"],
                                                                CELLS))
 def test_classifier_padding_invariance(bridge, cell):
     model = model_of("classify", cell, bridge=bridge, enc_layers=2).eval()

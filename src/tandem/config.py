@@ -24,7 +24,7 @@ import yaml
 from tandem.errors import ConfigError
 
 Cell = Literal["rnn", "gru", "lstm"]
-Bridge = Literal["last", "linear", "pooled", "zero"]
+Bridge = Literal["last", "linear", "pooled", "max", "zero"]
 Conditioning = Literal["init", "every_step", "attention"]
 AttentionType = Literal["additive", "dot", "general"]
 TokenizerType = Literal["char", "word", "sentencepiece"]
@@ -206,7 +206,7 @@ class ModelConfig:
     bridge: Bridge | None = None
     """How the semantic vector c is made: last = the encoder's last state as is, linear = a
     tanh transform of it, pooled = a transform of the masked mean of all encoder states,
-    zero = no initial state (seq2seq with conditioning: attention only); null = the
+    max = a transform of their masked maximum (per feature), zero = no initial state (seq2seq with conditioning: attention only); null = the
     structure's default: linear for seq2seq and classify (the others have no bridge)."""
     conditioning: Conditioning | None = None
     """How the decoder uses c: init = only as its initial state (Sutskever et al. 2014),
@@ -600,7 +600,7 @@ def check_structure(m: ModelConfig) -> None:
         v = getattr(m, key)
         _check(s in structures or v is off or v == off, f"model.{key}", why, v)
     if s == "classify":
-        _check(m.bridge != "zero", "model.bridge", "last, linear or pooled with "
+        _check(m.bridge != "zero", "model.bridge", "last, linear, pooled or max with "
                "model.structure = classify ('zero' would leave the classifier no c)", m.bridge)
     if s == "generate":
         _check(m.conditioning in ("init", "every_step"), "model.conditioning",

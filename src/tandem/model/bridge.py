@@ -3,6 +3,8 @@
 - last:   c is the encoder's last hidden state (both directions joined when bidirectional)
 - linear: a learned tanh transform of the last state (any sizes, any layer counts)
 - pooled: a tanh transform of ALL encoder states (mean over real positions)
+- max:    a tanh transform of ALL encoder states (maximum over real positions, per feature;
+          the BiLSTM-max sentence encoder of Conneau et al. 2017)
 - zero:   no initial state (the decoder relies on attention)
 
 c is the top layer of the decoder's initial hidden state, shape (B, Hd).
@@ -20,7 +22,7 @@ Hidden = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 class Bridge(nn.Module):
     """The semantic vector c and the decoder's initial state from the encoder's output, one of
-    `last | linear | pooled | zero` (the module docstring). Sizes: encoder output He
+    `last | linear | pooled | max | zero` (the module docstring). Sizes: encoder output He
     (`enc_size`), decoder hidden Hd (`dec_size`); layer counts may differ (a decoder layer
     without its own encoder layer takes the top one)."""
 
@@ -33,7 +35,7 @@ class Bridge(nn.Module):
         if kind == "linear":
             self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size)
                                       for _ in range(dec_layers * n_states))
-        elif kind == "pooled":
+        elif kind in ("pooled", "max"):
             self.proj = nn.ModuleList(nn.Linear(enc_size, dec_size * dec_layers)
                                       for _ in range(n_states))
 
@@ -54,10 +56,14 @@ class Bridge(nn.Module):
             states = [torch.stack([torch.tanh(self.proj[k * n + i](f[self._layer(i)]))
                                    for i in range(n)])
                       for k, f in enumerate(finals)]
-        else:  # pooled
-            m = enc.mask.unsqueeze(-1).to(enc.states.dtype)
-            mean = (enc.states * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, He)
-            states = [torch.tanh(p(mean)).view(B, self.dec_layers, self.dec_size).transpose(0, 1)
+        else:  # pooled or max: over the real positions of all encoder states
+            if self.kind == "max":
+                real = enc.mask.unsqueeze(-1)
+                summary = enc.states.masked_fill(~real, float("-inf")).amax(1)  # (B, He)
+            else:
+                m = enc.mask.unsqueeze(-1).to(enc.states.dtype)
+                summary = (enc.states * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, He)
+            states = [torch.tanh(p(summary)).view(B, self.dec_layers, self.dec_size).transpose(0, 1)
                       .contiguous() for p in self.proj]
         hidden: Hidden = (states[0], states[1]) if self.lstm else states[0]
         return hidden, states[0][-1]

@@ -1,6 +1,6 @@
 """The classifier (`model.structure: classify`), many-to-one: a sequence in, one label out.
 
-Encoder -> the bridge's semantic vector c (`model.bridge`: last, linear or pooled) -> dropout
+Encoder -> the bridge's semantic vector c (`model.bridge`: last, linear, pooled or max) -> dropout
 -> a linear layer -> logits over the labels; P(label | x) = softmax(W c + b). One-to-one is
 the same model over a one-step input.
 """
@@ -24,14 +24,14 @@ class Classifier(nn.Module):
     """Encoder -> Bridge (c) -> Dropout -> Linear -> logits (B, n_labels).
 
     c is the top layer of what the bridge makes: with `last` the encoder's final state (size
-    He), with `linear` or `pooled` a tanh transform to model.hidden_size. The bridge is built
+    He), with `linear`, `pooled` or `max` a tanh transform to model.hidden_size. The bridge is built
     for the hidden state h alone: an LSTM's cell state has nowhere to go in a classifier, so
     no transform of it is made (and none would be trained)."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, n_labels: int) -> None:
         super().__init__()
-        if cfg.bridge not in ("last", "linear", "pooled"):
-            raise ValueError(f"a classifier's c comes from a last, linear or pooled bridge, not "
+        if cfg.bridge not in ("last", "linear", "pooled", "max"):
+            raise ValueError(f"a classifier's c comes from a last, linear, pooled or max bridge, not "
                              f"{cfg.bridge!r}")
         self.cfg = cfg
         enc_size = encoder_size(cfg)
