@@ -149,7 +149,7 @@ def row_classify(row: str, a) -> dict:
     if row == "names":
         import names_tutorial
 
-        body["tutorial"] = names_tutorial.run(cfg, seed=1)
+        body["tutorial"] = names_tutorial.run(cfg, seed=1, iterations=a.tutorial_iterations)
     return body
 
 
@@ -236,6 +236,10 @@ def main() -> int:
     p.add_argument("--resume", action="store_true", help="continue runs that stopped")
     p.add_argument("--runs", default="runs/structures")
     p.add_argument("--results", default="benchmarks/results")
+    p.add_argument("--tutorial-iterations", type=int, default=100_000,
+                   help="names: the tutorial model's training examples (its own 100,000)")
+    p.add_argument("--note", default="", help="recorded in the result (e.g. how a run that "
+                   "--no-train scores was trained)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     random.seed(0)
@@ -243,6 +247,8 @@ def main() -> int:
         t0 = time.time()
         body = ROWS[row](row, a)
         body["benchmark_wall_minutes"] = round((time.time() - t0) / 60, 1)
+        if a.note:
+            body["note"] = a.note
         out = write_report(a.results, "structures", f"-{row}", body)
         print(f"{row}: wrote {out}")
     return 0

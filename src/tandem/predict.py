@@ -138,7 +138,6 @@ class ClassifierPredictor(Predictor):
         res = evaluate_classifier(self.model, exs, len(self.fields.labels),
                                   self._batch_tokens(), self.device)
         res.pop("predictions")
-        self._prepare()
         return {"data": what, "items": len(exs), "labels": self.labels, **res}
 
 
@@ -173,7 +172,6 @@ class TaggerPredictor(Predictor):
         unseen = [self.fields.unseen(ws) for ws, _, _ in items]
         res = evaluate_tagger(self.model, exs, unseen, self._batch_tokens(), self.device)
         res.pop("predictions")
-        self._prepare()
         return {"data": what, "sentences": len(exs),
                 "tokens": sum(len(e[0]) for e in exs), **res}
 
@@ -259,7 +257,6 @@ class LMPredictor(_Generating):
         streams = max(1, cfg.train.batch_tokens // cfg.train.bptt)
         res = evaluate_lm(self.model, ids, streams, cfg.train.bptt,
                           len(text) / max(len(ids), 1), self.device)
-        self._prepare()
         return {"data": what, **res}
 
 
@@ -307,7 +304,6 @@ class GeneratorPredictor(_Generating):
         given their conditions (teacher forced)."""
         exs, _, matrix, what = self._data(path, features, split)
         res = evaluate_generator(self.model, exs, matrix, self._batch_tokens(), self.device)
-        self._prepare()
         return {"data": what, "items": len(exs), **res}
 
 
