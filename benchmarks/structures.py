@@ -145,12 +145,27 @@ def row_classify(row: str, a) -> dict:
     body["dev_curve"] = curve(history, ("accuracy", "macro_f1", "loss"))
     body["dev"] = _short(pred.evaluate(split="dev"))
     body["test"] = _short(pred.evaluate(split="test"))
+    body["average"] = averaged(run)
     body["speed"] = speed(run, cfg, pred)
     if row == "names":
         import names_tutorial
 
         body["tutorial"] = names_tutorial.run(cfg, seed=1, iterations=a.tutorial_iterations)
     return body
+
+
+def averaged(run: Path, last: int = 5) -> dict | None:
+    """Dev and test scores of the mean of the run's last `last` checkpoints (None when it
+    kept fewer than two)."""
+    from tandem import checkpoint
+    from tandem.train.average import average
+
+    paths = checkpoint.numbered(run)[-last:]
+    if len(paths) < 2:
+        return None
+    pred = tandem.load(average(paths, run / f"avg{len(paths)}.pt"), device="cpu")
+    return {"checkpoints": [p.name for p in paths], "dev": _short(pred.evaluate(split="dev")),
+            "test": _short(pred.evaluate(split="test"))}
 
 
 def _short(res: dict) -> dict:

@@ -48,6 +48,18 @@ def test_load_gives_each_structure_its_predictor(models):
         assert isinstance(tandem.load(path), kinds[s]), s
 
 
+def test_load_still_gives_a_translator_for_seq2seq(attention_checkpoint):
+    from tandem.decode.translator import Translator
+
+    tr = tandem.load(attention_checkpoint)
+    assert isinstance(tr, Translator) and len(tr.translate(["abc"])) == 1
+
+
+def test_load_refuses_an_ensemble_of_a_structure_model(models):
+    with pytest.raises(tandem.CheckpointError, match="ensembles are for seq2seq"):
+        tandem.load(models["classify"], models["classify"])
+
+
 def test_predict_labels_with_probabilities(models, tmp_path, capsys):
     rng = random.Random(11)
     test = classify_lines(rng, 60)
