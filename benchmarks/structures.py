@@ -6,6 +6,8 @@ split, write JSON (issue 17's table).
 
 ROWs (each a config in configs/):
 - sst2: many-to-one, SST-2 sentences (configs/sst2.yaml); test accuracy and macro-F1;
+- sst2_ensemble: the sst2 recipe with --seeds seeds, each averaged over its last 5
+  checkpoints, and their ensemble (mean label probabilities);
 - names: many-to-one, surname -> language (configs/names_classify.yaml), and beside it the
   PyTorch char-RNN tutorial's model trained the tutorial's way on the same split
   (benchmarks/names_tutorial.py);
@@ -239,8 +241,43 @@ def row_generate(row: str, a) -> dict:
     return body
 
 
-ROWS = {"sst2": row_classify, "names": row_classify, "ud_ewt": row_tag,
-        "shakespeare_3min": row_lm, "shakespeare": row_lm, "names_generate": row_generate}
+def row_ensemble(row: str, a) -> dict:
+    """sst2_ensemble: the sst2 recipe with seeds 1..--seeds (seed 1 = the sst2 row's run,
+    reused when it is there), each averaged over its last 5 checkpoints, and the ensemble
+    that averages their label probabilities; every member scored alone too."""
+    from tandem.data.structured import evaluation_data
+    from tandem.metrics import classification_scores
+
+    members, body = [], {"row": row, "members": []}
+    for seed in range(1, a.seeds + 1):
+        name = "sst2" if seed == 1 else f"sst2_seed{seed}"
+        have = (Path(a.runs) / name / "best.pt").is_file()
+        b = argparse.Namespace(**{**vars(a), "no_train": a.no_train or have})
+        cfg, run, summary = train_row("sst2", b, [f"train.seed={seed}"], name)
+        avg = averaged(run)
+        path = run / f"avg{len(avg['checkpoints'])}.pt" if avg else run / "best.pt"
+        members.append(tandem.load(path, device="cpu"))
+        body["members"].append({"seed": seed, **summary, "single_test": _short(
+            tandem.load(run / "best.pt", device="cpu").evaluate(split="test"))["accuracy"],
+            "averaged_test": avg["test"]["accuracy"] if avg else None})
+    body["config"] = cfg.to_dict()
+    body["data"] = data_signature(cfg)
+    body["train_minutes_all_members"] = round(sum(m["train_minutes"] for m in body["members"]),
+                                              2)
+    for split in ("dev", "test"):
+        _, items, _, _ = evaluation_data(cfg, members[0].fields, None, None, split)
+        texts = [t for t, _, _ in items]
+        gold = [members[0].fields.label_ids[lab] for _, lab, _ in items]
+        probs = sum(m.probabilities(texts) for m in members) / len(members)
+        scores = classification_scores(gold, probs.argmax(-1).tolist(), len(members[0].labels))
+        body[f"ensemble_{split}"] = {"items": len(texts), "accuracy": round(scores["accuracy"], 4),
+                                     "macro_f1": round(scores["macro_f1"], 4)}
+    return body
+
+
+ROWS = {"sst2": row_classify, "sst2_ensemble": row_ensemble, "names": row_classify,
+        "ud_ewt": row_tag, "shakespeare_3min": row_lm, "shakespeare": row_lm,
+        "names_generate": row_generate}
 
 
 def main() -> int:
@@ -251,6 +288,7 @@ def main() -> int:
     p.add_argument("--resume", action="store_true", help="continue runs that stopped")
     p.add_argument("--runs", default="runs/structures")
     p.add_argument("--results", default="benchmarks/results")
+    p.add_argument("--seeds", type=int, default=5, help="sst2_ensemble: members")
     p.add_argument("--tutorial-iterations", type=int, default=100_000,
                    help="names: the tutorial model's training examples (its own 100,000)")
     p.add_argument("--note", default="", help="recorded in the result (e.g. how a run that "

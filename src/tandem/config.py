@@ -206,8 +206,9 @@ class ModelConfig:
     bridge: Bridge | None = None
     """How the semantic vector c is made: last = the encoder's last state as is, linear = a
     tanh transform of it, pooled = a transform of the masked mean of all encoder states,
-    max = a transform of their masked maximum (per feature), zero = no initial state (seq2seq with conditioning: attention only); null = the
-    structure's default: linear for seq2seq and classify (the others have no bridge)."""
+    max = a transform of their masked maximum (per feature), zero = no initial state
+    (seq2seq with conditioning: attention only); null = the structure's default: linear for
+    seq2seq and classify (the others have no bridge)."""
     conditioning: Conditioning | None = None
     """How the decoder uses c: init = only as its initial state (Sutskever et al. 2014),
     every_step = fed at every step and to the output layer (Cho et al. 2014), attention = a

@@ -31,8 +31,8 @@ class Classifier(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int, n_labels: int) -> None:
         super().__init__()
         if cfg.bridge not in ("last", "linear", "pooled", "max"):
-            raise ValueError(f"a classifier's c comes from a last, linear, pooled or max bridge, not "
-                             f"{cfg.bridge!r}")
+            raise ValueError(f"a classifier's c comes from a last, linear, pooled or max "
+                             f"bridge, not {cfg.bridge!r}")
         self.cfg = cfg
         enc_size = encoder_size(cfg)
         self.encoder = Encoder(cfg.cell, vocab_size, cfg.emb_size, enc_size, cfg.enc_layers,
