@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import random
 import sys
 import time
 from pathlib import Path
@@ -295,7 +294,6 @@ def main() -> int:
                    "--no-train scores was trained)")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    random.seed(0)
     for row in a.rows:
         t0 = time.time()
         body = ROWS[row](row, a)

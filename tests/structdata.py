@@ -6,6 +6,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
+
 STRUCTURES = ("classify", "tag", "lm", "generate")
 
 
@@ -93,3 +95,19 @@ def config_dict(structure: str, run: Path, **train) -> dict:
                       "keep_last": 0, "valid_every": 10**6, "log_every": 5, **train}}
 
 
+
+
+def feature_data(folder: Path, n_train: int, n_dev: int, dev_rows: int | None = None) -> dict:
+    """The data section of a generate config conditioned on feature vectors: text lines of
+    generate_lines' names, one-hot rows (label A -> [1, 0], B -> [0, 1]) in train.npy and
+    dev.npy; `dev_rows` (default n_dev) rows in dev.npy, to make its row count wrong."""
+    lines = generate_lines(random.Random(3), n_train + n_dev)
+    texts = [x.split("\t")[1] for x in lines]
+    feats = np.array([[1.0, 0.0] if x.startswith("A") else [0.0, 1.0] for x in lines],
+                     dtype=np.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "train.npy", feats[:n_train])
+    np.save(folder / "dev.npy", feats[n_train:n_train + (n_dev if dev_rows is None else dev_rows)])
+    return {"train": write(folder / "train.txt", texts[:n_train]),
+            "dev": write(folder / "dev.txt", texts[n_train:]),
+            "features": str(folder / "train.npy"), "dev_features": str(folder / "dev.npy")}

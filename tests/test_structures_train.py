@@ -13,11 +13,10 @@ import random
 import signal
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from structdata import STRUCTURES, config_dict, generate_lines, write  # tests/structdata.py
+from structdata import STRUCTURES, config_dict, feature_data  # tests/structdata.py
 from tandem import checkpoint
 from tandem.config import from_dict
 from tandem.data.structured import StructFields
@@ -210,19 +209,8 @@ def test_a_skipped_step_drops_the_carried_lm_state(tmp_path):
 
 
 def test_generate_from_feature_vectors_trains(tmp_path):
-    rng = random.Random(3)
-    lines = generate_lines(rng, 120)
-    texts = [x.split("\t")[1] for x in lines]
-    feats = np.array([[1.0, 0.0] if x.startswith("A") else [0.0, 1.0] for x in lines],
-                     dtype=np.float32)
-    data = tmp_path / "data"
-    data.mkdir()
-    np.save(data / "train.npy", feats[:100])
-    np.save(data / "dev.npy", feats[100:])
     raw = config_dict("generate", tmp_path / "run", max_steps=30, valid_every=15)
-    raw["data"] = {"train": write(data / "train.txt", texts[:100]),
-                   "dev": write(data / "dev.txt", texts[100:]),
-                   "features": str(data / "train.npy"), "dev_features": str(data / "dev.npy")}
+    raw["data"] = feature_data(tmp_path / "data", 100, 20)
     run = train(from_dict(raw))
     log = _valid_log(run)
     assert log[-1]["loss"] < log[0]["loss"] * 1.01 and log[0]["ppl"] > 1.0

@@ -13,12 +13,14 @@ import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tandem.errors import CheckpointError
+from tandem.errors import CheckpointError, TandemError
 
 FORMAT_VERSION = 2
 """The one layout written and read (with the `checksum` of the model tensors; format 1,
@@ -136,3 +138,25 @@ def load(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: the weights do not match the checkpoint's "
                               "checksum (the file was corrupted or edited)")
     return obj
+
+
+TRAINING_SUMMARY = ("step", "epoch", "best_score", "best_step", "elapsed")
+"""The train_state entries a loaded model reports about its training."""
+
+
+def training_summary(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The TRAINING_SUMMARY entries of a checkpoint's train_state ({} when it has none)."""
+    state = ckpt.get("train_state")
+    return {k: state[k] for k in TRAINING_SUMMARY if k in state} if isinstance(state, dict) \
+        else {}
+
+
+@contextmanager
+def consistent(path: str | Path) -> Iterator[None]:
+    """Building a model from a loaded checkpoint inside this block: a missing key, a wrong
+    type or weights that do not fit the config become one CheckpointError naming `path`."""
+    try:
+        yield
+    except (KeyError, TypeError, RuntimeError, TandemError) as e:
+        raise CheckpointError(f"{path}: checkpoint contents are inconsistent: "
+                              f"{_first_line(e)}") from None

@@ -87,15 +87,16 @@ def _device_arg(p: argparse.ArgumentParser) -> None:
                    help="auto (a CUDA GPU when there is one), cpu, cuda or cuda:N")
 
 
-def _translator(a: argparse.Namespace):
+def _translator(a: argparse.Namespace, first: dict | None = None):
     """The model(s) named by --model, on --device, quantized when --quantize asks for it
-    (int8 runs on the CPU, so --device auto then means the CPU)."""
+    (int8 runs on the CPU, so --device auto then means the CPU). `first`: the first
+    checkpoint's contents when they have been read already."""
     from tandem.cpu import resolve_device
     from tandem.decode.translator import load
 
     quantize = getattr(a, "quantize", None)
     device = resolve_device("cpu" if quantize and a.device == "auto" else a.device, "--device")
-    tr = load(*a.model, device=device)
+    tr = load(*a.model, device=device, first=first)
     rescore = getattr(a, "rescore", None)
     if rescore:
         tr.rescore_with(*rescore)
@@ -215,14 +216,14 @@ def cmd_serve(a: argparse.Namespace) -> int:
                         max_wait_ms=a.max_wait_ms, max_queue=a.max_queue,
                         max_new_tokens=a.max_new_tokens)
     opts.check()  # before the model loads: a wrong flag fails at once
-    pred = _structured(a)
+    pred, ckpt = _structured(a)
     if pred is not None:  # a classifier, tagger, language model or generator
         from tandem.serve import serve_app
         from tandem.serve_structures import create_structure_app
 
         serve_app(create_structure_app(pred, opts), a.host, a.port)
         return 0
-    tr = _translator(a).set_defaults(**_decode_options(a))
+    tr = _translator(a, ckpt).set_defaults(**_decode_options(a))
     serve(tr, a.host, a.port, opts)
     return 0
 
@@ -281,8 +282,8 @@ def cmd_plot_run(a: argparse.Namespace) -> int:
 
 
 def _structured(a: argparse.Namespace):
-    """The predictor of --model when it is not a seq2seq model, else None (the checkpoint
-    is read once either way: a seq2seq one is loaded again by the Translator)."""
+    """(the predictor of --model, or None for a seq2seq model; the first checkpoint's
+    contents, which `_translator` takes so that the file is read once)."""
     from tandem import checkpoint
     from tandem.cpu import resolve_device
     from tandem.predict import load_predictor
@@ -290,11 +291,11 @@ def _structured(a: argparse.Namespace):
     ckpt = checkpoint.load(a.model[0])
     structure = ckpt.get("structure", "seq2seq")
     if structure == "seq2seq":
-        return None
+        return None, ckpt
     if len(a.model) > 1:
         raise ConfigError(f"--model: {a.model[0]} is a {structure} model; ensembles are for "
                           "seq2seq models, give one checkpoint")
-    return load_predictor(a.model[0], ckpt).to(resolve_device(a.device, "--device"))
+    return load_predictor(a.model[0], ckpt).to(resolve_device(a.device, "--device")), ckpt
 
 
 def _need(pred, command: str, structures: tuple[str, ...], instead: str) -> None:
@@ -332,7 +333,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from tandem.data.corpora import read_references
     from tandem.evaluate import evaluate_outputs, group_references
 
-    pred = _structured(a)
+    pred, ckpt = _structured(a)
     if pred is not None:
         res = pred.evaluate(a.data, a.features, a.split)
         _print_scores(res, a.json, {"model": a.model[0], "structure": pred.structure})
@@ -340,7 +341,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.data is None:
         raise ConfigError("tandem evaluate: give --data (a TSV of source<TAB>reference, or "
                           "paired files with --src-suffix/--tgt-suffix)")
-    tr = _translator(a)
+    tr = _translator(a, ckpt)
     pairs = read_references(a.data, a.src_suffix, a.tgt_suffix)
     srcs, refs = group_references(pairs)
     opts = tr.options(**{**_decode_options(a), "nbest": 1})  # the best output is scored
@@ -359,7 +360,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     """`tandem predict`: a label (with its probability, or the --topk best) for each line
     read, or the tag of every word of each line."""
-    pred = _structured(a)
+    pred, _ = _structured(a)
     _need(pred, "predict", ("classify", "tag"), "tandem translate for seq2seq, tandem "
           "generate for lm and generate")
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
@@ -407,11 +408,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
 def cmd_generate(a: argparse.Namespace) -> int:
     """`tandem generate`: text written by a language model (after --prompt) or by a
     conditional generator (from --label, or the rows of --features)."""
-    pred = _structured(a)
+    pred, _ = _structured(a)
     _need(pred, "generate", ("lm", "generate"), "tandem translate for seq2seq, tandem "
           "predict for classify and tag")
     options = {"temperature": a.temperature, "top_k": a.top_k, "beam": a.beam,
-               "sample": False if a.greedy or (a.beam or 1) > 1 else None}
+               "sample": False if a.greedy else None}
     if pred.structure == "lm":
         if a.label or a.features:
             raise ConfigError("tandem generate: --label and --features are for a conditional "

@@ -18,14 +18,13 @@ generation), greedy or beam search when asked.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from tandem import checkpoint
+from tandem import checkpoint, metrics
 from tandem.config import Config, DecodeConfig, decode_options, from_dict
 from tandem.cpu import module_device, resolve_device
 from tandem.data.structured import (
@@ -37,7 +36,7 @@ from tandem.data.structured import (
     struct_batches,
 )
 from tandem.decode import search
-from tandem.errors import CheckpointError, DataError, TandemError
+from tandem.errors import CheckpointError, DataError
 from tandem.evaluate import (
     evaluate_classifier,
     evaluate_generator,
@@ -243,10 +242,8 @@ class LMPredictor(_Generating):
         logp = self.model.forced_log_probs(x[:, :-1])
         nll = -float(logp[0].gather(1, x[0, 1:].unsqueeze(1)).sum())
         count = len(ids) - 1
-        out = {"loss": nll / count, "ppl": math.exp(min(nll / count, 50)), "tokens": count}
-        if self.fields.tok is not None and self.fields.tok.kind == "char":
-            out["bpc"] = nll / count / math.log(2)
-        return out
+        chars = count if self.fields.tok is not None and self.fields.tok.kind == "char" else None
+        return {**metrics.lm_scores(nll, count, chars), "tokens": count}
 
     def evaluate(self, path=None, features=None, split="test") -> dict[str, Any]:
         """loss (nats per token), ppl and, for character tokens, bpc, over the text in
@@ -319,19 +316,12 @@ def load_predictor(path: str | Path, ckpt: dict | None = None) -> Predictor:
     if structure not in PREDICTORS:
         raise CheckpointError(f"{path}: a {structure} checkpoint; load it with "
                               "tandem.load (a Translator)")
-    try:
+    with checkpoint.consistent(path):
         cfg = from_dict(ckpt["config"])
         fields = StructFields.from_state(ckpt["fields"])
         model = build_model(cfg.model, fields.sizes())
         model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, RuntimeError, TandemError) as e:
-        raise CheckpointError(f"{path}: checkpoint contents are inconsistent: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                              ) from None
-    state = ckpt.get("train_state")
-    keep = ("step", "epoch", "best_score", "best_step", "elapsed")
-    state = {k: state[k] for k in keep if k in state} if isinstance(state, dict) else {}
-    return PREDICTORS[structure](model, fields, cfg, state)
+    return PREDICTORS[structure](model, fields, cfg, checkpoint.training_summary(ckpt))
 
 
 def load(*paths: str | Path, device: str = "auto"):
@@ -345,7 +335,7 @@ def load(*paths: str | Path, device: str = "auto"):
     ckpt = checkpoint.load(paths[0])
     structure = ckpt.get("structure", "seq2seq")
     if structure == "seq2seq":
-        return translator.load(*paths, device=device)
+        return translator.load(*paths, device=device, first=ckpt)
     if len(paths) > 1:
         raise CheckpointError(f"{paths[0]}: a {structure} model; ensembles are for seq2seq "
                               "models, give one checkpoint")

@@ -366,6 +366,18 @@ def _limit_error(err: dict, opts: ServeOptions) -> LimitError | None:
     return None
 
 
+async def within_limit(work, opts: ServeOptions, what: str):
+    """Await `work` within the server's time limit: a 503 naming timeout_s when it takes
+    longer, a 422 when the input is at fault (a TandemError)."""
+    try:
+        return await asyncio.wait_for(work, opts.timeout_s)
+    except TimeoutError:
+        raise LimitError(503, "timeout_s", f"{what} took longer than the {opts.timeout_s:g} s "
+                         "limit; try fewer or shorter inputs", opts.timeout_s, None) from None
+    except TandemError as e:
+        raise LimitError(422, "input", str(e)) from None
+
+
 def install_limits(app: FastAPI, opts: ServeOptions) -> None:
     """The body-size limit and the JSON error handlers every tandem app shares: a LimitError
     answers as itself, a schema violation names its field (or the server limit behind it),
@@ -454,15 +466,8 @@ def create_app(translator: Translator, opts: ServeOptions | None = None) -> Fast
                              f"decoded; the limit is {opts.max_queue}; retry shortly",
                              opts.max_queue, batcher.waiting + len(req.inputs))
         t0 = time.perf_counter()
-        try:
-            results = await asyncio.wait_for(
-                batcher.submit(req.inputs, (decode, req.attention)), opts.timeout_s)
-        except TimeoutError:
-            raise LimitError(503, "timeout_s", f"decoding took longer than the "
-                             f"{opts.timeout_s:g} s limit; try fewer or shorter inputs",
-                             opts.timeout_s, None) from None
-        except TandemError as e:
-            raise LimitError(422, "input", str(e)) from None
+        results = await within_limit(batcher.submit(req.inputs, (decode, req.attention)),
+                                     opts, "decoding")
         return {
             "outputs": [r[0].text for r in results],
             "results": [{"input": r[0].source, "src_tokens": r[0].src_tokens,

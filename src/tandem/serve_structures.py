@@ -32,9 +32,8 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
-from tandem.errors import TandemError
 from tandem.predict import GENERATE_MAX_LEN, Predictor
-from tandem.serve import LimitError, ServeOptions, install_limits
+from tandem.serve import LimitError, ServeOptions, install_limits, within_limit
 
 
 @dataclass
@@ -133,14 +132,7 @@ def create_structure_app(pred: Predictor, opts: ServeOptions | None = None) -> F
                 work.busy = False
                 work.requests += 1
 
-        try:
-            return await asyncio.wait_for(loop.run_in_executor(work.pool, job), opts.timeout_s)
-        except TimeoutError:
-            raise LimitError(503, "timeout_s", f"the model took longer than the "
-                             f"{opts.timeout_s:g} s limit; try fewer or shorter inputs",
-                             opts.timeout_s, None) from None
-        except TandemError as e:
-            raise LimitError(422, "input", str(e)) from None
+        return await within_limit(loop.run_in_executor(work.pool, job), opts, "the model")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:

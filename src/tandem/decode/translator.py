@@ -18,7 +18,7 @@ from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
 from tandem.decode.rescore import force_score, rerank
 from tandem.decode.scoring import Scorer
-from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
+from tandem.errors import CheckpointError, ConfigError, DataError
 from tandem.model import fast
 from tandem.model.seq2seq import Seq2Seq
 
@@ -141,11 +141,12 @@ class Translator:
         return [r[:opts.nbest] for r in results]
 
     @classmethod
-    def from_checkpoint(cls, *paths: str | Path) -> Translator:
-        """One checkpoint, or several to decode as an ensemble (same vocabularies)."""
+    def from_checkpoint(cls, *paths: str | Path, first: dict | None = None) -> Translator:
+        """One checkpoint, or several to decode as an ensemble (same vocabularies); `first`:
+        the first one's contents when the caller has read them already."""
         if not paths:
             raise CheckpointError("no model given")
-        loaded = [_load_model(p) for p in paths]
+        loaded = [_load_model(p, first if i == 0 else None) for i, p in enumerate(paths)]
         model, fields, cfg, state = loaded[0]
         if len(loaded) == 1:
             tr = cls(model, fields, cfg)
@@ -276,25 +277,21 @@ class Translator:
                                            generator=generator, first_number=done + 1)
 
 
-def _load_model(path: str | Path) -> tuple[Seq2Seq, Fields, Config, dict]:
-    ckpt = checkpoint.load(path)
-    try:
+def _load_model(path: str | Path, ckpt: dict | None = None
+                ) -> tuple[Seq2Seq, Fields, Config, dict]:
+    """The model, fields, config and training summary of a checkpoint (`ckpt`: its contents
+    when the caller has read them already)."""
+    ckpt = ckpt if ckpt is not None else checkpoint.load(path)
+    with checkpoint.consistent(path):
         cfg = from_dict(ckpt["config"])
         fields = Fields.from_state(ckpt["fields"])
         model = Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
         model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, RuntimeError, TandemError) as e:
-        raise CheckpointError(f"{path}: checkpoint contents are inconsistent: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
-                              ) from None
-    state = ckpt.get("train_state")
-    keep = ("step", "epoch", "best_score", "best_step", "elapsed")
-    state = {k: state[k] for k in keep if k in state} if isinstance(state, dict) else {}
-    return model.eval(), fields, cfg, state
+    return model.eval(), fields, cfg, checkpoint.training_summary(ckpt)
 
 
-def load(*paths: str | Path, device: str = "auto") -> Translator:
+def load(*paths: str | Path, device: str = "auto", first: dict | None = None) -> Translator:
     """Load a trained model: `tandem.load("best.pt").translate(["some input"], beam=5)`.
     Several paths give an ensemble that averages the models' log-probabilities. `device`:
     auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
-    return Translator.from_checkpoint(*paths).to(device)
+    return Translator.from_checkpoint(*paths, first=first).to(device)
