@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -34,13 +35,15 @@ class _TqdmHandler(logging.StreamHandler):
 
 def _setup_logging(verbose: bool) -> None:
     """tandem's log on stderr, message only; on a terminal written around progress bars, in
-    a file or a pipe as plain lines."""
+    a file or a pipe as plain lines. Under torchrun ranks other than 0 log warnings and
+    errors only, each line prefixed with the rank (rank 0 speaks for the run)."""
     if log.handlers:
         return
     h = _TqdmHandler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
-    h.setFormatter(logging.Formatter("%(message)s"))
+    rank = int(os.environ.get("RANK", "0") or 0) if "WORLD_SIZE" in os.environ else 0
+    h.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s" if rank else "%(message)s"))
     log.addHandler(h)
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.setLevel(logging.WARNING if rank else logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
 
 
@@ -117,8 +120,11 @@ def _decode_options(a: argparse.Namespace) -> dict:
 def cmd_train(a: argparse.Namespace) -> int:
     """`tandem train CONFIG` or `tandem train --resume RUN` (--set overrides either)."""
     from tandem.config import load_config
+    from tandem.train import distributed
     from tandem.train.trainer import train
 
+    if a.nproc is not None and not distributed.launched():
+        return distributed.run_torchrun(a.nproc, _without_nproc(a.argv))
     overrides = a.set + ([f"train.device={a.device}"] if a.device else [])
     if a.resume:
         run = Path(a.resume)
@@ -129,8 +135,22 @@ def cmd_train(a: argparse.Namespace) -> int:
             raise ConfigError("tandem train: give a config file, or --resume RUN_DIR")
         cfg = load_config(a.config, overrides)
     out = train(cfg, resume=bool(a.resume), overwrite=a.overwrite)
-    print(f"run folder: {out}\nbest model: {out / 'best.pt'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun rank 0 speaks for the run
+        print(f"run folder: {out}\nbest model: {out / 'best.pt'}")
     return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """A command line without its `--nproc N` / `--nproc=N` (what each rank runs)."""
+    out, skip = [], False
+    for x in argv:
+        if skip:
+            skip = False
+        elif x == "--nproc":
+            skip = True
+        elif not x.startswith("--nproc="):
+            out.append(x)
+    return out
 
 
 def _iter_inputs(path: str | None) -> Iterator[str]:
@@ -504,6 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace the checkpoints and logs of an earlier run in the run folder")
     t.add_argument("--device", help="the same as --set train.device=... (auto, cpu, cuda, "
                    "cuda:N)")
+    t.add_argument("--nproc", type=int, metavar="N",
+                   help="train with N data-parallel ranks on this machine (starts torchrun; "
+                   "for several machines run torchrun yourself, see docs/distributed.md)")
     t.set_defaults(func=cmd_train)
 
     tr = sub.add_parser("translate", help="translate lines from stdin or a file")
@@ -665,7 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The `tandem` command: parse, run, and turn user errors into one line and exit code 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _setup_logging(args.verbose)
     if args.command in ("translate", "evaluate", "bench", "serve", "chat", "plot-attention",
                         "predict", "generate"):

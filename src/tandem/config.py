@@ -327,6 +327,10 @@ class TrainConfig:
     """Torch threads; null = one per usable core (or OMP_NUM_THREADS)."""
     device: str = "auto"
     """auto (a CUDA GPU when there is one) | cpu | cuda | cuda:N."""
+    dist_timeout_minutes: float = 30.0
+    """Under torchrun: the longest a rank waits for the others in one collective (joining,
+    a step's all-reduce, rank 0's validation and checkpoint) before it stops with an error;
+    a rank that dies is noticed at once, this bounds a rank that hangs."""
     bf16: bool = False
     """bfloat16 autocast for forward/backward (weights and optimizer stay float32)."""
     progress: bool = True

@@ -81,6 +81,12 @@ def seed_run(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The seed of rank `rank`'s own random stream (dropout, scheduled sampling) under
+    torchrun, after the shared one built the model: distinct for each (seed, rank, step)."""
+    return (seed * 1_000_003 + rank) * 1_000_003 + step
+
+
 def capture_rng(device: torch.device) -> dict:
     """The states of the global generators (Python, torch, NumPy, and the GPU's when
     training on one), as checkpoint-safe values."""

@@ -28,6 +28,7 @@ from tandem.data.batching import Batch, Example, collate, token_batches
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
 from tandem.data.structured import (
     TAG_PAD,
+    LMBatch,
     StructData,
     collate_struct,
     lm_stream_batches,
@@ -48,10 +49,20 @@ from tandem.metrics import STRUCTURE_METRICS, default_valid_metric
 from tandem.model import fast
 from tandem.model.build import build_model
 from tandem.model.lm import detach_hidden
+from tandem.train.distributed import SINGLE, Ranks
 from tandem.train.loss import token_nll
 from tandem.train.optim import teacher_forcing_ratio
 
 log = logging.getLogger("tandem")
+
+
+@dataclass
+class Filler:
+    """A rank's stand-in batch when its share of a global batch is empty (a global batch of
+    fewer examples than ranks): `batch` is trained with weight 0, so the rank still joins the
+    step's gradient all-reduce."""
+
+    batch: Any
 
 
 def valid_metric(cfg: Config) -> str:
@@ -106,6 +117,18 @@ class Structure:
         """The batch of one plan item (on the CPU; `loss` moves it)."""
         raise NotImplementedError
 
+    def share(self, item: Any, rank: int, world: int) -> tuple[Any, bool]:
+        """Rank `rank`'s part of one plan item (a global batch) under torchrun, as a plan
+        item `batch` takes, and whether the part is empty (then it is a stand-in that the
+        trainer weights 0). Plan items here are index lists: every world-th example from the
+        rank-th on, which balances lengths across ranks."""
+        part = item[rank::world]
+        return (part, False) if part else (item[:1], True)
+
+    def check_ranks(self, world: int) -> None:
+        """Refuse (ConfigError) a number of ranks this structure's batches cannot be shared
+        by."""
+
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """(summed loss, number of scored targets) of `batch` under `model` (in train mode),
         at update `step` (0-based; scheduled sampling depends on it). `train.label_smoothing`
@@ -128,13 +151,15 @@ class Structure:
         """The dev metrics (empty without a dev set); includes `loss`."""
         raise NotImplementedError
 
-    def resume_state(self) -> dict[str, Any]:
+    def resume_state(self, ranks: Ranks = SINGLE) -> dict[str, Any]:
         """Checkpoint entries (plain values and tensors) a resume needs besides weights,
-        optimizer and random states; stored only in resumable checkpoints."""
+        optimizer and random states; stored only in resumable checkpoints. Under torchrun a
+        collective (every rank calls it), whose result holds all ranks' state."""
         return {}
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Take back what `resume_state` stored, from a checkpoint being resumed."""
+    def restore(self, ckpt: dict[str, Any], ranks: Ranks = SINGLE) -> None:
+        """Take back what `resume_state` stored, from a checkpoint being resumed (this rank's
+        part of it, whatever the number of ranks that wrote it)."""
 
     def describe(self) -> str:
         """The sizes logged when training starts (vocabularies, labels)."""
@@ -435,10 +460,33 @@ class LMStructure(_Structured):
         offset = rng.randrange(min(self.bptt, room)) if room > 1 else 0
         return [(offset, k) for k in range(len(self._batches(offset)))]
 
-    def batch(self, item: tuple[int, int]) -> Any:
-        """The LMBatch of that cut (inputs and targets (B, T))."""
-        offset, k = item
-        return self._batches(offset)[k]
+    def batch(self, item: tuple) -> Any:
+        """The LMBatch of that cut (inputs and targets (B, T)); an item from `share` also
+        names the rows (streams) lo..hi of this rank."""
+        offset, k, *rows = item
+        b = self._batches(offset)[k]
+        if not rows:
+            return b
+        lo, hi = rows
+        return LMBatch(b.inputs[lo:hi], b.targets[lo:hi], b.index)
+
+    def rows(self, rank: int, world: int) -> tuple[int, int]:
+        """The streams rank `rank` of `world` trains: contiguous, as even as can be (so the
+        gathered hidden states of the ranks, in rank order, are the global batch's)."""
+        base, extra = divmod(self.streams, world)
+        lo = rank * base + min(rank, extra)
+        return lo, lo + base + (rank < extra)
+
+    def share(self, item: Any, rank: int, world: int) -> tuple[Any, bool]:
+        """This rank's streams of the batch."""
+        return (*item, *self.rows(rank, world)), False
+
+    def check_ranks(self, world: int) -> None:
+        """Every rank needs a stream of its own."""
+        if self.streams < world:
+            raise ConfigError(f"train.batch_tokens // train.bptt = {self.streams} parallel "
+                              f"streams cannot be shared by {world} ranks; raise "
+                              f"train.batch_tokens to at least {world * self.bptt}")
 
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """Summed next-token cross-entropy, starting from the carried state (none at an
@@ -477,13 +525,27 @@ class LMStructure(_Structured):
         text = self.data.items.get("dev") or ""
         return len(text) / max(len(self.data.dev), 1)
 
-    def resume_state(self) -> dict[str, Any]:
-        """`lm_state`: the carried hidden state (None at an epoch start)."""
-        return {"lm_state": self.carry}
+    def resume_state(self, ranks: Ranks = SINGLE) -> dict[str, Any]:
+        """`lm_state`: the carried hidden state of all streams (None at an epoch start; under
+        torchrun the ranks' rows, gathered in rank order)."""
+        if ranks.world == 1:
+            return {"lm_state": self.carry}
+        parts = ranks.gather(_to_device(self.carry, torch.device("cpu")))
+        if any(p is None for p in parts):
+            return {"lm_state": None}
+        if isinstance(parts[0], tuple):  # an LSTM's (h, c), each (layers, rows, hidden)
+            return {"lm_state": tuple(torch.cat([p[i] for p in parts], 1)
+                                      for i in range(len(parts[0])))}
+        return {"lm_state": torch.cat(parts, 1)}
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Carry the checkpoint's `lm_state` on."""
-        self.carry = _to_device(ckpt.get("lm_state"), self.device)
+    def restore(self, ckpt: dict[str, Any], ranks: Ranks = SINGLE) -> None:
+        """Carry the checkpoint's `lm_state` on: this rank's rows of it."""
+        state = ckpt.get("lm_state")
+        if state is not None and ranks.world > 1:
+            lo, hi = self.rows(ranks.rank, ranks.world)
+            state = (tuple(s[:, lo:hi] for s in state) if isinstance(state, (list, tuple))
+                     else state[:, lo:hi])
+        self.carry = _to_device(state, self.device)
 
     def describe(self) -> str:
         """Vocabulary size, streams and bptt."""
