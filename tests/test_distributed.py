@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -96,6 +97,14 @@ def _equivalence_configs(tmp: Path) -> dict[str, dict]:
         "sampling_off": _seq2seq(tmp / "ss", {"attention": "dot"}, teacher_forcing=1.0,
                                  tf_schedule="linear", tf_k=10**6, tf_min=1.0),
     }
+    # a streamed corpus: the ranks read the same stream and train their shares of it
+    rng = random.Random(1)
+    words = ["".join(rng.choice("abcdef") for _ in range(rng.randint(2, 8))) for _ in range(400)]
+    (tmp / "stream.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
+    streamed = _seq2seq(tmp / "streamed", {"attention": "general"})
+    streamed["data"] = {"train": str(tmp / "stream.tsv"), "streaming": True,
+                        "shuffle_buffer": 100}
+    configs["streamed"] = streamed
     for s in STRUCTURES:
         raw = config_dict(s, tmp / s / "run")
         raw["model"]["dropout"] = 0.0
@@ -122,7 +131,7 @@ def two_rank_weights(tmp_path_factory) -> tuple[dict[str, dict], dict[str, dict]
 
 
 @pytest.mark.parametrize("name", ["attention", "init", "one_per_batch", "sampling_off",
-                                  *STRUCTURES])
+                                  "streamed", *STRUCTURES])
 def test_two_ranks_train_what_one_process_trains(two_rank_weights, name):
     configs, weights = two_rank_weights
     trainer = Trainer.from_config(from_dict(configs[name]))

@@ -109,6 +109,14 @@ class DataConfig:
     on_bad_line: Literal["error", "skip"] = "error"
     """A data line that is empty, has no tab or is not UTF-8: stop with an error naming
     file:line, or skip it and count it."""
+    streaming: bool = False
+    """seq2seq: read data.train lazily, data.shuffle_buffer pairs at a time (a corpus larger
+    than memory; plain or .gz); examples mix within a buffer only."""
+    shuffle_buffer: int = 100000
+    """data.streaming: training pairs held, shuffled and length-bucketed at a time."""
+    vocab_sample_lines: int = 1000000
+    """data.streaming: the vocabularies (and sentencepiece models) are built on this many
+    first training pairs."""
     reverse_source: bool = False
     """Feed the source tokens in reverse order (Sutskever et al. 2014); attention is turned
     back to reading order."""
@@ -635,7 +643,8 @@ def validate(cfg: Config) -> None:
     _check((d.src_suffix is None) == (d.tgt_suffix is None), "data.tgt_suffix",
            "set both data.src_suffix and data.tgt_suffix, or neither", d.tgt_suffix)
     for key in ("corpus_dev_words", "sp_vocab_size", "src_min_freq", "tgt_min_freq",
-                "max_src_len", "max_tgt_len", "task_min_len", "task_max_len"):
+                "max_src_len", "max_tgt_len", "task_min_len", "task_max_len",
+                "shuffle_buffer", "vocab_sample_lines"):
         _check(getattr(d, key) >= 1, f"data.{key}", "an integer >= 1", getattr(d, key))
     _check(d.task_min_len <= d.task_max_len, "data.task_max_len",
            f"a length >= data.task_min_len ({d.task_min_len})", d.task_max_len)
@@ -687,6 +696,8 @@ def validate(cfg: Config) -> None:
                f"'dot' needs encoder output size == decoder hidden size ({enc_h} vs "
                f"{m.hidden_size}); use 'general' or 'additive'", m.attention)
     _check(t.batch_tokens >= 1, "train.batch_tokens", "an integer >= 1", t.batch_tokens)
+    _check(0 < t.dist_timeout_minutes < math.inf, "train.dist_timeout_minutes",
+           "a finite number of minutes > 0", t.dist_timeout_minutes)
     _check(t.max_steps >= 1, "train.max_steps", "an integer >= 1", t.max_steps)
     _check(0 < t.lr < math.inf, "train.lr", "a finite number > 0", t.lr)
     _check(0 <= t.weight_decay < math.inf, "train.weight_decay", "a finite number >= 0",

@@ -84,19 +84,45 @@ def read_tsv(path: str | Path, on_bad_line: str = "error") -> tuple[list[Pair], 
     pairs: list[Pair] = []
     stats = ReadStats()
     for i, line in text_lines(path, on_bad_line, stats):
-        if not line.strip():
-            bad_line(f"{path}:{i}: empty line", on_bad_line, stats)
-            continue
-        if "\t" not in line:
-            bad_line(f"{path}:{i}: no tab between source and target", on_bad_line, stats)
-            continue
-        src, tgt = line.split("\t", 1)
-        if not src.strip() or not tgt.strip():
-            bad_line(f"{path}:{i}: empty {'source' if not src.strip() else 'target'}",
-                     on_bad_line, stats)
-            continue
-        pairs.append((src, tgt))
+        pair = tsv_pair(line, path, i, on_bad_line, stats)
+        if pair is not None:
+            pairs.append(pair)
     return _checked(pairs, stats, path)
+
+
+def tsv_pair(line: str, path: Path, lineno: int, on_bad_line: str,
+             stats: ReadStats) -> Pair | None:
+    """The (source, target) of one TSV line, or None for a bad line that `bad_line` let
+    pass (empty, no tab, an empty side)."""
+    if not line.strip():
+        bad_line(f"{path}:{lineno}: empty line", on_bad_line, stats)
+        return None
+    if "\t" not in line:
+        bad_line(f"{path}:{lineno}: no tab between source and target", on_bad_line, stats)
+        return None
+    src, tgt = line.split("\t", 1)
+    if not src.strip() or not tgt.strip():
+        bad_line(f"{path}:{lineno}: empty {'source' if not src.strip() else 'target'}",
+                 on_bad_line, stats)
+        return None
+    return src, tgt
+
+
+def aligned_pair(raw_src: bytes, raw_tgt: bytes, paths: tuple[Path, Path], lineno: int,
+                 on_bad_line: str, stats: ReadStats) -> Pair | None:
+    """The (source, target) of line `lineno` of two line-aligned files, or None for a bad
+    line that `bad_line` let pass (not UTF-8, an empty side)."""
+    src_path, tgt_path = paths
+    try:
+        src, tgt = decode_line(raw_src, src_path, lineno), decode_line(raw_tgt, tgt_path, lineno)
+    except DataError as e:
+        bad_line(str(e), on_bad_line, stats)
+        return None
+    if not src.strip() or not tgt.strip():
+        which = src_path if not src.strip() else tgt_path
+        bad_line(f"{which}:{lineno}: empty line", on_bad_line, stats)
+        return None
+    return src, tgt
 
 
 def read_paired(src_path: str | Path, tgt_path: str | Path,
@@ -111,16 +137,9 @@ def read_paired(src_path: str | Path, tgt_path: str | Path,
     pairs: list[Pair] = []
     stats = ReadStats()
     for i, (rs, rt) in enumerate(zip(src_lines, tgt_lines, strict=True), 1):
-        try:
-            src, tgt = decode_line(rs, src_path, i), decode_line(rt, tgt_path, i)
-        except DataError as e:
-            bad_line(str(e), on_bad_line, stats)
-            continue
-        if not src.strip() or not tgt.strip():
-            which = src_path if not src.strip() else tgt_path
-            bad_line(f"{which}:{i}: empty line", on_bad_line, stats)
-            continue
-        pairs.append((src, tgt))
+        pair = aligned_pair(rs, rt, (src_path, tgt_path), i, on_bad_line, stats)
+        if pair is not None:
+            pairs.append(pair)
     return _checked(pairs, stats, src_path)
 
 

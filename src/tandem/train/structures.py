@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,7 +26,9 @@ import torch
 from tandem.config import Config, DataConfig
 from tandem.cpu import autocast
 from tandem.data.batching import Batch, Example, collate, token_batches
+from tandem.data.corpora import read_split
 from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
+from tandem.data.streaming import PairStream, StreamPosition, streamed_batches
 from tandem.data.structured import (
     TAG_PAD,
     LMBatch,
@@ -112,6 +115,13 @@ class Structure:
         from `rng` (the Trainer keeps `rng`'s state before the draw, so a resume inside an
         epoch redraws the same plan)."""
         raise NotImplementedError
+
+    def epoch_items(self, rng: random.Random, skip: int) -> tuple[int | None, Iterator[Any]]:
+        """(the epoch's number of batches, or None when not known in advance; its plan items
+        after the first `skip`), the plan drawn from `rng` as `epoch` says. A streamed
+        corpus yields its items as it reads them, and resumes from its saved position."""
+        order = self.epoch(rng)
+        return len(order), iter(order[skip:])
 
     def batch(self, item: Any) -> Any:
         """The batch of one plan item (on the CPU; `loss` moves it)."""
@@ -277,6 +287,99 @@ class Seq2SeqStructure(Structure):
     def describe(self) -> str:
         """Source and target vocabulary sizes."""
         return f"vocab src {len(self.fields.src_vocab)}, tgt {len(self.fields.tgt_vocab)}"
+
+
+@dataclass
+class StreamData:
+    """What streamed seq2seq training reads: the fields (built on the first
+    `data.vocab_sample_lines` training pairs), the training stream, and the dev pairs as text
+    and encoded (in memory: a dev set is small)."""
+
+    fields: Fields
+    stream: PairStream
+    dev_pairs: list[tuple[str, str]]
+    dev_examples: list[Example]
+
+
+class StreamedSeq2SeqStructure(Seq2SeqStructure):
+    """seq2seq with `data.streaming: true`: the training file is read lazily, a pool of
+    `data.shuffle_buffer` pairs at a time (`tandem.data.streaming`), so memory does not grow
+    with the corpus. Plan items are (examples, the stream position after them); resumable
+    checkpoints store the position (`stream_position`), so a resume seeks to it."""
+
+    def __init__(self, cfg: Config, data: StreamData, device: torch.device) -> None:
+        Structure.__init__(self, cfg, data, device)
+        self.fields = data.fields
+        self.stream = data.stream
+        self.train_examples: list[Example] = []
+        self.dev_pairs = data.dev_pairs
+        self.dev_examples = data.dev_examples
+        self.has_dev = bool(self.dev_pairs)
+        self.position = StreamPosition(offsets=[0] * len(self.stream.paths))
+        self._resume_at: StreamPosition | None = None
+
+    @staticmethod
+    def load(cfg: Config) -> StreamData:
+        """The fields from the first `data.vocab_sample_lines` training pairs, the stream,
+        and the dev set in memory."""
+        d = cfg.data
+        if d.train is None or d.task is not None or d.corpus is not None:
+            raise ConfigError("data.streaming: true reads a training file (data.train); "
+                              "built-in tasks and corpora are read in memory (set "
+                              "data.streaming: false)")
+        stream = PairStream(d.train, d.src_suffix, d.tgt_suffix, d.on_bad_line)
+        sample = stream.head(d.vocab_sample_lines)
+        fields = build_fields(d, sample)
+        dev = (read_split(d.dev, d.src_suffix, d.tgt_suffix, d.on_bad_line)
+               if d.dev is not None else [])
+        dev_examples = encode_pairs(fields, dev, 10**9, 10**9, "dev") if dev else []
+        log.info("data: training pairs streamed from %s (vocabularies from its first %d "
+                 "pairs), %d dev pairs", d.train, len(sample), len(dev))
+        return StreamData(fields, stream, dev, dev_examples)
+
+    def _encode(self, pairs: list[tuple[str, str]]) -> list[Example]:
+        d = self.cfg.data
+        out = []
+        for src, tgt in pairs:
+            ex = self.fields.encode_pair(src, tgt)
+            if 0 < len(ex[0]) <= d.max_src_len and len(ex[1]) - 2 <= d.max_tgt_len:
+                out.append(ex)
+        return out
+
+    def epoch_items(self, rng: random.Random, skip: int) -> tuple[None, Iterator[Any]]:
+        """The epoch's batches as the stream is read; from the saved position when resuming
+        inside an epoch."""
+        start, self._resume_at = self._resume_at, None
+        if skip and start is None:
+            raise ConfigError("data.streaming: this checkpoint was written by a run that "
+                              "read its corpus in memory, so it holds no stream position; "
+                              "resume it with data.streaming: false")
+        epoch_seed = rng.getrandbits(63)
+        d = self.cfg.data
+        return None, streamed_batches(self.stream, self._encode, d.shuffle_buffer,
+                                      self.cfg.train.batch_tokens, epoch_seed,
+                                      start if skip else None)
+
+    def share(self, item: Any, rank: int, world: int) -> tuple[Any, bool]:
+        """Every world-th example of the batch from the rank-th on."""
+        examples, after = item
+        part = examples[rank::world]
+        return ((part, after), False) if part else ((examples[:1], after), True)
+
+    def batch(self, item: Any) -> Batch:
+        """The padded Batch of those examples (and the position after them is now ours)."""
+        examples, self.position = item
+        return collate(examples, list(range(len(examples))))
+
+    def resume_state(self, ranks: Ranks = SINGLE) -> dict[str, Any]:
+        """`stream_position`: where the stream stands after the last batch trained on (the
+        same on every rank)."""
+        return {"stream_position": self.position.state()}
+
+    def restore(self, ckpt: dict[str, Any], ranks: Ranks = SINGLE) -> None:
+        """Resume the stream where the checkpoint's position says."""
+        pos = ckpt.get("stream_position")
+        self._resume_at = None if pos is None else StreamPosition(**pos)
 
 
 # --- classify, tag, generate: examples batched by token count ------------------------------
@@ -560,9 +663,16 @@ STRUCTURES: dict[str, type[Structure]] = {
 
 
 def structure_for(cfg: Config) -> type[Structure]:
-    """The Structure class of `cfg.model.structure`."""
+    """The Structure class of `cfg.model.structure` (seq2seq with `data.streaming`: the
+    streamed one)."""
     name = cfg.model.structure
     if name not in STRUCTURES:
         raise ConfigError(f"model.structure = {name!r} is not allowed: one of "
                           f"{', '.join(STRUCTURES)}")
+    if cfg.data.streaming:
+        if name != "seq2seq":
+            raise ConfigError(f"data.streaming: true is for seq2seq training files; "
+                              f"model.structure = {name} reads its data in memory (set "
+                              "data.streaming: false)")
+        return StreamedSeq2SeqStructure
     return STRUCTURES[name]

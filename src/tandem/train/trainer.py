@@ -428,11 +428,14 @@ class Trainer:
                 self._epoch_rng = self.rng.getstate()
             else:  # resuming inside an epoch
                 self.rng.setstate(self._epoch_rng)
-            order = self.structure.epoch(self.rng)
-            self._epoch_len = len(order)
-            while self.state.batch_in_epoch < len(order):
-                item = order[self.state.batch_in_epoch]
+            length, items = self.structure.epoch_items(self.rng, self.state.batch_in_epoch)
+            self._epoch_len = length or 0  # a streamed epoch's is known at its last batch
+            nxt = next(items, None)
+            while nxt is not None:
+                item, nxt = nxt, next(items, None)
                 self.state.batch_in_epoch += 1
+                if nxt is None:
+                    self._epoch_len = self.state.batch_in_epoch
                 if self.ranks.world == 1:
                     yield self.structure.batch(item)
                     continue
