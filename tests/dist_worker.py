@@ -18,11 +18,24 @@ from tandem.train.structures import Filler
 from tandem.train.trainer import Trainer
 
 
+def _nan_at_second_step(trainer: Trainer) -> None:
+    """This rank's loss is NaN at step 2 (index 1): every rank must skip that step."""
+    loss = trainer.structure.loss
+
+    def poisoned(model, batch, step):
+        value, n = loss(model, batch, step)
+        return (value * float("nan"), n) if step == 1 else (value, n)
+
+    trainer.structure.loss = poisoned
+
+
 def main(spec: str, steps: int, out: str) -> None:
     ranks = None
     for name, raw in json.loads(Path(spec).read_text()).items():
         trainer = Trainer.from_config(from_dict(raw))
         ranks = trainer.ranks
+        if name.startswith("nan_on_rank_1") and ranks.rank == 1:
+            _nan_at_second_step(trainer)
         batches = trainer.batches()
         rows = 0
         for _ in range(steps):
@@ -30,9 +43,12 @@ def main(spec: str, steps: int, out: str) -> None:
             rows += 0 if isinstance(batch, Filler) else len(batch)
             trainer.train_step(batch)
         counts = ranks.gather(rows)
+        sums = ranks.gather([float(p.double().sum()) for p in trainer.model.parameters()])
+        skipped = ranks.gather(trainer.state.skipped_steps)
         if ranks.writer:
             torch.save(trainer.model.state_dict(), Path(out) / f"{name}.pt")
-            (Path(out) / f"{name}.json").write_text(json.dumps(counts))
+            (Path(out) / f"{name}.json").write_text(json.dumps(
+                {"rows": counts, "param_sums": sums, "skipped": skipped}))
     if ranks is not None:
         ranks.close()
 

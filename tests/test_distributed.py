@@ -105,6 +105,7 @@ def _equivalence_configs(tmp: Path) -> dict[str, dict]:
     streamed["data"] = {"train": str(tmp / "stream.tsv"), "streaming": True,
                         "shuffle_buffer": 100}
     configs["streamed"] = streamed
+    configs["nan_on_rank_1"] = _seq2seq(tmp / "nan", {"attention": "general"})
     for s in STRUCTURES:
         raw = config_dict(s, tmp / s / "run")
         raw["model"]["dropout"] = 0.0
@@ -143,12 +144,21 @@ def test_two_ranks_train_what_one_process_trains(two_rank_weights, name):
         rows += len(batch)
         trainer.train_step(batch)
     one = _weights(trainer.model.state_dict())
-    two, per_rank = weights[name]
+    two, report = weights[name]
+    per_rank = report["rows"]
     assert _max_diff(one, two) < 1e-5
     assert _max_diff(one, start) > 1e-3  # the steps did train
     # ... on the global batches split between the ranks, not each rank on all of them
     assert sum(per_rank) == rows
     assert per_rank[1] == 0 if name == "one_per_batch" else min(per_rank) > 0
+    assert report["param_sums"][0] == report["param_sums"][1]  # the ranks agree exactly
+
+
+def test_a_nan_on_one_rank_skips_the_step_on_every_rank(two_rank_weights):
+    _, weights = two_rank_weights
+    two, report = weights["nan_on_rank_1"]
+    assert report["skipped"] == [1, 1]  # step 2 on both ranks; the other 3 trained
+    assert report["param_sums"][0] == report["param_sums"][1]
 
 
 def test_shares_cover_every_example_once():
@@ -244,6 +254,7 @@ def test_killed_rank_ends_the_job_soon_and_resume_finishes_it(tmp_path):
     os.kill(max(workers), signal.SIGKILL)  # the later-started worker: rank 1
     t0 = time.time()
     out = _finish(p, 90)
+    print(f"the job ended {time.time() - t0:.1f} s after the kill")  # shown with pytest -s
     assert time.time() - t0 < 60
     assert p.returncode != 0
     assert "rank" in out and ("SIGKILL" in out or "Signal 9" in out or "-9" in out)

@@ -71,6 +71,20 @@ def configure(threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+PRIMITIVE_CACHE = 64
+"""Compiled oneDNN primitives kept while training (oneDNN's own default is 1024)."""
+
+
+def bound_primitive_cache(capacity: int = PRIMITIVE_CACHE) -> None:
+    """Keep at most `capacity` compiled oneDNN primitives (the CPU kernels behind the RNN
+    layers), unless ONEDNN_PRIMITIVE_CACHE_CAPACITY is set. Training with length-bucketed
+    batches meets a new shape at almost every step, so the default cache of 1024 rarely hits
+    and holds hundreds of MB (docs/benchmarks.md measures it: less memory, no slower). oneDNN
+    reads the variable when it first builds a primitive, so this acts only when called
+    before any RNN ran in the process."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+
+
 @functools.cache
 def native_bf16() -> bool:
     """True when the CPU has bfloat16 instructions (AVX512-BF16 / AMX); elsewhere bf16 math is

@@ -34,11 +34,19 @@ import torch
 
 from tandem import checkpoint, metrics
 from tandem.config import Config
-from tandem.cpu import configure, resolve_device
+from tandem.cpu import bound_primitive_cache, configure, resolve_device
 from tandem.errors import CheckpointError, TrainingError
 from tandem.model import fast
-from tandem.train import distributed
-from tandem.train.distributed import SINGLE, Ranks, lost_contact, start_ranks
+from tandem.train.distributed import (
+    SINGLE,
+    Ranks,
+    is_peer_failure,
+    launched,
+    lost_contact,
+    rank_threads,
+    start_ranks,
+    wrap,
+)
 from tandem.train.optim import make_optimizer, scheduled_lr
 from tandem.train.progress import Progress, time_left
 from tandem.train.run import (
@@ -114,7 +122,7 @@ class Trainer:
         self.metric = valid_metric(cfg)
         self.model = self.structure.build_model().to(self.device)
         self._training_kernels()
-        self.step_model = distributed.wrap(self.model, ranks)
+        self.step_model = wrap(self.model, ranks)
         """What a training step calls: the model, or the DistributedDataParallel around it."""
         if ranks.world > 1:  # same weights everywhere, but each rank its own dropout masks
             torch.manual_seed(rank_seed(cfg.train.seed, ranks.rank))
@@ -142,8 +150,9 @@ class Trainer:
         device, seeds the global generators (`train.seed`), loads the data and builds.
         Touches no files in the run folder. Under torchrun it joins the process group first
         (`start_ranks`), and each rank gets its share of the cores."""
+        bound_primitive_cache()
         ranks, device_name = start_ranks(cfg)
-        threads = configure(distributed.rank_threads(cfg.train.threads, ranks.local_world)
+        threads = configure(rank_threads(cfg.train.threads, ranks.local_world)
                             if ranks.world > 1 else cfg.train.threads)
         device = resolve_device(device_name, "train.device")
         log.info("device: %s; torch threads: %d", device, threads)
@@ -291,7 +300,7 @@ class Trainer:
             try:
                 scaled.backward()
             except RuntimeError as e:
-                if self.ranks.world > 1 and distributed.is_peer_failure(e):
+                if self.ranks.world > 1 and is_peer_failure(e):
                     raise lost_contact(e, self.ranks) from e
                 raise
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(),
@@ -564,7 +573,7 @@ class Trainer:
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     """Train a model from a config; returns the run folder (best.pt, last.pt, logs).
     A run folder that already holds a run is refused unless `resume` or `overwrite`."""
-    if not distributed.launched():
+    if not launched():
         out = claim_run(cfg, resume=resume, overwrite=overwrite)
         with run_log(out):
             trainer = Trainer.from_config(cfg)
