@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_OK := .venv/.installed
 
-.PHONY: demo test lint bench tasks docs clean
+.PHONY: demo test lint bench tasks docs g2p-model clean
 
 $(VENV_OK): pyproject.toml
 	python3 -m venv .venv
@@ -26,6 +26,14 @@ tasks: $(VENV_OK)
 # docs/config.md and docs/cli.md are generated from the code (tests/test_docs.py checks them).
 docs: $(VENV_OK)
 	$(PY) scripts/gen_docs.py
+
+# The G2P model shipped in src/tandem/models/ (about an hour on 2 cores): train the release
+# recipe (or finish it, if runs/g2p_en_release holds an unfinished run), then pack it.
+G2P_RUN := runs/g2p_en_release
+g2p-model: $(VENV_OK)
+	if [ -f $(G2P_RUN)/last.pt ]; then $(PY) -m tandem train --resume $(G2P_RUN); \
+	else $(PY) -m tandem train configs/g2p_en_release.yaml; fi
+	$(PY) scripts/pack_g2p.py $(G2P_RUN)
 
 clean:
 	rm -rf .venv runs build *.egg-info src/*.egg-info

@@ -5,6 +5,7 @@ parts (classify, tag, language model, generate), that train and run fast on ordi
     run_dir = tandem.train("configs/reverse.yaml")
     tandem.load(run_dir / "best.pt").translate(["abc"], beam=5)
     tandem.load("runs/sst2/best.pt").predict(["a gorgeous film"])  # a classifier's predictor
+    tandem.g2p(["PHOENIX", "tandem"])  # ['F IY1 N IH0 K S', 'T AE1 N D AH0 M']
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ def __getattr__(name: str) -> Any:
         from tandem import predict
 
         return getattr(predict, name)
+    if name in ("g2p", "G2P"):
+        from tandem import g2p
+
+        return getattr(g2p, name)
     raise AttributeError(f"module 'tandem' has no attribute {name!r}")
 
 
 __all__ = ["CheckpointError", "ClassifierPredictor", "Config", "ConfigError", "DataError",
-           "GeneratorPredictor", "LMPredictor", "Result", "TaggerPredictor", "TandemError",
-           "Translator", "load", "load_config", "train"]
+           "G2P", "GeneratorPredictor", "LMPredictor", "Result", "TaggerPredictor", "TandemError",
+           "Translator", "g2p", "load", "load_config", "train"]

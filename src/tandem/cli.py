@@ -476,6 +476,72 @@ def cmd_average(a: argparse.Namespace) -> int:
     return 0
 
 
+def _g2p_words(a: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(words, where each came from) for `tandem g2p`: the arguments, else --input, else
+    stdin; one word per line (a TSV line: its first column), blank lines skipped."""
+    if a.words:
+        return list(a.words), [f"argument {i + 1}" for i in range(len(a.words))]
+    label = a.input or "<stdin>"
+    words, where = [], []
+    for i, line in enumerate(_iter_inputs(a.input), 1):
+        if line.strip():
+            words.append(line.strip())
+            where.append(f"{label}:{i}")
+    return words, where
+
+
+def cmd_g2p(a: argparse.Namespace) -> int:
+    """`tandem g2p WORD ...` (or --input FILE, or stdin): WORD<TAB>PHONEMES lines, the CMU
+    dictionary first, the shipped model for other words."""
+    from tandem.g2p import G2P, G2PError
+
+    if a.input and not Path(a.input).is_file():
+        raise DataError(f"{a.input}: input file not found")
+    words, where = _g2p_words(a)
+    g = G2P(a.model, dictionary=not a.no_dictionary, device=a.device, beam=a.beam)
+    try:
+        results = g.pronounce(words, nbest=a.nbest, all_variants=a.all, stress=not a.no_stress)
+    except G2PError as e:
+        n = re.match(r"word (\d+)", str(e))
+        raise G2PError(f"{where[int(n.group(1)) - 1]}: {e}" if n else str(e)) from None
+    out = sys.stdout
+    for word, prons in zip(words, results, strict=True):
+        if a.json:
+            out.write(json.dumps({"word": word, "pronunciations": [
+                {"phonemes": p.phonemes, "source": p.source} for p in prons]}) + "\n")
+        else:
+            for p in prons:
+                out.write(f"{word}\t{p.phonemes}\n")
+    return 0
+
+
+def cmd_distill(a: argparse.Namespace) -> int:
+    """`tandem distill --teacher A.pt [B.pt ...] [--rescore R.pt] --data F --out F`: the
+    teacher's output for every source line of F (sequence-level knowledge distillation)."""
+    from tandem.data.corpora import read_sources
+
+    sources = read_sources(a.data)
+    if any(not s.strip() for s in sources):
+        bad = next(i for i, s in enumerate(sources, 1) if not s.strip())
+        raise DataError(f"{a.data}:{bad}: empty source; every line needs one to distil")
+    a.model = a.teacher
+    tr = _translator(a)
+    opts = tr.options(**{**_decode_options(a), "nbest": 1, "sample": False})
+    unique = list(dict.fromkeys(sources))
+    started = time.perf_counter()
+    outputs = dict(zip(unique, tr.translate(unique, opts=opts), strict=True))
+    tmp = Path(a.out).with_name(f".{Path(a.out).name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for src in sources:
+            f.write(f"{src}\t{outputs[src]}\n")
+    tmp.replace(a.out)
+    log.info("distilled %d lines (%d distinct sources) with %d teacher model(s)%s in %.1f s "
+             "-> %s", len(sources), len(unique), len(a.teacher),
+             f" reranked by {len(a.rescore)}" if a.rescore else "",
+             time.perf_counter() - started, a.out)
+    return 0
+
+
 def _tag(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", text):
         raise argparse.ArgumentTypeError(
@@ -608,6 +674,36 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("checkpoints", nargs="+")
     av.add_argument("--out", required=True)
     av.set_defaults(func=cmd_average)
+
+    g = sub.add_parser("g2p", help="English pronunciations (ARPAbet): the CMU dictionary, "
+                       "then the shipped model")
+    g.add_argument("words", nargs="*", metavar="WORD",
+                   help="words to pronounce (default: one per line from --input or stdin)")
+    g.add_argument("--input", help="a file of words, one per line (TSV: the first column)")
+    g.add_argument("--all", action="store_true",
+                   help="every pronunciation the dictionary has (default: its first)")
+    g.add_argument("--nbest", type=_positive, default=1,
+                   help="the model's K best guesses for words the dictionary lacks")
+    g.add_argument("--no-stress", action="store_true", help="strip the stress digits")
+    g.add_argument("--no-dictionary", action="store_true",
+                   help="send every word to the model (to compare it with the dictionary)")
+    g.add_argument("--model", help="another G2P checkpoint (default: the shipped model)")
+    g.add_argument("--beam", type=_positive, default=5)
+    g.add_argument("--json", action="store_true",
+                   help="one JSON object per word: its pronunciations and their sources")
+    _device_arg(g)
+    g.set_defaults(func=cmd_g2p, device="cpu")
+
+    ds = sub.add_parser("distill", help="write a teacher's outputs for a training file "
+                        "(sequence-level knowledge distillation)")
+    ds.add_argument("--teacher", nargs="+", required=True, metavar="MODEL",
+                    help="the teacher: one model or an ensemble")
+    ds.add_argument("--data", required=True,
+                    help="the sources to decode (TSV: the first column; else every line)")
+    ds.add_argument("--out", required=True,
+                    help="source<TAB>teacher output, one line per input line")
+    _decode_args(ds, models=True, skip=("nbest", "sample", "temperature", "top_k"))
+    ds.set_defaults(func=cmd_distill)
 
     b = sub.add_parser("bench", help="training and search speed on this machine, against its "
                        "matmul peak")

