@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tandem.bench import write_result
@@ -62,3 +64,39 @@ def train_recipe(a: argparse.Namespace) -> tuple:
         last = checkpoint.numbered(run)[-a.average:]
         models[f"average_last_{a.average}"] = average(last, run / f"avg{a.average}.pt")
     return cfg, run, read_validations(run), models
+
+
+def _status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def watched(cmd: list[str], env: dict | None = None, stdin: str | None = None
+            ) -> tuple[subprocess.CompletedProcess, float, float | None]:
+    """Run `cmd` (stdin from the file `stdin`), polling its peak RSS (VmHWM) and when its
+    first byte of output appeared; (result, peak MB, seconds to the first output or None).
+    Output goes to temporary files, so a chatty process never blocks on a full pipe."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            open(stdin or os.devnull, "rb") as inp:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdin=inp, stdout=out, stderr=err, env=env)
+        peak, first = 0, None
+        while p.poll() is None:
+            peak = max(peak, _status_kb(p.pid, "VmHWM") or 0)
+            if first is None and os.fstat(out.fileno()).st_size:
+                first = time.perf_counter() - t0
+            time.sleep(0.02)
+        if first is None and os.fstat(out.fileno()).st_size:
+            first = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(cmd, p.returncode, out.read().decode(),
+                                             err.read().decode())
+    return result, peak / 1024, first

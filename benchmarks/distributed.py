@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import write_report
+from common import watched, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = dict(os.environ)  # what every timed run sees (--env adds to it)
@@ -69,7 +69,7 @@ def train_layout(tmp: Path, nproc: int, threads: int, steps: int, tag: str) -> d
     if nproc > 1:
         cmd += ["--nproc", str(nproc)]
     t0 = time.time()
-    p, peak = watched(cmd, ENV)
+    p, peak, _ = watched(cmd, ENV)
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
     return {"ranks": nproc, "threads_per_rank": threads, "steps": steps,
@@ -134,28 +134,6 @@ def write_corpus(path: Path, gigabytes: float, seed: int = 1) -> dict:
             "write_s": round(time.time() - t0, 1)}
 
 
-def _status_kb(pid: int, key: str) -> int | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def watched(cmd: list[str], env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    """Run `cmd`, polling its peak RSS (VmHWM); (result, peak MB)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=env)
-    peak = 0
-    while p.poll() is None:
-        peak = max(peak, _status_kb(p.pid, "VmHWM") or 0)
-        time.sleep(0.2)
-    out, err = p.communicate()
-    return subprocess.CompletedProcess(cmd, p.returncode, out, err), peak / 1024
-
-
 def streamed_run(tmp: Path, corpus: Path, minutes: float, buffer: int) -> dict:
     """`tandem train` with data.streaming over `corpus` for `minutes`, then a resume of it
     (a seek to the saved position): peak RSS, seconds to the first logged step, tokens/s."""
@@ -171,7 +149,7 @@ def streamed_run(tmp: Path, corpus: Path, minutes: float, buffer: int) -> dict:
                        ("resumed", ["train", "--resume", str(run), "--set",
                                     f"train.max_minutes={minutes + 1}"])):
         t0 = time.time()
-        p, peak = watched([sys.executable, "-m", "tandem", *cmd], ENV)
+        p, peak, _ = watched([sys.executable, "-m", "tandem", *cmd], ENV)
         if p.returncode:
             raise SystemExit(p.stderr[-3000:])
         log = (run / "train.log").read_text().splitlines()

@@ -17,11 +17,36 @@ from pathlib import Path
 import torch
 
 from tandem import checkpoint
-from tandem.g2p import file_sha256
+from tandem.pronounce import file_sha256
 from tandem.train.average import average
 from tandem.train.scalars import read_validations
 
 LIMIT_MB = 10.0
+
+
+def held_out_scores(model: Path, dev_words: int, beam: int = 5) -> dict:
+    """The packed model on the words the release recipe held out of the dictionary (by
+    hash): WER and PER with stress, and with the stress digits stripped from both sides."""
+    import time
+
+    from tandem.data.cmudict import hold_out_by_word, package_dictionary
+    from tandem.decode.translator import load
+    from tandem.evaluate import group_references
+    from tandem.metrics import score
+    from tandem.pronounce import strip_stress
+
+    _, dev = hold_out_by_word(package_dictionary(stress=True), dev_words)
+    words, refs = group_references(dev)
+    t0 = time.perf_counter()
+    hyps = load(model, device="cpu").translate(words, beam=beam, nbest=1, sample=False)
+    seconds = time.perf_counter() - t0
+    out = {"words": len(words), "beam": beam, "decode_s": round(seconds, 1),
+           "words_per_s": round(len(words) / seconds, 1)}
+    for name, f in (("stress", lambda x: x), ("no_stress", strip_stress)):
+        m = score([f(h).split() for h in hyps], [[f(r).split() for r in rs] for rs in refs],
+                  ["seq_error_rate", "token_error_rate"])
+        out[name] = {"wer": round(m["seq_error_rate"], 2), "per": round(m["token_error_rate"], 2)}
+    return out
 
 
 def pack(run: Path, out_dir: Path, last: int) -> dict:
@@ -32,7 +57,7 @@ def pack(run: Path, out_dir: Path, last: int) -> dict:
     weights = {k: v.half() if v.is_floating_point() else v for k, v in mean["model"].items()}
     release = {"model": weights, "config": mean["config"], "fields": mean["fields"],
                "structure": mean.get("structure", "seq2seq"),
-               "train_state": {"step": mean["train_state"]["step"]},
+               "train_state": {"step": checkpoint.load(ckpts[-1])["train_state"]["step"]},
                "averaged_from": [p.name for p in ckpts]}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint.save(release, out_dir / "g2p_en.pt")
@@ -45,11 +70,12 @@ def pack(run: Path, out_dir: Path, last: int) -> dict:
     card = {"file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
             "parameters": sum(v.numel() for v in weights.values()),
             "dtype": "float16 weights (computed in float32)",
-            "recipe": "configs/g2p_en_release.yaml", "run": str(run),
+            "recipe": f"configs/{mean['config']['name']}.yaml", "run": str(run),
             "averaged_from": release["averaged_from"], "steps": release["train_state"]["step"],
             "training_minutes": round(valid[-1]["elapsed_s"] / 60, 1) if valid else None,
-            "best_dev": best, "packed": datetime.date.today().isoformat(),
-            "torch": torch.__version__}
+            "best_dev_greedy": best, "packed": datetime.date.today().isoformat(),
+            "torch": torch.__version__,
+            "held_out": held_out_scores(path, mean["config"]["data"]["corpus_dev_words"])}
     (out_dir / "g2p_en.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     return card
 

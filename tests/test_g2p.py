@@ -1,4 +1,4 @@
-"""English pronunciations out of the box (tandem/g2p.py, `tandem g2p`, `tandem distill`):
+"""English pronunciations out of the box (tandem/pronounce.py, `tandem g2p`, `tandem distill`):
 dictionary words come back exactly as the CMU dictionary has them; other words go through the
 model, batched; stress, compounds, apostrophes and refused tokens follow the documented
 rules; the shipped model is small, loads safely and refuses a damaged copy; the API equals
@@ -15,7 +15,7 @@ import pytest
 import tandem
 from tandem.cli import main as cli_main
 from tandem.config import from_dict
-from tandem.g2p import G2P, G2PError, strip_stress
+from tandem.pronounce import G2P, G2PError, strip_stress
 from tandem.train.trainer import train
 
 ARPABET = {"AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F",

@@ -33,7 +33,7 @@ LAYERS: dict[str, int] = {
     # what people run: the package's public API, the command line, server, demo, pictures
     "tandem": 6, "tandem.cli": 6, "tandem.serve": 6, "tandem.demo": 6, "tandem.bench": 6,
     "tandem.plots": 6, "tandem.serve_structures": 6, "tandem.__main__": 6,
-    "tandem.g2p": 6,
+    "tandem.pronounce": 6,
 }
 
 

@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(predict, name)
     if name in ("g2p", "G2P"):
-        from tandem import g2p
+        from tandem import pronounce as g2p
 
         return getattr(g2p, name)
     raise AttributeError(f"module 'tandem' has no attribute {name!r}")

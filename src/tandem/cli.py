@@ -492,27 +492,37 @@ def _g2p_words(a: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def cmd_g2p(a: argparse.Namespace) -> int:
     """`tandem g2p WORD ...` (or --input FILE, or stdin): WORD<TAB>PHONEMES lines, the CMU
-    dictionary first, the shipped model for other words."""
-    from tandem.g2p import G2P, G2PError
+    dictionary first, the shipped model for other words; words are decoded G2P_CHUNK at a
+    time, so the first lines come out early and memory stays flat on long inputs."""
+    from tandem.pronounce import G2P, G2PError
 
     if a.input and not Path(a.input).is_file():
         raise DataError(f"{a.input}: input file not found")
     words, where = _g2p_words(a)
     g = G2P(a.model, dictionary=not a.no_dictionary, device=a.device, beam=a.beam)
-    try:
-        results = g.pronounce(words, nbest=a.nbest, all_variants=a.all, stress=not a.no_stress)
-    except G2PError as e:
-        n = re.match(r"word (\d+)", str(e))
-        raise G2PError(f"{where[int(n.group(1)) - 1]}: {e}" if n else str(e)) from None
     out = sys.stdout
-    for word, prons in zip(words, results, strict=True):
-        if a.json:
-            out.write(json.dumps({"word": word, "pronunciations": [
-                {"phonemes": p.phonemes, "source": p.source} for p in prons]}) + "\n")
-        else:
-            for p in prons:
-                out.write(f"{word}\t{p.phonemes}\n")
+    for start in range(0, len(words), G2P_CHUNK):
+        chunk = words[start:start + G2P_CHUNK]
+        try:
+            results = g.pronounce(chunk, nbest=a.nbest, all_variants=a.all,
+                                  stress=not a.no_stress)
+        except G2PError as e:
+            n = re.match(r"word (\d+)", str(e))
+            raise G2PError(f"{where[start + int(n.group(1)) - 1]}: {e}" if n else str(e)
+                           ) from None
+        for word, prons in zip(chunk, results, strict=True):
+            if a.json:
+                out.write(json.dumps({"word": word, "pronunciations": [
+                    {"phonemes": p.phonemes, "source": p.source} for p in prons]}) + "\n")
+            else:
+                for p in prons:
+                    out.write(f"{word}\t{p.phonemes}\n")
+        out.flush()
     return 0
+
+
+G2P_CHUNK = 1024
+"""Words `tandem g2p` pronounces per batched call (its output is written after each)."""
 
 
 def cmd_distill(a: argparse.Namespace) -> int:

