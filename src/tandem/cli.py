@@ -494,7 +494,7 @@ def cmd_g2p(a: argparse.Namespace) -> int:
     """`tandem g2p WORD ...` (or --input FILE, or stdin): WORD<TAB>PHONEMES lines, the CMU
     dictionary first, the shipped model for other words; words are decoded G2P_CHUNK at a
     time, so the first lines come out early and memory stays flat on long inputs."""
-    from tandem.pronounce import G2P, G2PError
+    from tandem.pronounce import G2P
 
     if a.input and not Path(a.input).is_file():
         raise DataError(f"{a.input}: input file not found")
@@ -503,13 +503,8 @@ def cmd_g2p(a: argparse.Namespace) -> int:
     out = sys.stdout
     for start in range(0, len(words), G2P_CHUNK):
         chunk = words[start:start + G2P_CHUNK]
-        try:
-            results = g.pronounce(chunk, nbest=a.nbest, all_variants=a.all,
-                                  stress=not a.no_stress)
-        except G2PError as e:
-            n = re.match(r"word (\d+)", str(e))
-            raise G2PError(f"{where[start + int(n.group(1)) - 1]}: {e}" if n else str(e)
-                           ) from None
+        results = g.pronounce(chunk, nbest=a.nbest, all_variants=a.all,
+                              stress=not a.no_stress, where=where[start:start + G2P_CHUNK])
         for word, prons in zip(chunk, results, strict=True):
             if a.json:
                 out.write(json.dumps({"word": word, "pronunciations": [

@@ -124,11 +124,14 @@ class G2P:
         return cmu_dictionary().get(word.lower(), []) if self.use_dictionary else []
 
     def pronounce(self, words: list[str], nbest: int = 1, all_variants: bool = False,
-                  stress: bool = True) -> list[list[Pronunciation]]:
+                  stress: bool = True, where: list[str] | None = None
+                  ) -> list[list[Pronunciation]]:
         """Pronunciations of each word: the dictionary's first (every variant with
         `all_variants`), else the model's `nbest` best; `stress=False` strips the digits.
-        Every word the dictionary lacks is decoded in one batched call."""
-        plans = [self._plan(w, i) for i, w in enumerate(words)]
+        Every word the dictionary lacks is decoded in one batched call. `where` names each
+        word in error messages (e.g. FILE:LINE; default `word N`)."""
+        where = where or [f"word {i + 1}" for i in range(len(words))]
+        plans = [self._plan(w, at) for w, at in zip(words, where, strict=True)]
         wanted = list(dict.fromkeys(part for plan in plans if not isinstance(plan, list)
                                     for part in plan[1] if not self.lookup(part)))
         guessed = self._decode(wanted, nbest) if wanted else {}
@@ -151,7 +154,7 @@ class G2P:
             out.append(prons)
         return out
 
-    def _plan(self, word: str, index: int) -> list[str] | tuple[str, list[str]]:
+    def _plan(self, word: str, at: str) -> list[str] | tuple[str, list[str]]:
         """The dictionary's pronunciations of the whole token, or (token, the parts to
         pronounce); a token the rules refuse raises G2PError."""
         token = word.strip()
@@ -160,16 +163,16 @@ class G2P:
             return whole
         lowered = token.lower()
         if not lowered:
-            raise G2PError(f"word {index + 1}: empty; give one word per item")
+            raise G2PError(f"{at}: empty; give one word per item")
         for ch in lowered:
             if not (ch.isascii() and (ch.isalpha() or ch == "'")) and ch not in JOINERS:
                 raise G2PError(
-                    f"word {index + 1} {token!r}: the character {ch!r} is not a letter A-Z, "
+                    f"{at} {token!r}: the character {ch!r} is not a letter A-Z, "
                     f"an apostrophe or a joiner ({' '.join(JOINERS)}); write numbers and "
                     "symbols out as words before G2P")
         parts = [p for p in re.split(f"[{re.escape(JOINERS)}]+", lowered) if p.strip("'")]
         if not parts:
-            raise G2PError(f"word {index + 1} {token!r}: no letters to pronounce")
+            raise G2PError(f"{at} {token!r}: no letters to pronounce")
         return token, parts
 
     def _decode(self, words: list[str], nbest: int) -> dict[str, list[str]]:

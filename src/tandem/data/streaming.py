@@ -18,7 +18,6 @@ the streaming readers of fairseq and OpenNMT-py.
 from __future__ import annotations
 
 import gzip
-import logging
 import random
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -26,10 +25,15 @@ from pathlib import Path
 from typing import IO
 
 from tandem.data.batching import Example, token_batches
-from tandem.data.corpora import Pair, ReadStats, aligned_pair, decode_line, tsv_pair
+from tandem.data.corpora import (
+    Pair,
+    ReadStats,
+    aligned_pair,
+    bad_line,
+    decode_line,
+    tsv_pair,
+)
 from tandem.errors import DataError
-
-log = logging.getLogger("tandem")
 
 
 @dataclass
@@ -123,13 +127,11 @@ class PairStream:
             else:
                 try:
                     text = decode_line(_strip(raws[0]), self.paths[0], line)
-                    pair = tsv_pair(text, self.paths[0], line, self.on_bad_line, self.stats)
-                except DataError as e:
-                    if self.on_bad_line == "error":
-                        raise
-                    self.stats.skipped += 1
-                    log.debug("skipping %s", e)
-                    pair = None
+                except DataError as e:  # not UTF-8: a bad line like the others
+                    bad_line(str(e), self.on_bad_line, self.stats)
+                    text = None
+                pair = None if text is None else tsv_pair(text, self.paths[0], line,
+                                                           self.on_bad_line, self.stats)
             if pair is not None:
                 pairs.append(pair)
             line += 1

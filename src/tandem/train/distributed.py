@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -155,24 +154,19 @@ def init(device_name: str, timeout_minutes: float) -> tuple[Ranks, str]:
         device_name, backend = f"cuda:{local_rank}", "nccl"
     else:
         backend = "gloo"
-    timeout = datetime.timedelta(minutes=timeout_minutes)
+    device = torch.device(device_name) if cuda else torch.device("cpu")
+    ranks = Ranks(rank, world, local_rank, local_world, backend, device)
     if dist.is_initialized():  # a second trainer in the same process (tests, notebooks)
-        return (Ranks(rank, world, local_rank, local_world, backend,
-                      torch.device(device_name) if cuda else torch.device("cpu")),
-                device_name)
+        return ranks, device_name
+    extra = {"device_id": device} if cuda else {}
     try:
-        if backend == "nccl":
-            dist.init_process_group(backend, timeout=timeout,
-                                    device_id=torch.device("cuda", local_rank))
-        else:
-            dist.init_process_group(backend, timeout=timeout)
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes),
+                                **extra)
     except Exception as e:  # noqa: BLE001 - torch raises several kinds here
         raise TrainingError(
             f"rank {rank} of {world} could not join the process group at "
             f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')} ({backend}): {e}"
         ) from None
-    ranks = Ranks(rank, world, local_rank, local_world, backend,
-                  torch.device(device_name) if cuda else torch.device("cpu"))
     log.info("rank %d of %d (local %d of %d), backend %s", rank, world, local_rank,
              local_world, backend)
     return ranks, device_name
@@ -232,6 +226,4 @@ def run_torchrun(nproc: int, argv: list[str]) -> int:
     log.info("starting %d ranks: %s", nproc, " ".join(cmd[1:]))
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(rank_threads(None, nproc)))
-    if shutil.which(cmd[0]) is None and not os.path.exists(cmd[0]):
-        raise ConfigError(f"--nproc: cannot find the Python interpreter {cmd[0]}")
     return subprocess.call(cmd, env=env)
