@@ -6,15 +6,19 @@ not hold and that are spelled with a-z and apostrophes only, chosen by hash. Eac
 them one per line from a file and writes its pronunciations; each is one process, timed from
 its start (imports and model loading included), its peak RSS polled from /proc.
 
-    python benchmarks/g2p_tools.py [--words 10000] [--tools tandem espeak-ng g2p_en]
+    python benchmarks/g2p_tools.py [--words 10000]
+        [--tools tandem espeak-ng g2p_en phonetisaurus] [--phonetisaurus-venv /work/sbs/phon]
+        [--phonetisaurus-model /work/sbs/phon_model/g014b2b.fst]
 
 - tandem: `python -m tandem g2p --input WORDS` (the shipped model; every word goes to it);
 - espeak-ng (the Debian package): `espeak-ng -q -x -f WORDS`, its own phoneme mnemonics (not
   ARPAbet, so only speed and memory are comparable);
 - g2p_en (pip): `G2p()` word by word, as its README shows; it downloads NLTK data when first
   imported, so without network it may not run at all, which the result then says;
-- Phonetisaurus is not run here: it must first be trained on the split (its pip wheel carries
-  the tools), which is its own recipe.
+- Phonetisaurus (the pip wheel, in its own venv): `phonetisaurus-apply --model FST --word_list
+  WORDS --nbest 1`, the model trained on the standard split by
+  benchmarks/phonetisaurus_cmudict.py (its words are upper case, so it reads an upper-cased
+  copy of the word file).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 from common import watched, write_report
+from phonetisaurus_cmudict import tool_env
 
 NAMES = "../shared/data/names"
 
@@ -59,11 +64,12 @@ def oov_words(folder: str, n: int) -> list[str]:
     return ranked[:n]
 
 
-def run_tool(name: str, cmd: list[str]) -> dict:
+def run_tool(name: str, cmd: list[str], env: dict | None = None) -> dict:
     """One tool over the word file: its figures, or why it did not run."""
-    if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
+    path = (env or {}).get("PATH")
+    if shutil.which(cmd[0], path=path) is None and not Path(cmd[0]).exists():
         return {"tool": name, "ran": False, "why": f"{cmd[0]} not installed"}
-    p, peak, first = watched(cmd)
+    p, peak, first = watched(cmd, env)
     if p.returncode:
         lines = [x.strip() for x in p.stderr.splitlines() if x.strip()]
         said = [x for x in lines if "Error" in x or "Resource" in x] or lines or ["?"]
@@ -77,7 +83,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--words", type=int, default=10000)
     p.add_argument("--names", default=NAMES)
-    p.add_argument("--tools", nargs="+", default=["tandem", "espeak-ng", "g2p_en"])
+    p.add_argument("--tools", nargs="+",
+                   default=["tandem", "espeak-ng", "g2p_en", "phonetisaurus"])
+    p.add_argument("--phonetisaurus-venv", type=Path, default=Path("/work/sbs/phon"))
+    p.add_argument("--phonetisaurus-model", type=Path,
+                   default=Path("/work/sbs/phon_model/g014b2b.fst"))
     p.add_argument("--tmp", default="/tmp/tandem-g2p-tools")
     p.add_argument("--tag", default="")
     p.add_argument("--results", default="benchmarks/results")
@@ -88,15 +98,22 @@ def main() -> None:
     path = tmp / "words.txt"
     path.write_text("".join(w + "\n" for w in words), encoding="utf-8")
     (tmp / "g2p_en_run.py").write_text(G2P_EN)
+    upper = tmp / "words_upper.txt"
+    upper.write_text("".join(w.upper() + "\n" for w in words), encoding="utf-8")
     commands = {
         "tandem": [sys.executable, "-m", "tandem", "g2p", "--input", str(path)],
         "espeak-ng": ["espeak-ng", "-q", "-x", "-f", str(path)],
         "g2p_en": [sys.executable, str(tmp / "g2p_en_run.py"), str(path)],
+        "phonetisaurus": ["phonetisaurus-apply", "--model", str(a.phonetisaurus_model),
+                          "--word_list", str(upper), "--nbest", "1"],
     }
+    envs = {}
+    if "phonetisaurus" in a.tools and (a.phonetisaurus_venv / "bin/python").exists():
+        envs["phonetisaurus"] = tool_env(a.phonetisaurus_venv)
     rows = []
     for tool in a.tools:
         t0 = time.perf_counter()
-        row = run_tool(tool, commands[tool])
+        row = run_tool(tool, commands[tool], envs.get(tool))
         if row["ran"]:
             row["wall_s"] = round(time.perf_counter() - t0, 2)
             row["words_per_s"] = round(len(words) / row["wall_s"], 1)
