@@ -10,7 +10,7 @@ from conftest import padded_batch, tiny_model
 from tandem.config import DecodeConfig
 from tandem.decode import search
 from tandem.model import fast
-from tandem.model.attention import Attention, TanhScores
+from tandem.model.attention import Attention, ProjectedQuery, TanhScores
 from tandem.model.decoder import plain_rnn
 from tandem.model.encoder import Encoder, make_rnn, packed_rnn
 from tandem.train.loss import token_nll
@@ -24,10 +24,12 @@ def test_plan_is_the_documented_table(monkeypatch, native):
     monkeypatch.setattr(fast, "native_bf16", lambda: native)
     P = fast.Plan
     assert fast.plan("cpu", "train") == P("by_length", "sliced", "cell_kernels", False)
-    assert fast.plan("cpu", "infer") == P("packed", "cached_exp", "fused_cells", False)
-    assert fast.plan("cpu", "infer", "int8") == P("packed", "cached_exp", "int8_cells", False)
+    assert fast.plan("cpu", "infer") == P("packed", "cached_exp", "fused_cells", False, "keys")
+    assert fast.plan("cpu", "infer", "int8") == P("packed", "cached_exp", "int8_cells", False,
+                                                  "keys")
     assert fast.plan("cuda", "train") == P("packed", "sigmoid", "cell_kernels", False)
-    assert fast.plan("cuda", "infer", "bf16") == P("packed", "sigmoid", "cell_kernels", False)
+    assert fast.plan("cuda", "infer", "bf16") == P("packed", "sigmoid", "cell_kernels", False,
+                                                   "keys")
     # bf16 on a CPU: the recurrence in float32 unless the CPU has bf16 instructions
     assert fast.plan("cpu", "train", "bf16") == P("by_length", "sigmoid", "cell_kernels",
                                                   not native)
@@ -41,24 +43,27 @@ def test_plan_is_the_documented_table(monkeypatch, native):
 
 def _kernels(model):
     att = model.decoder.attention
-    return (model.encoder.run_rnn, None if att is None else att.additive, model.decoder.run_rnn)
+    return (model.encoder.run_rnn, None if att is None else att.additive, model.decoder.run_rnn,
+            None if att is None else att.general)
 
 
 def test_prepare_sets_the_planned_kernels_and_the_switch_restores_the_textbook():
     model = tiny_model(attention="additive")
-    enc, add, dec = _kernels(model)
+    enc, add, dec, gen = _kernels(model)
     assert enc is packed_rnn and type(add) is TanhScores and dec is plain_rnn  # as built
+    assert type(gen) is ProjectedQuery
     fast.prepare(model, "cpu", "train")
-    enc, add, dec = _kernels(model)
+    enc, add, dec, gen = _kernels(model)
     assert isinstance(enc, fast.ByLength) and isinstance(add, fast.SlicedScores)
-    assert isinstance(dec, fast.CellKernelSteps)
+    assert isinstance(dec, fast.CellKernelSteps) and type(gen) is ProjectedQuery
     fast.prepare(model, "cpu", "infer")
-    enc, add, dec = _kernels(model)
+    enc, add, dec, gen = _kernels(model)
     assert enc is packed_rnn and isinstance(add, fast.CachedExpScores)
-    assert isinstance(dec, fast.FusedSteps)
+    assert isinstance(dec, fast.FusedSteps) and isinstance(gen, fast.ProjectedKeys)
     fast.prepare(model, "cpu", "infer", enabled=False)
-    enc, add, dec = _kernels(model)
+    enc, add, dec, gen = _kernels(model)
     assert enc is packed_rnn and type(add) is TanhScores and dec is plain_rnn
+    assert type(gen) is ProjectedQuery
 
 
 def test_trainer_and_translator_use_the_switch(tmp_path):
@@ -131,6 +136,29 @@ def test_inference_kernels_give_the_textbook_searches(kw):
     got_steps, got_beams = run()
     torch.testing.assert_close(got_steps, want_steps, atol=1e-5, rtol=1e-4)
     assert got_beams == want_beams
+
+
+def test_general_attention_with_projected_keys_gives_the_textbook_context():
+    """q . (W^T k) computed once per batch equals (W q) . k at every step, beams folded in;
+    a quantized projection (no weight tensor) keeps the textbook form."""
+    torch.manual_seed(0)
+    att = Attention("general", 12, 10)
+    values = torch.randn(3, 7, 10)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[1, 4:] = False
+    query = torch.randn(6, 1, 12)  # 2 beams per sentence
+    keys, cache = att.project_keys(values)
+    assert cache is None
+    want = att(query, keys, values, mask, 2, cache)
+    att.general = fast.ProjectedKeys()
+    keys, cache = att.project_keys(values)
+    assert cache.shape == (3, 7, 12)
+    got = att(query, keys, values, mask, 2, cache)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-6, rtol=1e-5)
+    quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(att.query_proj),
+                                                       {torch.nn.Linear}, dtype=torch.qint8)[0]
+    assert att.general.keys(values, quantized)[1] is None
 
 
 def test_int8_model_is_prepared_with_its_own_step_cells():

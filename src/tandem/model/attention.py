@@ -33,10 +33,27 @@ class TanhScores:
         return torch.matmul(torch.tanh(q.unsqueeze(2) + keys.unsqueeze(1)), v)
 
 
+class ProjectedQuery:
+    """General attention's scores as written: (W q) . k_j, the query projected at every
+    step. The textbook kernel; `tandem.model.fast.ProjectedKeys` projects the keys instead."""
+
+    def keys(self, k: torch.Tensor, proj: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encoder states (B, S, He) -> (what `__call__` takes as keys, a per-batch cache or
+        None), computed once per batch."""
+        return k, None
+
+    def __call__(self, query: torch.Tensor, keys: torch.Tensor, cache: torch.Tensor | None,
+                 proj: nn.Linear) -> torch.Tensor:
+        """query (B, T, Hq), keys (B, S, He) and cache from `keys`, proj = W (Hq -> He)
+        -> scores (B, T, S)."""
+        return torch.bmm(proj(query), keys.transpose(1, 2))
+
+
 class Attention(nn.Module):
     """Masked attention of one kind: additive, general or dot (see the module docstring).
     `query_size` Hq is the decoder's hidden size, `key_size` He the encoder's output size.
-    Additive attention's scores go through the kernel `self.additive` (`TanhScores`)."""
+    Additive attention's scores go through the kernel `self.additive` (`TanhScores`), general
+    attention's through `self.general` (`ProjectedQuery`)."""
 
     def __init__(self, kind: str, query_size: int, key_size: int) -> None:
         super().__init__()
@@ -50,13 +67,17 @@ class Attention(nn.Module):
         elif kind != "dot":
             raise ValueError(f"unknown attention {kind!r}")
         self.additive = TanhScores()
+        self.general = ProjectedQuery()
 
     def project_keys(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder states (B, S, He) -> (the keys `forward` compares queries with, a
         kernel's per-batch cache or None); once per batch. Additive: W_k k, as the kernel
-        wants it; general and dot: the states themselves."""
+        wants it; general and dot: the states themselves (and whatever the general kernel
+        caches)."""
         if self.kind == "additive":
             return self.additive.keys(self.key_proj(keys))
+        if self.kind == "general":
+            return self.general.keys(keys, self.query_proj)
         return keys, None
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
@@ -76,9 +97,10 @@ class Attention(nn.Module):
             return ctx.reshape(N, T, -1), w.reshape(N, T, -1)
         if self.kind == "additive":
             scores = self.additive(self.query_proj(query), keys, cache, self.v.weight.view(-1))
+        elif self.kind == "general":
+            scores = self.general(query, keys, cache, self.query_proj)
         else:
-            q = self.query_proj(query) if self.kind == "general" else query
-            scores = torch.bmm(q, keys.transpose(1, 2))  # (B, T, S)
+            scores = torch.bmm(query, keys.transpose(1, 2))  # (B, T, S)
         scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         return torch.bmm(weights, values), weights

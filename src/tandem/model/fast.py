@@ -6,6 +6,7 @@ default is the textbook computation:
 
 - `Encoder.run_rnn(rnn, x, lengths)`: the RNN over a padded batch (textbook: a packed sequence);
 - `Attention.additive`: additive attention's scores v . tanh(q + k) (textbook: `TanhScores`);
+- `Attention.general`: general attention's scores (W q) . k (textbook: `ProjectedQuery`);
 - `Decoder.run_rnn(rnn, x, hidden)`: the decoder RNN over one step or a whole target
   (textbook: the RNN module).
 
@@ -18,11 +19,14 @@ native bf16 needs to run at all). Tests hold every kernel to the textbook's outp
 gradients (`tests/test_fast.py`); why each is faster, and by how much, is measured in
 `benchmarks/` and recorded in docs/benchmarks.md.
 
-| device | mode  | encoder                 | additive scores            | decoder steps            |
-|--------|-------|-------------------------|----------------------------|--------------------------|
-| CPU    | train | `ByLength`              | `SlicedScores` (own grad)  | `CellKernelSteps`        |
-| CPU    | infer | packed                  | `CachedExpScores`          | `FusedSteps` / int8 cells|
-| GPU    | any   | packed                  | `SigmoidScores`            | `CellKernelSteps`        |
+| device | mode  | encoder    | additive scores   | general scores  | decoder steps        |
+|--------|-------|------------|-------------------|-----------------|----------------------|
+| CPU    | train | `ByLength` | `SlicedScores`    | projected query | `CellKernelSteps`    |
+| CPU    | infer | packed     | `CachedExpScores` | `ProjectedKeys` | `FusedSteps` / int8  |
+| GPU    | train | packed     | `SigmoidScores`   | projected query | `CellKernelSteps`    |
+| GPU    | infer | packed     | `SigmoidScores`   | `ProjectedKeys` | `CellKernelSteps`    |
+
+(`SlicedScores` has its own backward; int8 steps run the decoder's quantized step cells.)
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import torch
 from torch import nn
 
 from tandem.cpu import native_bf16
-from tandem.model.attention import Attention, TanhScores
+from tandem.model.attention import Attention, ProjectedQuery, TanhScores
 from tandem.model.decoder import Decoder, plain_rnn
 from tandem.model.encoder import Encoder, packed_rnn
 
@@ -53,6 +57,7 @@ class Plan:
     additive: Literal["tanh", "sigmoid", "sliced", "cached_exp"]
     decoder: Literal["rnn", "cell_kernels", "fused_cells", "int8_cells"]
     float32_rnn: bool  # run the recurrences in float32 under bfloat16 autocast
+    general: Literal["query", "keys"] = "query"  # general attention: which side W projects
 
 
 TEXTBOOK = Plan("packed", "tanh", "rnn", False)
@@ -80,7 +85,7 @@ def plan(device: torch.device | str, mode: Mode, precision: Precision = "fp32",
         decoder = "fused_cells"
     else:  # a GPU step is bound by kernel launches: its fused cell kernel does best
         decoder = "cell_kernels"
-    return Plan("packed", "cached_exp" if cpu else "sigmoid", decoder, float32_rnn)
+    return Plan("packed", "cached_exp" if cpu else "sigmoid", decoder, float32_rnn, "keys")
 
 
 def prepare(model: nn.Module, device: torch.device | str, mode: Mode,
@@ -94,6 +99,7 @@ def prepare(model: nn.Module, device: torch.device | str, mode: Mode,
             m.run_rnn = Float32(run) if p.float32_rnn else run
         elif isinstance(m, Attention):
             m.additive = ADDITIVE[p.additive]()
+            m.general = ProjectedKeys() if p.general == "keys" else ProjectedQuery()
         elif isinstance(m, Decoder):
             m.run_rnn = _decoder_kernel(m, p)
     return p
@@ -220,6 +226,26 @@ class CachedExpScores(SigmoidScores):
         one = eq.new_ones((), dtype=torch.promote_types(eq.dtype, ek.dtype))
         return _sliced_scores(eq, ek, v * 2, self.slice_bytes or SLICE_BYTES,
                               lambda x, y, out: torch.addcmul(one, x, y, out=out).reciprocal_())
+
+
+# --- general attention -----------------------------------------------------------------------
+class ProjectedKeys(ProjectedQuery):
+    """General attention's scores for searches: (W q) . k_j = q . (W^T k_j), with W^T k
+    computed once per batch (the cache) instead of W q at every step for every beam: a
+    search step's products shrink by one (Hq x He) per hypothesis. Keys of a quantized
+    projection (int8: its weight is packed) keep the textbook form."""
+
+    def keys(self, k: torch.Tensor, proj: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """k (B, S, He) -> (k, W^T k (B, S, Hq)), or (k, None) for a quantized projection."""
+        w = proj.weight
+        if not isinstance(w, torch.Tensor):  # a dynamically quantized Linear's packed weight
+            return k, None
+        return k, torch.matmul(k, w.to(k.dtype))
+
+    def __call__(self, query, keys, cache, proj):
+        if cache is None:
+            return super().__call__(query, keys, cache, proj)
+        return torch.bmm(query.to(cache.dtype), cache.transpose(1, 2))
 
 
 ADDITIVE = {"tanh": TanhScores, "sigmoid": SigmoidScores, "sliced": SlicedScores,
