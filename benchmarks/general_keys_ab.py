@@ -1,13 +1,18 @@
-"""Same-process A/B of general attention's two kernels in a search: the query projected at
-every step (`ProjectedQuery`, the textbook) against the keys projected once per batch
-(`fast.ProjectedKeys`, what searches use), on a real model, interleaved rounds.
+"""Same-process A/B of a search kernel against what it replaced, on a real model, in
+interleaved rounds:
 
-    python benchmarks/general_keys_ab.py [--model src/tandem/models/g2p_en.pt] [--words 3000]
-        [--rounds 5] [--beam 5]
+- `--change general_keys` (default): general attention's query projected at every step
+  (`ProjectedQuery`, the textbook) against the keys projected once per batch
+  (`fast.ProjectedKeys`);
+- `--change token_gates`: the first decoder layer's embedding product computed at every step
+  (`fast.FusedSteps()`) against read from a table of every token (`fast.TokenGates`).
+
+    python benchmarks/general_keys_ab.py [--change general_keys] [--words 3000]
+        [--model src/tandem/models/g2p_en.pt] [--rounds 5] [--beam 5]
 
 The words are the first --words of the standard CMUdict test file. Writes
-benchmarks/results/general-keys-ab-<date>.json with every round, the medians, the ratio and
-whether the outputs are identical.
+benchmarks/results/<change>-ab-<date>.json (general-keys-ab-..., token-gates-ab-...) with every
+round, the medians, the ratio and whether the outputs are identical.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ TEST = "../shared/data/cmudict_split/cmudict.g014b2b.test"
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--change", choices=["general_keys", "token_gates"], default="general_keys")
     p.add_argument("--model", default="src/tandem/models/g2p_en.pt")
     p.add_argument("--words", type=int, default=3000)
     p.add_argument("--rounds", type=int, default=5)
@@ -35,22 +41,29 @@ def main() -> int:
     a = p.parse_args()
     words = [line.split("\t")[0] for line in open(TEST, encoding="utf-8")][:a.words]
     tr = load(a.model)
-    att = tr.model.decoder.attention
-    kernels = {"projected_query": ProjectedQuery, "projected_keys": fast.ProjectedKeys}
+    dec = tr.model.decoder
+    if a.change == "general_keys":
+        kernels = {"projected_query": ProjectedQuery, "projected_keys": fast.ProjectedKeys}
+    else:
+        kernels = {"product": fast.FusedSteps, "table": lambda: fast.FusedSteps(dec.embed)}
     seconds = {k: [] for k in kernels}
     outputs = {}
     for _ in range(a.rounds):
         for name, kernel in kernels.items():
-            att.general = kernel()
+            if a.change == "general_keys":
+                dec.attention.general = kernel()
+            else:
+                dec.run_rnn = kernel()
             t = time.perf_counter()
             outputs[name] = tr.translate(words, beam=a.beam)
             seconds[name].append(round(time.perf_counter() - t, 3))
     med = {k: statistics.median(v) for k, v in seconds.items()}
-    body = {"model": a.model, "words": len(words), "beam": a.beam, "rounds": seconds,
-            "median_s": med, "speedup": round(med["projected_query"] / med["projected_keys"], 3),
-            "same_outputs": outputs["projected_query"] == outputs["projected_keys"]}
+    old, new = kernels
+    body = {"change": a.change, "model": a.model, "words": len(words), "beam": a.beam,
+            "rounds": seconds, "median_s": med, "speedup": round(med[old] / med[new], 3),
+            "same_outputs": outputs[old] == outputs[new]}
     print(body["median_s"], body["speedup"], body["same_outputs"])
-    print(write_report(a.results, "general-keys-ab", "", body))
+    print(write_report(a.results, a.change.replace("_", "-") + "-ab", "", body))
     return 0
 
 
