@@ -4,8 +4,8 @@ interleaved rounds:
 - `--change general_keys` (default): general attention's query projected at every step
   (`ProjectedQuery`, the textbook) against the keys projected once per batch
   (`fast.ProjectedKeys`);
-- `--change token_gates`: the first decoder layer's embedding product computed at every step
-  (`fast.FusedSteps()`) against read from a table of every token (`fast.TokenGates`).
+- `--change token_gates` ran at commit c9a7d7d, whose `fast.TokenGates` it measured (1.007x:
+  not kept, token-gates-ab-2026-12-01.json).
 
     python benchmarks/general_keys_ab.py [--change general_keys] [--words 3000]
         [--model src/tandem/models/g2p_en.pt] [--rounds 5] [--beam 5]
@@ -32,7 +32,7 @@ TEST = "../shared/data/cmudict_split/cmudict.g014b2b.test"
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--change", choices=["general_keys", "token_gates"], default="general_keys")
+    p.add_argument("--change", choices=["general_keys"], default="general_keys")
     p.add_argument("--model", default="src/tandem/models/g2p_en.pt")
     p.add_argument("--words", type=int, default=3000)
     p.add_argument("--rounds", type=int, default=5)
@@ -42,18 +42,12 @@ def main() -> int:
     words = [line.split("\t")[0] for line in open(TEST, encoding="utf-8")][:a.words]
     tr = load(a.model)
     dec = tr.model.decoder
-    if a.change == "general_keys":
-        kernels = {"projected_query": ProjectedQuery, "projected_keys": fast.ProjectedKeys}
-    else:
-        kernels = {"product": fast.FusedSteps, "table": lambda: fast.FusedSteps(dec.embed)}
+    kernels = {"projected_query": ProjectedQuery, "projected_keys": fast.ProjectedKeys}
     seconds = {k: [] for k in kernels}
     outputs = {}
     for _ in range(a.rounds):
         for name, kernel in kernels.items():
-            if a.change == "general_keys":
-                dec.attention.general = kernel()
-            else:
-                dec.run_rnn = kernel()
+            dec.attention.general = kernel()
             t = time.perf_counter()
             outputs[name] = tr.translate(words, beam=a.beam)
             seconds[name].append(round(time.perf_counter() - t, 3))

@@ -161,58 +161,6 @@ def test_general_attention_with_projected_keys_gives_the_textbook_context():
     assert att.general.keys(values, quantized)[1] is None
 
 
-@pytest.mark.parametrize("cell", CELLS)
-@pytest.mark.parametrize("conditioning", ["init", "every_step", "attention+feed"])
-def test_token_gate_table_gives_the_textbook_steps(cell, conditioning, monkeypatch):
-    """The first layer's embedding product read from a table of every token equals the
-    product; a table over TABLE_BYTES is not built and the steps multiply as before."""
-    kw = dict(conditioning="attention", input_feeding=True) if conditioning.endswith("feed") \
-        else dict(conditioning=conditioning, bridge="linear")
-    model = tiny_model(cell=cell, dec_layers=2, **kw).eval()
-    src, lens = padded_batch([6, 2, 4])
-
-    def steps():
-        with torch.no_grad():
-            state = model.init_state(model.encode(src, lens)).expand(2)
-            prev, out = torch.tensor([2, 5, 7, 9, 11, 3]), []
-            for _ in range(4):
-                logp, state, _ = model.decode_step(prev, state)
-                out.append(logp)
-                prev = logp.argmax(-1)
-        return torch.stack(out)
-
-    fast.prepare(model, "cpu", "infer", enabled=False)
-    want = steps()
-    fast.prepare(model, "cpu", "infer")
-    got = steps()
-    assert isinstance(model.decoder.run_rnn._first, fast.TokenGates)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-    monkeypatch.setattr(fast, "TABLE_BYTES", 0)
-    fast.prepare(model, "cpu", "infer")
-    torch.testing.assert_close(steps(), want, atol=1e-5, rtol=1e-4)
-    assert model.decoder.run_rnn._first is None
-
-
-def test_token_gate_table_follows_the_weights():
-    """An in-place update of the embedding (a training step) rebuilds the table."""
-    model = tiny_model().eval()
-    fast.prepare(model, "cpu", "infer")
-    src, lens = padded_batch([3, 3])
-
-    def step():
-        with torch.no_grad():
-            state = model.init_state(model.encode(src, lens))
-            return model.decode_step(torch.tensor([6, 7]), state)[0]
-
-    before = step()
-    with torch.no_grad():
-        model.decoder.embed.weight[6:8] += 1.0
-    after = step()
-    fast.prepare(model, "cpu", "infer", enabled=False)
-    torch.testing.assert_close(after, step(), atol=1e-5, rtol=1e-4)
-    assert not torch.allclose(before, after)
-
-
 def test_int8_model_is_prepared_with_its_own_step_cells():
     """quantize_int8 prepares the copy's kernels (its closeness: tests/test_precision.py);
     with the switch off, the quantized RNN modules run the steps themselves."""

@@ -24,12 +24,10 @@ from tandem.model.bridge import Hidden
 from tandem.model.encoder import Dropout, make_rnn
 
 
-def plain_rnn(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden | None = None,
-              tokens: torch.Tensor | None = None):
+def plain_rnn(rnn: nn.RNNBase, x: torch.Tensor, hidden: Hidden | None = None):
     """The decoder RNN as a module call: x (N, T, In), hidden -> outputs (N, T, Hd), new
     hidden. The textbook kernel of `Decoder.run_rnn`; `tandem.model.fast` has faster
-    single-step equivalents, which may use the step's `tokens` (N, T) whose embeddings
-    begin x."""
+    single-step equivalents."""
     return rnn(x, hidden)
 
 
@@ -88,8 +86,8 @@ class Decoder(nn.Module):
     docstring): embedding of the previous token (+ c, + the previous attentional vector) ->
     RNN -> o_t -> logits W_out o_t over the target vocabulary.
 
-    `run_rnn(rnn, x, hidden, tokens)` is how the RNN runs (`plain_rnn`);
-    `tandem.model.fast.prepare` may swap in a faster equivalent for single steps."""
+    `run_rnn(rnn, x, hidden)` is how the RNN runs (`plain_rnn`); `tandem.model.fast.prepare`
+    may swap in a faster equivalent for single steps."""
 
     def __init__(self, cell: str, vocab_size: int, emb_size: int, hidden_size: int, layers: int,
                  dropout: float, conditioning: str, attention: str, input_feeding: bool,
@@ -164,7 +162,7 @@ class Decoder(nn.Module):
         """
         emb = self.dropout(self.embed(tokens))
         x = self._rnn_input(emb, state)
-        h, hidden = self.run_rnn(self.rnn, x, state.hidden, tokens)
+        h, hidden = self.run_rnn(self.rnn, x, state.hidden)
         o, att = self._outputs(h, emb, state)
         o = self.dropout(o)
         new = replace(state, hidden=hidden, feed=o[:, -1] if self.input_feeding else None)

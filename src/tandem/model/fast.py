@@ -111,7 +111,7 @@ def _decoder_kernel(decoder: Decoder, p: Plan):
             raise ValueError("int8 decoding needs quantize_int8(model), which adds the cells")
         return Int8Steps(decoder.step_cells)
     run = {"rnn": plain_rnn, "cell_kernels": CellKernelSteps(),
-           "fused_cells": FusedSteps(decoder.embed)}[p.decoder]
+           "fused_cells": FusedSteps()}[p.decoder]
     return Float32(run) if p.float32_rnn else run
 
 
@@ -121,15 +121,13 @@ class Float32:
     def __init__(self, inner) -> None:
         self.inner = inner
 
-    def __call__(self, rnn: nn.RNNBase, x, extra=None, tokens=None):
+    def __call__(self, rnn: nn.RNNBase, x, extra=None):
         with torch.autocast("cpu", enabled=False):
             if isinstance(extra, tuple):
                 extra = tuple(h.float() for h in extra)
             elif isinstance(extra, torch.Tensor) and extra.is_floating_point():
                 extra = extra.float()
-            if tokens is None:  # the encoder's kernels take no tokens
-                return self.inner(rnn, x.float(), extra)
-            return self.inner(rnn, x.float(), extra, tokens)
+            return self.inner(rnn, x.float(), extra)
 
 
 # --- the encoder: one fused call per distinct source length ---------------------------------
@@ -364,7 +362,7 @@ class CellKernelSteps:
     per-call setup of the fused sequence kernel, which dominates a single step. Longer
     inputs go to the RNN module."""
 
-    def __call__(self, rnn: nn.RNNBase, x: torch.Tensor, hidden=None, tokens=None):
+    def __call__(self, rnn: nn.RNNBase, x: torch.Tensor, hidden=None):
         if x.size(1) != 1 or not steppable(rnn):
             return rnn(x, hidden)
         fn = _CELLS[type(rnn)]
@@ -379,83 +377,27 @@ class FusedSteps:
     """Search steps without gradients through fused `StepCell`s built from the RNN's live
     weights and rebuilt when any of them changes (in-place updates bump a tensor's version;
     a move or a load gives new storage), so validation during training is always current.
-    The cache is derived state: never saved, and a copy of the model starts without it.
+    The cache is derived state: never saved, and a copy of the model starts without it."""
 
-    Given the decoder's `embedding` and the step's `tokens`, the first layer's product with
-    the embedding (the first E columns of its input) comes from `TokenGates`, a table of
-    every token's product, when that table stays under TABLE_BYTES."""
-
-    def __init__(self, embedding: nn.Embedding | None = None) -> None:
-        self.embedding = embedding
+    def __init__(self) -> None:
         self._key: tuple | None = None
         self._cells: nn.ModuleList | None = None
-        self._first: TokenGates | None = None
-
-    def _weights_key(self, rnn: nn.RNNBase) -> tuple:
-        weights = list(rnn._flat_weights)
-        if self.embedding is not None:
-            weights.append(self.embedding.weight)
-        return tuple((p.data_ptr(), p._version, p.dtype) for p in weights)
 
     def cells(self, rnn: nn.RNNBase) -> nn.ModuleList:
         """The step cells of `rnn`'s current weights."""
-        key = self._weights_key(rnn)
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in rnn._flat_weights)
         if key != self._key or self._cells is None:
-            self._cells, self._key, self._first = step_cells(rnn), key, None
-            if self.embedding is not None and TokenGates.fits(self._cells[0],
-                                                              self.embedding):
-                self._first = TokenGates(self._cells[0], self.embedding.weight)
+            self._cells, self._key = step_cells(rnn), key
         return self._cells
 
     def __deepcopy__(self, memo) -> FusedSteps:
-        return FusedSteps(copy.deepcopy(self.embedding, memo))
+        return FusedSteps()
 
-    def __call__(self, rnn: nn.RNNBase, x: torch.Tensor, hidden=None, tokens=None):
+    def __call__(self, rnn: nn.RNNBase, x: torch.Tensor, hidden=None):
         if x.size(1) != 1 or not steppable(rnn):
             return rnn(x, hidden)
-        layers = list(self.cells(rnn))
-        first = self._first
-        if first is not None and tokens is not None:
-            ids = tokens.reshape(-1)
-            layers[0] = lambda inp, hx: first(ids, inp[:, first.emb_size:], hx)
-        return step_layers(x, hidden, layers, rnn.mode == "LSTM", rnn.hidden_size)
-
-
-# A TokenGates table larger than this is not built (a large vocabulary times 4H gates would
-# cost more memory than the product it saves is worth).
-TABLE_BYTES = 16 << 20
-
-
-class TokenGates:
-    """The first decoder layer's step with its input-side product over the embedding read
-    from a table: a token's embedding e_v enters the gates only as W_e e_v, so W_e E^T (plus
-    the bias) is computed once per weight version for every token v, and each step gathers
-    its tokens' rows and multiplies only the rest of the input ([c; feed]) and h."""
-
-    def __init__(self, cell: StepCell, embedding: torch.Tensor) -> None:
-        self.cell, self.emb_size = cell, embedding.size(1)
-        lin = cell.x_side if cell.mode == "GRU" else cell.both
-        with torch.no_grad():
-            w = lin.weight
-            self.table = torch.addmm(lin.bias, embedding.to(w.dtype), w[:, :self.emb_size].t())
-            self.rest = w[:, self.emb_size:].t().contiguous()  # (rest of input [+ H], G)
-
-    @staticmethod
-    def fits(cell: StepCell, embedding: nn.Embedding) -> bool:
-        """Whether the table of this cell and embedding stays under TABLE_BYTES."""
-        lin = cell.x_side if cell.mode == "GRU" else cell.both
-        return embedding.num_embeddings * lin.out_features * 4 <= TABLE_BYTES
-
-    def __call__(self, tokens: torch.Tensor, rest: torch.Tensor, hx):
-        """tokens (N,), rest = the input after the embedding (N, In - E), hx -> as StepCell."""
-        pre = self.table.index_select(0, tokens)
-        cell = self.cell
-        if cell.mode == "GRU":
-            gi = torch.addmm(pre, rest, self.rest) if rest.size(1) else pre
-            return cell.gru(gi, cell.h_side(hx), hx)
-        h = hx[0] if cell.mode == "LSTM" else hx
-        z = torch.addmm(pre, torch.cat([rest, h], 1), self.rest)
-        return cell.lstm(z, hx[1]) if cell.mode == "LSTM" else cell.rnn(z)
+        return step_layers(x, hidden, list(self.cells(rnn)), rnn.mode == "LSTM",
+                           rnn.hidden_size)
 
 
 class Int8Steps:
@@ -465,7 +407,7 @@ class Int8Steps:
     def __init__(self, cells: nn.ModuleList) -> None:
         self.cells = cells
 
-    def __call__(self, rnn: nn.RNNBase, x: torch.Tensor, hidden=None, tokens=None):
+    def __call__(self, rnn: nn.RNNBase, x: torch.Tensor, hidden=None):
         if x.size(1) != 1:
             return rnn(x, hidden)
         return step_layers(x, hidden, list(self.cells), rnn.mode == "LSTM", rnn.hidden_size)
@@ -528,31 +470,20 @@ class StepCell(nn.Module):
 
     def forward(self, x: torch.Tensor, hx):
         """x (N, In), hx (N, H) or an LSTM (h, c) pair -> h (N, H) or (h, c)."""
+        H = self.hidden_size
         if self.mode == "LSTM":
-            return self.lstm(self.both(torch.cat([x, hx[0]], 1)), hx[1])
+            h, c = hx
+            s = torch.sigmoid(self.both(torch.cat([x, h], 1)))
+            g = _tanh_from_sigmoid_(s[:, 3 * H:])
+            c = torch.addcmul(s[:, H:2 * H] * c, s[:, :H], g)
+            return s[:, 2 * H:3 * H] * _tanh_from_sigmoid_(torch.sigmoid(c * 2)), c
         if self.mode == "GRU":
-            return self.gru(self.x_side(x), self.h_side(hx), hx)
-        return self.rnn(self.both(torch.cat([x, hx], 1)))
-
-    def lstm(self, z: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The LSTM's gates z = W [x; h] + b (N, 4H, in this layout) and c -> (h, c)."""
-        H = self.hidden_size
-        s = torch.sigmoid(z)
-        g = _tanh_from_sigmoid_(s[:, 3 * H:])
-        c = torch.addcmul(s[:, H:2 * H] * c, s[:, :H], g)
-        return s[:, 2 * H:3 * H] * _tanh_from_sigmoid_(torch.sigmoid(c * 2)), c
-
-    def gru(self, gi: torch.Tensor, gh: torch.Tensor, hx: torch.Tensor) -> torch.Tensor:
-        """The GRU's input-side and hidden-side products (N, 3H each) and h -> new h."""
-        H = self.hidden_size
-        rz = torch.sigmoid(gi[:, :2 * H] + gh[:, :2 * H])
-        n = _tanh_from_sigmoid_(torch.sigmoid(torch.addcmul(gi[:, 2 * H:], rz[:, :H],
-                                                            gh[:, 2 * H:])))
-        return torch.addcmul(n, rz[:, H:], hx - n)
-
-    def rnn(self, z: torch.Tensor) -> torch.Tensor:
-        """The plain RNN's product W [x; h] + b (N, H, doubled) -> new h."""
-        return _tanh_from_sigmoid_(torch.sigmoid(z))
+            gi, gh = self.x_side(x), self.h_side(hx)
+            rz = torch.sigmoid(gi[:, :2 * H] + gh[:, :2 * H])
+            n = _tanh_from_sigmoid_(torch.sigmoid(torch.addcmul(gi[:, 2 * H:], rz[:, :H],
+                                                                gh[:, 2 * H:])))
+            return torch.addcmul(n, rz[:, H:], hx - n)
+        return _tanh_from_sigmoid_(torch.sigmoid(self.both(torch.cat([x, hx], 1))))
 
 
 def step_cells(rnn: nn.RNNBase) -> nn.ModuleList:
