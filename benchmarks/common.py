@@ -76,10 +76,26 @@ def _status_kb(pid: int, key: str) -> int | None:
     return None
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes started by `pid`, their children and so on (from /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def watched(cmd: list[str], env: dict | None = None, stdin: str | None = None
             ) -> tuple[subprocess.CompletedProcess, float, float | None]:
-    """Run `cmd` (stdin from the file `stdin`), polling its peak RSS (VmHWM) and when its
-    first byte of output appeared; (result, peak MB, seconds to the first output or None).
+    """Run `cmd` (stdin from the file `stdin`), polling its peak memory and when its first
+    byte of output appeared; (result, peak MB, seconds to the first output or None). The
+    peak is the larger of the process' own VmHWM and the largest sum of VmRSS over it and
+    every process it started, as polled (a wrapper script's real work may run in a child).
     Output goes to temporary files, so a chatty process never blocks on a full pipe."""
     import tempfile
 
@@ -89,7 +105,8 @@ def watched(cmd: list[str], env: dict | None = None, stdin: str | None = None
         p = subprocess.Popen(cmd, stdin=inp, stdout=out, stderr=err, env=env)
         peak, first = 0, None
         while p.poll() is None:
-            peak = max(peak, _status_kb(p.pid, "VmHWM") or 0)
+            tree = sum(_status_kb(c, "VmRSS") or 0 for c in [p.pid, *_descendants(p.pid)])
+            peak = max(peak, _status_kb(p.pid, "VmHWM") or 0, tree)
             if first is None and os.fstat(out.fileno()).st_size:
                 first = time.perf_counter() - t0
             time.sleep(0.02)

@@ -8,10 +8,11 @@ The model is benchmarks/sidebyside's: embeddings 128, 2-layer biLSTM encoder (25
 on them), source and target vocabularies of 31 and 43 as in CMUdict G2P. It measures:
 
 1. where the time of tandem's eager paths goes: torch.profiler's self CPU time of a beam-5
-   search of 64 words and of an input-feeding training step (200 words of 9 letters), split
-   into matrix products (mm, addmm, bmm, oneDNN RNN layers and their backward) and the rest
-   (pointwise operators, copies, indexing, Python dispatch) -- the rest is all a compiler can
-   fuse or remove;
+   search of 64 words and of an input-feeding training step (200 words of 9 letters): the
+   matrix products' (mm, addmm, bmm, oneDNN RNN layers and their backward) share of all
+   operators' time and of an unprofiled call's wall clock; the rest (pointwise operators,
+   copies, indexing, Python between and inside operators) is all a compiler can fuse or
+   remove;
 2. one decoder search step (embedding, cells, attention, output layer, log-softmax) for 1 and
    64 sentences x 5 beams: tandem's eager step against the same step under
    `torch.compile(dynamic=True)`, written two ways (PyTorch's cell arithmetic; tandem's
@@ -121,10 +122,16 @@ def medians(fns: dict, rounds: int, calls: int) -> dict:
 
 
 def matmul_share(fn, repeat: int) -> dict:
-    """Self CPU time of `fn` by operator: the matrix products' share and the top operators."""
+    """Where `fn`'s time goes: the matrix products' self CPU time (torch.profiler) as a share
+    of all operators' self time and of the wall clock of an unprofiled call (Python between
+    operators counts only in the latter), and the top operators."""
     from torch.profiler import profile
 
     fn()
+    t = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    wall_us = (time.perf_counter() - t) / repeat * 1e6
     with profile() as p:
         for _ in range(repeat):
             fn()
@@ -132,7 +139,9 @@ def matmul_share(fn, repeat: int) -> dict:
     total = sum(t for _, t in ops)
     mm = sum(t for k, t in ops if k in MATMUL)
     top = sorted(ops, key=lambda kv: -kv[1])[:8]
-    return {"matmul_share": round(mm / total, 3),
+    return {"matmul_share_of_operator_time": round(mm / total, 3),
+            "matmul_share_of_wall_time": round(mm / repeat / wall_us, 3),
+            "wall_ms_per_call": round(wall_us / 1e3, 2),
             "top_ops": {k: round(t / total, 3) for k, t in top}}
 
 

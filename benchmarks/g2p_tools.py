@@ -18,7 +18,9 @@ its start (imports and model loading included), its peak RSS polled from /proc.
 - Phonetisaurus (the pip wheel, in its own venv): `phonetisaurus-apply --model FST --word_list
   WORDS --nbest 1`, the model trained on the standard split by
   benchmarks/phonetisaurus_cmudict.py (its words are upper case, so it reads an upper-cased
-  copy of the word file).
+  copy of the word file). `phonetisaurus-apply` is a Python wrapper around
+  `phonetisaurus-g2pfst`, which does the work in a child process: peak memory counts the
+  whole process tree, and its first output comes when the wrapper's buffered writes do.
 """
 
 from __future__ import annotations

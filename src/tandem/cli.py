@@ -492,8 +492,9 @@ def _g2p_words(a: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 def cmd_g2p(a: argparse.Namespace) -> int:
     """`tandem g2p WORD ...` (or --input FILE, or stdin): WORD<TAB>PHONEMES lines, the CMU
-    dictionary first, the shipped model for other words; words are decoded G2P_CHUNK at a
-    time, so the first lines come out early and memory stays flat on long inputs."""
+    dictionary first, the shipped model for other words; words are decoded in chunks
+    (`g2p_chunks`: a small first one, then G2P_CHUNK at a time), so the first lines come out
+    early and memory stays flat on long inputs."""
     from tandem.pronounce import G2P
 
     if a.input and not Path(a.input).is_file():

