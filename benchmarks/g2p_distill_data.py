@@ -1,7 +1,7 @@
 """The files of the G2P distillation recipe (docs/benchmarks.md, "Distilled G2P models"),
 written from the standard CMUdict split exactly as `data.corpus: cmudict` splits it:
 
-    python benchmarks/g2p_distill_data.py [--out /work/distill] [--corpus-dir DIR]
+    python benchmarks/g2p_distill_data.py [--out runs/distill] [--corpus-dir DIR]
         [--dev-words 3000]
 
 - train.tsv        the training pairs (dev words held out), every variant: the references;
@@ -34,7 +34,7 @@ def write_pairs(path: Path, pairs: list[tuple[str, str]]) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("/work/distill"))
+    p.add_argument("--out", type=Path, default=Path("runs/distill"))
     p.add_argument("--corpus-dir", default=DEFAULT_DIR)
     p.add_argument("--dev-words", type=int, default=3000)
     a = p.parse_args()
