@@ -150,3 +150,26 @@ def test_distill_writes_the_teachers_output_for_every_line(tiny_g2p, tmp_path, c
                      str(out)]) == 2
     assert "bad.tsv:2: empty source" in capsys.readouterr().err
     assert len(out.read_text().splitlines()) == 3  # the earlier output is untouched
+
+
+def test_distill_refuses_teachers_of_another_task(tiny_g2p, tmp_path, capsys):
+    pairs = tmp_path / "other.tsv"
+    pairs.write_text("".join(f"{w}\t{w[::-1]}\n" for w in ("abc", "bca", "cab", "acb")))
+    other = tmp_path / "other"
+    train(from_dict({
+        "name": "other", "run_dir": str(other),
+        "data": {"train": str(pairs), "dev": str(pairs), "src_tokenizer": "char",
+                 "tgt_tokenizer": "char"},
+        "model": {"emb_size": 8, "hidden_size": 8, "dropout": 0.0},
+        "train": {"max_steps": 2, "valid_every": 10**6, "valid_metric": "loss",
+                  "progress": False, "threads": 1, "keep_last": 0, "tensorboard": False},
+    }))
+    data = tmp_path / "words.txt"
+    data.write_text("CAT\nDOG\n")
+    out = tmp_path / "distilled.tsv"
+    for extra in (["--teacher", str(tiny_g2p), str(other / "best.pt")],
+                  ["--teacher", str(tiny_g2p), "--rescore", str(other / "best.pt")]):
+        assert cli_main(["distill", *extra, "--data", str(data), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{other / 'best.pt'}:" in err and "vocabular" in err
+        assert not out.exists()

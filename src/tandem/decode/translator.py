@@ -98,8 +98,19 @@ class Translator:
         """Rerank every search's candidates (all `beam` of them) by the mean of this model's
         score and these models' scores, e.g. right-to-left models (data.reverse_target)
         over a left-to-right one. Checkpoints load on this translator's device."""
-        self.rescorers = [o if isinstance(o, Translator) else load(o, device=self.device)
-                          for o in others]
+        rescorers = [o if isinstance(o, Translator) else load(o, device=self.device)
+                     for o in others]
+        ours = self.fields.tgt_vocab.itos
+        for i, (o, r) in enumerate(zip(others, rescorers, strict=True), 1):
+            missing = [t for t in ours if t not in set(r.fields.tgt_vocab.itos)]
+            if missing:
+                # its scores would count these tokens as unknown: a silently wrong ranking
+                name = o if not isinstance(o, Translator) else f"rescoring model {i}"
+                raise CheckpointError(
+                    f"{name}: its target vocabulary lacks {len(missing)} of the tokens this "
+                    f"model writes (e.g. {', '.join(missing[:5])}); a rescoring model must "
+                    "be trained on the same task's targets")
+        self.rescorers = rescorers
         return self
 
     @torch.no_grad()
