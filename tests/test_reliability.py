@@ -43,17 +43,23 @@ def _params(run: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
     return checkpoint.load(run / name)["model"]
 
 
-def test_resume_gives_bit_identical_weights(tmp_path):
+def test_resume_gives_bit_identical_weights(tmp_path, caplog):
     """2N steps in one go == N steps, stop, resume for N more (dropout and scheduled
     sampling draw random numbers; N is in the middle of an epoch)."""
     n = 13
+    caplog.set_level("INFO", logger="tandem")
     one = train(from_dict(_raw(tmp_path / "one", max_steps=2 * n, valid_every=n)))
+    assert "since resuming" not in caplog.text
     two = tmp_path / "two"
     train(from_dict(_raw(two, max_steps=n, valid_every=n)))
     first = _params(two)
     half = checkpoint.load(two / "last.pt")["train_state"]
     assert half["batch_in_epoch"] > 0  # stopped inside an epoch
+    caplog.clear()
     train(from_dict(_raw(two, max_steps=2 * n, valid_every=n)), resume=True)
+    # the summary counts the whole run's training time, not only the resumed part
+    assert re.search(rf"done: {2 * n} steps in [0-9.]+ min \([0-9.]+ min since resuming\)",
+                     caplog.text)
     a, b = _params(one), _params(two)
     assert any(not torch.equal(first[k], b[k]) for k in b)  # it really trained on
     for k in a:

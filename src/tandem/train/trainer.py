@@ -524,9 +524,12 @@ class Trainer:
                  100 * self.data_wait / max(busy, 1e-9))
         if not self.ranks.agree(lambda: (self.out / "best.pt").exists()):
             self.save(True, self._resume_parts() if self.ranks.world > 1 else None)
-        log.info("done: %d steps in %.1f min; best %s = %s at step %d", self.state.step,
-                 (time.time() - start) / 60, self.metric, self.state.best_score,
-                 self.state.best_step)
+        here = time.time() - start
+        # a resumed run reports its whole training time, and this process's share of it
+        log.info("done: %d steps in %.1f min%s; best %s = %s at step %d", self.state.step,
+                 (self._elapsed0 + here) / 60,
+                 f" ({here / 60:.1f} min since resuming)" if self._elapsed0 else "",
+                 self.metric, self.state.best_score, self.state.best_step)
         return self.out
 
     def _epochs_left(self) -> int | None:
