@@ -102,7 +102,8 @@ class Translator:
                      for o in others]
         ours = self.fields.tgt_vocab.itos
         for i, (o, r) in enumerate(zip(others, rescorers, strict=True), 1):
-            missing = [t for t in ours if t not in set(r.fields.tgt_vocab.itos)]
+            theirs = set(r.fields.tgt_vocab.itos)
+            missing = [t for t in ours if t not in theirs]
             if missing:
                 # its scores would count these tokens as unknown: a silently wrong ranking
                 name = o if not isinstance(o, Translator) else f"rescoring model {i}"

@@ -402,7 +402,7 @@ class Trainer:
             self.state.bad_validations += 1
             self.state.lr_bad += 1
         self._decay_on_plateau()
-        self.state.elapsed = self._elapsed0 + time.time() - self._t0
+        self.state.elapsed = self._elapsed()
         entry = {"step": self.state.step, "elapsed_s": round(self.state.elapsed, 1),
                  **{k: round(v, 4) for k, v in res.items()},
                  "lr": self.optimizer.param_groups[0]["lr"], "best": is_best,
@@ -527,7 +527,7 @@ class Trainer:
         here = time.time() - start
         # a resumed run reports its whole training time, and this process's share of it
         log.info("done: %d steps in %.1f min%s; best %s = %s at step %d", self.state.step,
-                 (self._elapsed0 + here) / 60,
+                 self._elapsed() / 60,
                  f" ({here / 60:.1f} min since resuming)" if self._elapsed0 else "",
                  self.metric, self.state.best_score, self.state.best_step)
         return self.out
@@ -557,9 +557,13 @@ class Trainer:
         out_of_epochs = t.max_epochs is not None and epochs_done >= t.max_epochs
         return self.state.step >= t.max_steps or out_of_time or out_of_epochs
 
+    def _elapsed(self) -> float:
+        """Seconds of training in this run, earlier processes' included when resumed."""
+        return self._elapsed0 + time.time() - self._t0
+
     def _interrupted(self) -> Path:
         """A signal asked us to stop: save where we are (no validation) and say how to go on."""
-        self.state.elapsed = self._elapsed0 + time.time() - self._t0
+        self.state.elapsed = self._elapsed()
         parts = self._resume_parts()
         if not self.ranks.writer:
             return self.out
