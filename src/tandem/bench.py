@@ -283,11 +283,26 @@ def format_row(r: dict) -> str:
                if "bf16_train_speedup" in r else ""))
 
 
+def cpu_model() -> str:
+    """The CPU's model name as the OS reports it (Linux: /proc/cpuinfo), or platform's
+    processor string elsewhere. The machine behind a session changes from day to day, so a
+    result must say which CPU gave it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine() -> dict:
     """The machine a result was measured on: platform, CPU, core count, torch, threads."""
-    return {"platform": platform.platform(), "processor": platform.processor(),
+    return {"platform": platform.platform(), "processor": cpu_model(),
             "cpus": os.cpu_count(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "native_bf16": native_bf16()}
+            "threads": torch.get_num_threads(), "native_bf16": native_bf16(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def write_result(folder: str | Path, prefix: str, suffix: str, body: dict, command: str
