@@ -15,6 +15,7 @@ the median words/s, first output and peak memory over its rounds, and every roun
 
 - tandem: `python -m tandem g2p --input WORDS` (the shipped model; every word goes to it);
 - tandem-beam5: the same with `--beam 5` (the default search before 2026-12-06);
+- tandem-int8: the same with `--quantize int8`;
 - tandem-dictionary: the same command on --dictionary-words words the CMU dictionary holds
   (chosen by hash), which it answers without loading torch or the model;
 - espeak-ng (the Debian package): `espeak-ng -q -x -f WORDS`, its own phoneme mnemonics (not
@@ -117,8 +118,8 @@ def main() -> None:
     p.add_argument("--dictionary-words", type=int, default=1000)
     p.add_argument("--names", default=NAMES)
     p.add_argument("--tools", nargs="+",
-                   default=["tandem", "tandem-beam5", "tandem-dictionary", "espeak-ng", "g2p_en",
-                            "phonetisaurus"])
+                   default=["tandem", "tandem-beam5", "tandem-int8", "tandem-dictionary",
+                            "espeak-ng", "g2p_en", "phonetisaurus"])
     p.add_argument("--phonetisaurus-venv", type=Path, default=Path("/work/sbs/phon"))
     p.add_argument("--phonetisaurus-model", type=Path,
                    default=Path("/work/sbs/phon_model/g014b2b.fst"))
@@ -142,6 +143,8 @@ def main() -> None:
         "tandem": [sys.executable, "-m", "tandem", "g2p", "--input", str(path)],
         "tandem-beam5": [sys.executable, "-m", "tandem", "g2p", "--beam", "5", "--input",
                          str(path)],
+        "tandem-int8": [sys.executable, "-m", "tandem", "g2p", "--quantize", "int8", "--input",
+                        str(path)],
         "tandem-dictionary": [sys.executable, "-m", "tandem", "g2p", "--input", str(known_path)],
         "espeak-ng": ["espeak-ng", "-q", "-x", "-f", str(path)],
         "g2p_en": [sys.executable, str(tmp / "g2p_en_run.py"), str(path)],

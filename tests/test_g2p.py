@@ -90,6 +90,42 @@ def test_other_words_go_through_the_model_in_one_batched_call(tiny_g2p, monkeypa
                 assert set(strip_stress(p.phonemes).split()) <= ARPABET
 
 
+@pytest.mark.parametrize(("args", "api", "beam", "nbest"), [
+    ([], {}, 2, 1),                                        # the default: a beam of 2
+    (["--nbest", "3"], {"nbest": 3}, 3, 3),                # n-best guesses need a beam of n
+    (["--beam", "5"], {"beam": 5}, 5, 1),
+    (["--beam", "1"], {"beam": 1}, 1, 1),                  # greedy
+    (["--beam", "2", "--nbest", "4"], {"beam": 2, "nbest": 4}, 4, 4),
+])
+def test_the_model_searches_with_a_beam_of_2_unless_asked_otherwise(tiny_g2p, monkeypatch,
+                                                                   args, api, beam, nbest):
+    """The CLI and the API send the same search width to the model: 2 for one guess (as
+    accurate as 5 on held-out words, docs/g2p_model.md), at least n for n guesses."""
+    from tandem.decode.translator import Translator
+
+    seen = []
+    real = Translator.translate
+    monkeypatch.setattr(Translator, "translate", lambda self, srcs, **kw: seen.append(
+        (kw["beam"], kw["nbest"])) or real(self, srcs, **kw))
+    assert cli_main(["g2p", "zorblax", "--model", str(tiny_g2p), *args]) == 0
+    g = G2P(tiny_g2p, **({"beam": api["beam"]} if "beam" in api else {}))
+    g.pronounce(["zorblax"], nbest=api.get("nbest", 1))
+    assert seen == [(beam, nbest), (beam, nbest)]
+
+
+def test_int8_quantization_is_the_same_in_the_cli_and_the_api(tiny_g2p, capsys):
+    words = ["zorblax", "quextrin", "vimbletop"]
+    g = G2P(tiny_g2p, quantize="int8")
+    api = [p[0].phonemes for p in g.pronounce(words)]
+    assert g.translator.int8  # the model really runs quantized
+    assert cli_main(["g2p", *words, "--quantize", "int8", "--model", str(tiny_g2p)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"{w}\t{p}" for w, p in
+                                                    zip(words, api, strict=True)]
+    assert cli_main(["g2p", "zorblax", "--quantize", "int8", "--device", "cuda",
+                     "--model", str(tiny_g2p)]) == 2
+    assert "--quantize int8 runs on the CPU" in capsys.readouterr().err
+
+
 def test_no_stress_strips_the_digits_only():
     assert strip_stress("F IY1 N IH0 K S") == "F IY N IH K S"
     g = G2P(dictionary=True)
