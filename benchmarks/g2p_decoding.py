@@ -73,6 +73,8 @@ def main() -> int:
     p.add_argument("--name", default="shipped")
     p.add_argument("--results", default="benchmarks/results")
     a = p.parse_args()
+    if a.rounds < 1:
+        p.error("--rounds: at least 1")
     torch.set_num_threads(a.threads)
     settings = a.setting or ["fp32:5", "fp32:1", "int8:5", "int8:1", "bf16:5", "bf16:1"]
     skipped = []
@@ -89,6 +91,9 @@ def main() -> int:
         if precision == "int8":
             tr.quantize("int8")
         runs[s] = (tr, int(beam), precision == "bf16")
+    if not runs:
+        p.error(f"every setting was skipped ({', '.join(skipped)}): this CPU has no native "
+                "bf16; give an fp32 or int8 setting")
     first = next(iter(runs.values()))[0]
     words, refs = word_set(first, a.words, a.heldout_words)
 

@@ -98,17 +98,20 @@ def run_tool(name: str, cmd: list[str], env: dict | None = None) -> dict:
 
 
 def median_row(rows: list[dict]) -> dict:
-    """One tool's rounds as one row: the medians of its figures, and every round's words/s
-    (a tool that failed in any round is reported by its first failure)."""
-    failed = [r for r in rows if not r["ran"]]
-    if failed or len(rows) == 1:
-        return failed[0] if failed else rows[0]
-    out = dict(rows[0])
-    for key in ("wall_s", "words_per_s", "first_output_s", "peak_rss_mb"):
-        values = [r[key] for r in rows if r.get(key) is not None]
+    """One tool's rounds as one row: the median wall time (words/s worked out from it), the
+    medians of its first output and peak memory, and every round's words/s. A tool that
+    failed in every round is reported by its first failure; partial failures are counted."""
+    ok = [r for r in rows if r["ran"]]
+    if not ok:
+        return rows[0]
+    out = dict(ok[0])
+    for key in ("wall_s", "first_output_s", "peak_rss_mb"):
+        values = [r[key] for r in ok if r.get(key) is not None]
         if values:
-            out[key] = statistics.median(values)
-    out["words_per_s_all"] = [r["words_per_s"] for r in rows]
+            out[key] = round(statistics.median(values), 2)
+    out["words_per_s"] = round(out["words"] / out["wall_s"], 1)
+    out["words_per_s_all"] = [r["words_per_s"] for r in ok]
+    out["rounds_failed"] = len(rows) - len(ok)
     return out
 
 
@@ -128,6 +131,8 @@ def main() -> None:
     p.add_argument("--tag", default="")
     p.add_argument("--results", default="benchmarks/results")
     a = p.parse_args()
+    if a.rounds < 1:
+        p.error("--rounds: at least 1")
     tmp = Path(a.tmp)
     tmp.mkdir(parents=True, exist_ok=True)
     words = oov_words(a.names, a.words)

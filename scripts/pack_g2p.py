@@ -69,8 +69,15 @@ def rescore(out_dir: Path) -> dict:
     dev_words = checkpoint.load(model)["config"]["data"]["corpus_dev_words"]
     card["held_out"] = held_out_scores(model, dev_words)
     card["held_out_scored"] = datetime.date.today().isoformat()
-    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_card(card_path, card)
     return card
+
+
+def write_card(path: Path, card: dict) -> None:
+    """Write the card atomically: a failed write leaves the old card whole."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def pack(run: Path, out_dir: Path, last: int) -> dict:
@@ -100,7 +107,7 @@ def pack(run: Path, out_dir: Path, last: int) -> dict:
             "best_dev_greedy": best, "packed": datetime.date.today().isoformat(),
             "torch": torch.__version__,
             "held_out": held_out_scores(path, mean["config"]["data"]["corpus_dev_words"])}
-    (out_dir / "g2p_en.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_card(out_dir / "g2p_en.json", card)
     return card
 
 

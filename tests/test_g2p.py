@@ -16,6 +16,7 @@ import tandem
 from tandem.cli import G2P_CHUNK, G2P_FIRST_CHUNK, g2p_chunks
 from tandem.cli import main as cli_main
 from tandem.config import from_dict
+from tandem.errors import ConfigError
 from tandem.pronounce import G2P, G2PError, cmu_dictionary, strip_stress
 from tandem.train.trainer import train
 
@@ -113,17 +114,27 @@ def test_the_model_searches_with_a_beam_of_2_unless_asked_otherwise(tiny_g2p, mo
     assert seen == [(beam, nbest), (beam, nbest)]
 
 
-def test_int8_quantization_is_the_same_in_the_cli_and_the_api(tiny_g2p, capsys):
+def test_int8_quantization_is_the_same_in_the_cli_and_the_api(tiny_g2p, capsys, monkeypatch):
+    from tandem.decode.translator import Translator
+
+    quantized = []
+    real = Translator.quantize
+    monkeypatch.setattr(Translator, "quantize", lambda self, kind="int8": quantized.append(
+        kind) or real(self, kind))
     words = ["zorblax", "quextrin", "vimbletop"]
     g = G2P(tiny_g2p, quantize="int8")
     api = [p[0].phonemes for p in g.pronounce(words)]
-    assert g.translator.int8  # the model really runs quantized
-    assert cli_main(["g2p", *words, "--quantize", "int8", "--model", str(tiny_g2p)]) == 0
+    assert g.translator.int8 and quantized == ["int8"]  # the model really runs quantized
+    assert cli_main(["g2p", *words, "--quantize", "int8", "--device", "auto",
+                     "--model", str(tiny_g2p)]) == 0
+    assert quantized == ["int8", "int8"]  # the CLI quantized too
     assert capsys.readouterr().out.splitlines() == [f"{w}\t{p}" for w, p in
                                                     zip(words, api, strict=True)]
     assert cli_main(["g2p", "zorblax", "--quantize", "int8", "--device", "cuda",
                      "--model", str(tiny_g2p)]) == 2
-    assert "--quantize int8 runs on the CPU" in capsys.readouterr().err
+    assert "runs on the CPU" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        G2P(tiny_g2p, device="cuda", quantize="int8")
 
 
 def test_no_stress_strips_the_digits_only():
