@@ -26,6 +26,13 @@ def write_report(folder: str | Path, prefix: str, suffix: str, body: dict,
     return write_result(folder, prefix, suffix, body, command)
 
 
+def rotated(names: list[str], round_no: int) -> list[str]:
+    """`names` in the order of round `round_no`: each round starts one later, so no entry is
+    always timed first (warmest caches) or last."""
+    k = round_no % len(names)
+    return names[k:] + names[:k]
+
+
 def recipe_parser(default_config: str, average: int, description: str
                   ) -> argparse.ArgumentParser:
     """Arguments shared by the real-data recipe scripts (benchmarks/g2p_cmudict.py,

@@ -11,8 +11,9 @@ PRECISION:BEAM with PRECISION fp32, int8 or bf16 (bf16 is skipped, and the repor
 CPU without native bfloat16 instructions). Every setting decodes every word once for accuracy;
 speed is the median words/s of --rounds timed passes per setting, the order of the settings
 rotating from round to round after one warm-up pass each. Accuracy is paired: for each setting,
-how many words it gets right that the first setting gets wrong, and the reverse.
-Writes benchmarks/results/g2p-decoding-<date>-<name>.json.
+how many words it gets right that the first setting gets wrong, and the reverse. Scores are
+tandem.pronounce.pronunciation_scores' `stress`/`no_stress` (the 2026-12-06 result files call
+the first `as_written`). Writes benchmarks/results/g2p-decoding-<date>-<name>.json.
 """
 
 from __future__ import annotations
@@ -24,15 +25,14 @@ import sys
 import time
 
 import torch
-from common import write_report
+from common import rotated, write_report
 
 from tandem.cpu import native_bf16
 from tandem.data.cmudict import hold_out_by_word, package_dictionary
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import Translator, load
 from tandem.evaluate import group_references
-from tandem.metrics import score
-from tandem.pronounce import PACKAGE_MODEL, strip_stress
+from tandem.pronounce import PACKAGE_MODEL, pronunciation_scores
 
 PRECISIONS = ("fp32", "int8", "bf16")
 
@@ -46,16 +46,9 @@ def word_set(tr: Translator, which: str, heldout_words: int) -> tuple[list[str],
     return group_references(pairs)
 
 
-def accuracy(hyps: list[str], refs: list[list[str]]) -> tuple[dict, list[bool]]:
-    """WER/PER with stress as written and with stress digits stripped from both sides, and
-    whether each word matches one of its references."""
-    out = {}
-    for name, f in (("as_written", lambda x: x), ("no_stress", strip_stress)):
-        m = score([f(h).split() for h in hyps], [[f(r).split() for r in rs] for rs in refs],
-                  ["seq_error_rate", "token_error_rate"])
-        out[name] = {"wer": round(m["seq_error_rate"], 2), "per": round(m["token_error_rate"], 2)}
-    right = [h.split() in [r.split() for r in rs] for h, rs in zip(hyps, refs, strict=True)]
-    return out, right
+def right_words(hyps: list[str], refs: list[list[str]]) -> list[bool]:
+    """Whether each word's pronunciation matches one of its references."""
+    return [h.split() in [r.split() for r in rs] for h, rs in zip(hyps, refs, strict=True)]
 
 
 def main() -> int:
@@ -78,6 +71,7 @@ def main() -> int:
     torch.set_num_threads(a.threads)
     settings = a.setting or ["fp32:5", "fp32:1", "int8:5", "int8:1", "bf16:5", "bf16:1"]
     skipped = []
+    by_precision: dict[str, Translator] = {}  # settings of one precision share a model
     runs: dict[str, tuple[Translator, int, bool]] = {}
     for s in settings:
         precision, _, beam = s.partition(":")
@@ -87,10 +81,11 @@ def main() -> int:
         if precision == "bf16" and not native_bf16():
             skipped.append(s)
             continue
-        tr = load(a.model, device="cpu")
-        if precision == "int8":
-            tr.quantize("int8")
-        runs[s] = (tr, int(beam), precision == "bf16")
+        if precision not in by_precision:
+            tr = by_precision[precision] = load(a.model, device="cpu")
+            if precision == "int8":
+                tr.quantize("int8")
+        runs[s] = (by_precision[precision], int(beam), precision == "bf16")
     if not runs:
         p.error(f"every setting was skipped ({', '.join(skipped)}): this CPU has no native "
                 "bf16; give an fp32 or int8 setting")
@@ -105,19 +100,19 @@ def main() -> int:
 
     rows, right = {}, {}
     for name in runs:
-        rows[name], right[name] = accuracy(decode(name, words), refs)
+        hyps = decode(name, words)
+        rows[name], right[name] = pronunciation_scores(hyps, refs), right_words(hyps, refs)
     base = next(iter(runs))
     for name in runs:
-        rows[name]["right_only_here"] = sum(r and not b for r, b in
-                                            zip(right[name], right[base], strict=True))
-        rows[name][f"right_only_in_{base}"] = sum(b and not r for r, b in
-                                                  zip(right[name], right[base], strict=True))
+        pairs = list(zip(right[name], right[base], strict=True))
+        rows[name]["right_only_here"] = sum(r and not b for r, b in pairs)
+        rows[name][f"right_only_in_{base}"] = sum(b and not r for r, b in pairs)
     rates: dict[str, list[float]] = {n: [] for n in runs}
     names = list(runs)
     for name in names:
         decode(name, words[:256])
     for r in range(a.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in rotated(names, r):
             t0 = time.perf_counter()
             decode(name, words)
             rates[name].append(len(words) / (time.perf_counter() - t0))
@@ -131,7 +126,7 @@ def main() -> int:
     out = write_report(a.results, "g2p-decoding", f"-{a.name}", body)
     print(f"{len(words)} {a.words} words, paired with {base}")
     for n, m in rows.items():
-        print(f"{n:<8} WER {m['as_written']['wer']:>6.2f} PER {m['as_written']['per']:>5.2f}  "
+        print(f"{n:<8} WER {m['stress']['wer']:>6.2f} PER {m['stress']['per']:>5.2f}  "
               f"(no stress {m['no_stress']['wer']:>6.2f})  +{m['right_only_here']}"
               f"/-{m[f'right_only_in_{base}']}  {m['words_per_s_median']:>8} words/s "
               f"{m['words_per_s_all']}")

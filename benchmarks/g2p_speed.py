@@ -19,7 +19,7 @@ import sys
 import time
 
 import torch
-from common import write_report
+from common import rotated, write_report
 
 from tandem.data.dataset import load_splits
 from tandem.decode.translator import load
@@ -64,7 +64,7 @@ def main() -> int:
     rates: dict[str, list[float]] = {n: [] for n in models}
     names = list(models)
     for r in range(a.rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in rotated(names, r):
             t0 = time.perf_counter()
             models[name].translate(srcs, beam=a.beam)
             rates[name].append(len(srcs) / (time.perf_counter() - t0))

@@ -43,7 +43,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import watched, write_report
+from common import rotated, watched, write_report
 from phonetisaurus_cmudict import tool_env
 
 NAMES = "../shared/data/names"
@@ -161,7 +161,7 @@ def main() -> None:
         envs["phonetisaurus"] = tool_env(a.phonetisaurus_venv)
     runs: dict[str, list[dict]] = {t: [] for t in a.tools}
     for r in range(a.rounds):
-        for tool in a.tools[r % len(a.tools):] + a.tools[:r % len(a.tools)]:
+        for tool in rotated(a.tools, r):
             t0 = time.perf_counter()
             row = run_tool(tool, commands[tool], envs.get(tool))
             if row["ran"]:

