@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 VENV_OK := .venv/.installed
 
-.PHONY: demo test lint bench tasks docs g2p-model clean
+.PHONY: demo test check lint bench tasks docs g2p-model clean
 
 $(VENV_OK): pyproject.toml
 	python3 -m venv .venv
@@ -17,8 +17,14 @@ demo: $(VENV_OK)
 lint: $(VENV_OK)
 	$(PY) -m ruff check src tests benchmarks scripts
 
+# The whole suite (the README command, what CI runs).
 test: $(VENV_OK) lint
+	bash scripts/ensure_chromium.sh
 	$(PY) -m pytest
+
+# The fast tier for the edit loop: every test not marked slow (under a minute on 2 cores).
+check: $(VENV_OK) lint
+	$(PY) -m pytest -m "not slow"
 
 tasks: $(VENV_OK)
 	$(PY) benchmarks/tasks.py

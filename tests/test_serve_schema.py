@@ -10,9 +10,12 @@ import sys
 import warnings
 
 import pytest
+import schemathesis
 import torch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode  # the dev extra: a broken install fails, never skips
+from schemathesis.config import SchemathesisConfig
 
 from conftest import tiny_model
 from tandem.config import Config, DataConfig, decode_fields
@@ -21,10 +24,6 @@ from tandem.data.vocab import EOS_ID
 from tandem.decode.translator import Translator
 from tandem.errors import DataError
 from tandem.serve import SERVER_SIDE, ServeOptions, create_app, server_defaults
-
-schemathesis = pytest.importorskip("schemathesis", reason="schemathesis (dev extra) is needed")
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.config import SchemathesisConfig  # noqa: E402
 
 LIMITS = ServeOptions(max_inputs=3, max_chars=12, max_beam=4)
 # A schema-valid request must be answered 2xx (not merely "not refused"); a schema-invalid one

@@ -1,6 +1,7 @@
 """The web page in a real browser (Debian's chromium through Playwright): type, translate,
 check the output text and that the heatmap has one cell per source x output token."""
 
+import os
 import shutil
 
 import pytest
@@ -13,12 +14,19 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def _browser_or_skip():
-    playwright = pytest.importorskip("playwright.sync_api",
-                                     reason="the playwright package is not installed")
+    """Playwright's sync API, with Debian's chromium on PATH. Playwright is part of the dev
+    extra, so its absence is an error. Chromium is installed by `make test` when it runs as
+    root; only a run as another user, which cannot install it, skips (with the reason)."""
+    import playwright.sync_api
+
     if not shutil.which("chromium"):
-        pytest.skip("no chromium on PATH; install it with `apt-get install -y chromium` "
-                    "(.ci/run does this when it can)")
-    return playwright
+        if os.geteuid() == 0:
+            pytest.fail("no chromium on PATH although this runs as root: `make test` installs "
+                        "it (scripts/ensure_chromium.sh); run that or `apt-get install -y "
+                        "chromium`")
+        pytest.skip("no chromium on PATH and not root, so it cannot be installed; install it "
+                    "with `apt-get install -y chromium` to run the browser tests")
+    return playwright.sync_api
 
 
 @pytest.mark.browser
