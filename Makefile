@@ -17,14 +17,18 @@ demo: $(VENV_OK)
 lint: $(VENV_OK)
 	$(PY) -m ruff check src tests benchmarks scripts
 
+# Both tiers run on two pytest workers, one per core, each with one torch thread (two workers
+# with a thread per core each would contend for the cores). `pytest FILE` alone runs serially.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -n 2
+
 # The whole suite (the README command, what CI runs).
 test: $(VENV_OK) lint
 	bash scripts/ensure_chromium.sh
-	$(PY) -m pytest
+	$(PYTEST)
 
 # The fast tier for the edit loop: every test not marked slow (under a minute on 2 cores).
 check: $(VENV_OK) lint
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 tasks: $(VENV_OK)
 	$(PY) benchmarks/tasks.py

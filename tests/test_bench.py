@@ -52,6 +52,9 @@ def test_bench_refuses_counts_below_one(flag, capsys):
     assert f"argument {flag}: '0': a whole number >= 1 is needed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.pins("bench --sizes", "bench --variants", "bench --quick", "bench --steps",
+                  "bench --sentences", "bench --batch-tokens", "bench --out", "bench --tag")
 def test_tandem_bench_end_to_end(tmp_path, monkeypatch):
     """The whole command on its smallest settings, with the `small` size swapped for a tiny
     model so that it stays quick: one JSON file with the command, the machine, a row per
@@ -80,6 +83,9 @@ def test_tandem_bench_end_to_end(tmp_path, monkeypatch):
                    for u in ("sent_s", "tok_s"))]
         assert all(row[k] > 0 for k in rates), row
         assert row["params"] > 0 and row["tokens_per_step"] > 0
+        # a batch holds at most --batch-tokens tokens, source and target counted (with the
+        # default, 4000, a step of this workload holds far more)
+        assert row["tokens_per_step"] <= 300
         # a tiny model's share of the peak may round to 0: check how it is made instead
         assert row["train_gflops"] == pytest.approx(
             3 * row["fwd_flops_per_token"] * row["train_tok_s"] / 1e9, abs=0.01)

@@ -1,7 +1,10 @@
-"""End-to-end tests of the `tandem` command, each run as a separate process."""
+"""End-to-end tests of the `tandem` command. Whole runs (train, translate, evaluate, resume)
+start it as a separate process, as a user does (slow); user errors and the small commands run
+`tandem.cli.main` in this process, where an uncaught exception fails the test outright."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.cli import build_parser
+from tandem.cli import build_parser, main
 from tandem.data.tasks import make_splits
 
 
@@ -20,6 +23,26 @@ def tandem(cwd: Path, *args: str, stdin: str | None = None,
     return subprocess.run([sys.executable, "-m", "tandem.cli", *args], cwd=cwd, input=stdin,
                           capture_output=True, text=True, encoding="utf-8", env=env,
                           timeout=timeout)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`cli(cwd, *args, stdin=...)` runs `tandem ARGS` in this process from `cwd`: its exit
+    code, stdout and stderr, shaped like a finished process's."""
+
+    def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()),
+                                                           encoding="utf-8"))
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse refuses a flag's value this way
+            code = e.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
 
 
 def assert_user_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -44,30 +67,30 @@ def assert_user_error(res: subprocess.CompletedProcess[str], *needles: str) -> N
     ],
     ids=["unknown-key", "wrong-type", "impossible-value"],
 )
-def test_config_errors_exit_2(tmp_path, yaml_text, args, needles):
+def test_config_errors_exit_2(tmp_path, cli, yaml_text, args, needles):
     (tmp_path / "c.yaml").write_text(yaml_text, encoding="utf-8")
-    res = tandem(tmp_path, "train", "c.yaml", *args)
+    res = cli(tmp_path, "train", "c.yaml", *args)
     assert_user_error(res, *needles)
     assert not (tmp_path / "runs").exists()  # nothing was started
 
 
-def test_missing_config_file_exits_2(tmp_path):
-    assert_user_error(tandem(tmp_path, "train", "nope.yaml"), "nope.yaml", "not found")
+def test_missing_config_file_exits_2(tmp_path, cli):
+    assert_user_error(cli(tmp_path, "train", "nope.yaml"), "nope.yaml", "not found")
 
 
-def test_translate_missing_model_exits_2(tmp_path):
-    res = tandem(tmp_path, "translate", "--model", "missing.pt", stdin="abc\n")
+def test_translate_missing_model_exits_2(tmp_path, cli):
+    res = cli(tmp_path, "translate", "--model", "missing.pt", stdin="abc\n")
     assert_user_error(res, "missing.pt")
 
 
-def test_translate_empty_model_file_exits_2(tmp_path):
+def test_translate_empty_model_file_exits_2(tmp_path, cli):
     (tmp_path / "empty.pt").write_bytes(b"")
-    res = tandem(tmp_path, "translate", "--model", "empty.pt", stdin="abc\n")
+    res = cli(tmp_path, "translate", "--model", "empty.pt", stdin="abc\n")
     assert_user_error(res, "empty.pt")
 
 
-def test_data_command_writes_three_files(tmp_path):
-    res = tandem(tmp_path, "data", "reverse", "--out", "out", "--sizes", "50", "10", "10")
+def test_data_command_writes_three_files(tmp_path, cli):
+    res = cli(tmp_path, "data", "reverse", "--out", "out", "--sizes", "50", "10", "10")
     assert res.returncode == 0, res.stderr
     sizes = {"train": 50, "dev": 10, "test": 10}
     for split, n in sizes.items():
@@ -80,14 +103,14 @@ def test_data_command_writes_three_files(tmp_path):
             assert tgt == src[::-1]
 
 
-def test_data_command_unknown_task_exits_2(tmp_path):
-    res = tandem(tmp_path, "data", "shuffle", "--out", "out", "--sizes", "5", "1", "1")
+def test_data_command_unknown_task_exits_2(tmp_path, cli):
+    res = cli(tmp_path, "data", "shuffle", "--out", "out", "--sizes", "5", "1", "1")
     assert_user_error(res, "shuffle")
 
 
-def test_bench_tag_must_be_a_plain_name(tmp_path):
+def test_bench_tag_must_be_a_plain_name(tmp_path, cli):
     """The tag becomes part of a file name: a path or blank is refused before any timing."""
-    res = tandem(tmp_path, "bench", "--quick", "--tag", "../x", "--out", "out")
+    res = cli(tmp_path, "bench", "--quick", "--tag", "../x", "--out", "out")
     assert res.returncode == 2, (res.returncode, res.stderr)
     assert "Traceback" not in res.stderr
     assert "--tag: '../x': a tag may hold letters, digits" in res.stderr, res.stderr
@@ -197,16 +220,15 @@ def tiny_model_path(tmp_path_factory) -> Path:
     (tmp / "tiny.yaml").write_text(CONFIG.format(run_dir=run).replace("max_steps: 30",
                                                                        "max_steps: 4"),
                                    encoding="utf-8")
-    res = tandem(tmp, "train", "tiny.yaml", "--set", "data.max_src_len=20")
-    assert res.returncode == 0, res.stderr
+    assert main(["train", str(tmp / "tiny.yaml"), "--set", "data.max_src_len=20"]) == 0
     return run / "best.pt"
 
 
-def test_translate_survives_junk_input_and_says_what_it_did(tmp_path, tiny_model_path):
+def test_translate_survives_junk_input_and_says_what_it_did(tmp_path, cli, tiny_model_path):
     junk = b"abc\n\xff\xfe\x00binary\n\n   \nab\xe2\x98\x83c\n" + b"x" * 50 + b"\n"
     (tmp_path / "in.txt").write_bytes(junk)
-    res = tandem(tmp_path, "translate", "--model", str(tiny_model_path), "--input", "in.txt",
-                 "--report-unknown")
+    res = cli(tmp_path, "translate", "--model", str(tiny_model_path), "--input", "in.txt",
+              "--report-unknown")
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     assert len(res.stdout.split("\n")) - 1 == 6  # one output line per input line
@@ -215,7 +237,7 @@ def test_translate_survives_junk_input_and_says_what_it_did(tmp_path, tiny_model
     assert "input 6 has 50 tokens; truncated to data.max_src_len=20" in res.stderr
 
 
-def test_translate_can_refuse_long_inputs(tmp_path, tiny_model_path):
-    res = tandem(tmp_path, "translate", "--model", str(tiny_model_path), "--on-long-input",
+def test_translate_can_refuse_long_inputs(tmp_path, cli, tiny_model_path):
+    res = cli(tmp_path, "translate", "--model", str(tiny_model_path), "--on-long-input",
                  "error", stdin="abc\n" + "x" * 50 + "\n")
     assert_user_error(res, "input 2 has 50 tokens", "data.max_src_len = 20")

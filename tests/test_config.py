@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 import types
@@ -10,6 +11,7 @@ import typing
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -654,13 +656,22 @@ structured = st.fixed_dictionaries(
 anything = _weighted((8, structured), (1, st.dictionaries(keys, values, max_size=6)), (1, values))
 
 
+def _names_where(message: str) -> bool:
+    """Whether a refusal is one line that starts by naming what it refuses: a real key
+    (`data.task = ...`, `name: ...`), a section, the whole config, or an unknown key."""
+    m = re.match(r"(config|name|run_dir|(data|model|train|decode)(\.(\w+))?)[ :]|unknown key '",
+                 message)
+    return "\n" not in message and m is not None and (
+        m.group(4) is None or m.group(4) in SECTION_KEYS[m.group(2)])
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(anything)
 def test_from_dict_raises_only_config_error(raw):
     try:
         cfg = from_dict(raw)
     except ConfigError as e:
-        assert str(e)
+        assert _names_where(str(e)), str(e)
         return
     assert isinstance(cfg, Config)
     assert (cfg.data.task, cfg.data.train, cfg.data.corpus) != (None, None, None)
@@ -669,15 +680,55 @@ def test_from_dict_raises_only_config_error(raw):
     assert not math.isnan(cfg.train.lr)
 
 
+def _typed_override(section: str, key: str) -> st.SearchStrategy:
+    """(section, key, text) of `--set section.key=text`: usually a value of the key's type
+    written out (JSON is YAML), so that many draws are accepted; else any text."""
+    typed = _typed(typing.get_type_hints(SECTIONS[section])[key]).map(json.dumps)
+    return st.tuples(st.just(section), st.just(key),
+                     _weighted((3, typed), (1, st.text(max_size=8))))
+
+
+# a key in its own section; or any key in the wrong section, under a string
+# (data.task.<key>) or under a section that does not exist (x.y.<key>), with any text
+overrides = _weighted(
+    (3, st.sampled_from([(s, k) for s in SECTIONS for k in SECTION_KEYS[s]]).flatmap(
+        lambda sk: _typed_override(*sk))),
+    (1, st.tuples(st.sampled_from(["model", "train", "data.task", "decode", "x.y"]),
+                  st.sampled_from(ALL_KEYS), st.text(max_size=8))),
+)
+
+
+def _override_value(text: str):
+    """What `--set key=text` means: text read as YAML, or the text itself when it is not
+    YAML (docs/config.md)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["model", "train", "data.task", "decode", "x.y"]),
-                          st.sampled_from(ALL_KEYS), st.text(max_size=8)), max_size=4))
-def test_load_config_with_random_overrides_raises_only_config_error(items):
+@given(st.lists(overrides, max_size=4))
+def test_load_config_with_random_overrides_holds_them_or_names_the_key(items):
+    """Random `--set` overrides either give a config holding each value (the last one per
+    key wins; null leaves a key unset: its default, or none) or a one-line ConfigError that
+    names one of the keys set (or the unknown section)."""
     overrides = [f"{section}.{key}={text}" for section, key, text in items]
     try:
-        load_config(None, [*TASK, *overrides])
-    except ConfigError:
-        pass
+        cfg = load_config(None, [*TASK, *overrides])
+    except ConfigError as e:
+        named = [f"{section}.{key}" for section, key, _ in items] + ["unknown key 'x'"]
+        assert "\n" not in str(e) and any(n in str(e) for n in named), (overrides, str(e))
+        return
+    for (section, key), want in {(s, k): _override_value(t) for s, k, t in items}.items():
+        part = getattr(cfg, section)
+        got = getattr(part, key)
+        if want is None and got is not None:  # unset: the section's default
+            structure = {"structure": cfg.model.structure} if section == "model" else {}
+            want = getattr(type(part)(**structure), key)
+        if isinstance(got, float) and isinstance(want, str):  # YAML 1.1 reads 1e-3 as text
+            want = float(want)
+        assert got == want and type(got) in (type(want), float), (overrides, section, key)
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.yaml")),
@@ -719,9 +770,12 @@ def test_each_structure_loads_with_its_defaults_and_round_trips(structure):
     cfg = from_dict(_raw({**FILE, "model.structure": structure}))
     assert cfg.model.structure == structure
     assert from_dict(cfg.to_dict()) == cfg
-    applies = {"seq2seq": "conditioning", "classify": "bridge", "tag": "char_emb_size",
-               "lm": "dec_layers", "generate": "conditioning"}[structure]
-    assert getattr(cfg.model, applies) is not None
+    # one key the structure fills with its own default (docs/config.md: "null = the
+    # structure's default: ...")
+    applies, default = {"seq2seq": ("conditioning", "attention"), "classify": ("bridge", "linear"),
+                        "tag": ("char_emb_size", 32), "lm": ("dec_layers", 1),
+                        "generate": ("conditioning", "init")}[structure]
+    assert getattr(cfg.model, applies) == default
     if structure != "seq2seq":
         assert cfg.model.attention is None and cfg.model.input_feeding is False
 

@@ -51,6 +51,7 @@ def test_config_refuses_a_bad_device_name(tmp_path):
         _cfg(tmp_path, "tpu")
 
 
+@pytest.mark.slow
 def test_cli_bad_device_exits_2_with_the_flag_named(tmp_path, attention_checkpoint):
     r = subprocess.run([sys.executable, "-m", "tandem.cli", "translate", "--model",
                         str(attention_checkpoint), "--device", "npu"], input="abc\n",

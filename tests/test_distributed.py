@@ -1,7 +1,7 @@
 """Data-parallel training under torchrun (tandem/train/distributed.py and the Trainer's ranks):
 two gloo ranks on loopback train exactly what one process trains, for every structure; one
 rank writes the run folder; resume is exact, also with another number of ranks; a killed rank
-ends the job quickly and the run resumes; a signal checkpoints; several machines' launch
+ends the job, not hangs it, and the run resumes; a signal checkpoints; several machines' launch
 (simulated on one) works, and a launcher left alone at the rendezvous fails, not hangs."""
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def two_rank_weights(tmp_path_factory) -> tuple[dict[str, dict], dict[str, dict]
                          json.loads((out / f"{n}.json").read_text())) for n in configs}
 
 
+@pytest.mark.slow  # torchrun
 @pytest.mark.parametrize("name", ["attention", "init", "one_per_batch", "dot",
                                   "streamed", *STRUCTURES])
 def test_two_ranks_train_what_one_process_trains(two_rank_weights, name):
@@ -152,6 +153,7 @@ def test_two_ranks_train_what_one_process_trains(two_rank_weights, name):
     assert report["param_sums"][0] == report["param_sums"][1]  # the ranks agree exactly
 
 
+@pytest.mark.slow  # torchrun
 def test_a_nan_on_one_rank_skips_the_step_on_every_rank(two_rank_weights):
     _, weights = two_rank_weights
     two, report = weights["nan_on_rank_1"]
@@ -204,6 +206,7 @@ def _params(run: Path) -> dict:
     return checkpoint.load(run / "last.pt")["model"]
 
 
+@pytest.mark.slow  # torchrun
 def test_resume_under_ddp_is_exact_and_another_world_size_continues(tmp_path):
     whole = _config_file(tmp_path, str(tmp_path / "whole"), max_steps=30)
     _tandem(["train", str(whole)], nproc=2)
@@ -231,7 +234,7 @@ def _children(pid: int) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-def _wait_for(path: Path, p: subprocess.Popen, timeout: float = 120) -> None:
+def _wait_for(path: Path, p: subprocess.Popen, timeout: float = TIMEOUT) -> None:
     end = time.time() + timeout
     while not path.exists():
         if p.poll() is not None or time.time() > end:
@@ -251,23 +254,29 @@ def _long_two_rank_run(tmp_path: Path) -> subprocess.Popen:
     return p
 
 
-def test_killed_rank_ends_the_job_soon_and_resume_finishes_it(tmp_path):
+@pytest.mark.slow
+def test_killed_rank_ends_the_job_and_resume_finishes_it(tmp_path):
+    """The survivor does not wait for its lost peer: the job ends by itself, failing and
+    naming the killed rank (TIMEOUT, minutes above the seconds this takes, only bounds a
+    hang); the run folder keeps the last validation's checkpoint, which resume continues."""
     p = _long_two_rank_run(tmp_path)
     agent = _children(p.pid)
     workers = [c for a in agent for c in _children(a)]
     assert len(workers) == 2, (agent, workers)
     os.kill(max(workers), signal.SIGKILL)  # the later-started worker: rank 1
-    t0 = time.time()
-    out = _finish(p, 90)
-    print(f"the job ended {time.time() - t0:.1f} s after the kill")  # shown with pytest -s
-    assert time.time() - t0 < 60
+    out = _finish(p)
     assert p.returncode != 0
     assert "rank" in out and ("SIGKILL" in out or "Signal 9" in out or "-9" in out)
-    _tandem(["train", "--resume", str(tmp_path / "run"), "--set", "train.max_steps=50"],
-            nproc=2)
-    assert checkpoint.load(tmp_path / "run/last.pt")["train_state"]["step"] == 50
+    # a checkpoint needs every rank (their random states), so the only ones written are
+    # validations' (valid_every 20), whole: none from the moment of the kill
+    left = checkpoint.load(tmp_path / "run/last.pt")["train_state"]["step"]
+    assert left >= 20 and left % 20 == 0
+    _tandem(["train", "--resume", str(tmp_path / "run"), "--set",
+             f"train.max_steps={left + 10}"], nproc=2)
+    assert checkpoint.load(tmp_path / "run/last.pt")["train_state"]["step"] == left + 10
 
 
+@pytest.mark.slow  # torchrun
 def test_sigterm_to_the_launcher_checkpoints_every_rank_stops(tmp_path):
     p = _long_two_rank_run(tmp_path)
     before = checkpoint.load(tmp_path / "run/last.pt")["train_state"]["step"]
@@ -285,6 +294,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # torchrun
 def test_two_machines_simulated_one_run_folder_by_rank_zero(tmp_path):
     """Two torchrun launchers, --nnodes 2, c10d rendezvous on 127.0.0.1, each in its own
     folder (as two machines would be): the run folder appears on node 0's side only."""
@@ -304,6 +314,7 @@ def test_two_machines_simulated_one_run_folder_by_rank_zero(tmp_path):
     assert checkpoint.load(tmp_path / "node0/runs/two/last.pt")["world_size"] == 2
 
 
+@pytest.mark.slow  # torchrun
 def test_a_launcher_alone_at_the_rendezvous_fails_with_an_error(tmp_path):
     cfg = _config_file(tmp_path, "runs/alone", max_steps=5)
     p = _torchrun(["--nnodes=2", "--nproc-per-node=1", "--rdzv-backend=c10d",

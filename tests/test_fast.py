@@ -66,6 +66,7 @@ def test_prepare_sets_the_planned_kernels_and_the_switch_restores_the_textbook()
     assert type(gen) is ProjectedQuery
 
 
+@pytest.mark.pins("model.fast_kernels")
 def test_trainer_and_translator_use_the_switch(tmp_path):
     """model.fast_kernels reaches both places that prepare a model."""
     from tandem.config import from_dict

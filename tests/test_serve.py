@@ -4,7 +4,6 @@ limit, requests are batched, a slow decode gets 503 while the server keeps servi
 import asyncio
 import json
 import threading
-import time
 import urllib.request
 
 import pytest
@@ -98,41 +97,68 @@ def test_malformed_requests_name_the_field(translator):
         assert r.status_code == 422 and "error" in r.json()
 
 
+WAIT_S = 60
+"""How long a test waits for a thread or a held decode: a bound on a hang, never a verdict."""
+
+
 def test_slow_decode_is_a_503_and_the_server_keeps_serving(translator, monkeypatch):
     real = translator.translate_full
-    slow = {"on": True}
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
 
-    def maybe_slow(texts, **kw):
-        if slow["on"]:
-            time.sleep(3.0)
+    def held(texts, **kw):
+        """The first decode runs only once the test releases it: slower than any limit."""
+        if not started.is_set():
+            started.set()
+            release.wait(WAIT_S)
+            try:
+                return real(texts, **kw)
+            finally:
+                finished.set()
         return real(texts, **kw)
 
-    monkeypatch.setattr(translator, "translate_full", maybe_slow)
-    with client(translator, timeout_s=0.3) as c:
-        t0 = time.perf_counter()
-        r = c.post("/v1/translate", json={"inputs": ["abc"]})
-        assert r.status_code == 503 and r.json()["limit"] == "timeout_s"
-        assert r.headers["retry-after"]
-        assert time.perf_counter() - t0 < 2.5  # answered at the limit, not after the decode
-        h = c.get("/v1/health")  # answers while the worker is still busy
-        assert h.status_code == 200 and h.json()["decoding"] is True
-        slow["on"] = False
-        time.sleep(3.0)
-        assert c.post("/v1/translate", json={"inputs": ["abc"]}).status_code == 200
+    monkeypatch.setattr(translator, "translate_full", held)
+    opts = ServeOptions(timeout_s=0.3)
+    try:
+        with TestClient(create_app(translator, opts)) as c:
+            # the decode is held until released, so only the time limit can answer this
+            r = c.post("/v1/translate", json={"inputs": ["abc"]})
+            assert r.status_code == 503 and r.json()["limit"] == "timeout_s"
+            assert r.headers["retry-after"] == "1"
+            assert started.is_set() and not release.is_set()  # answered while it decodes
+            h = c.get("/v1/health")
+            assert h.status_code == 200 and h.json()["decoding"] is True
+            release.set()
+            assert finished.wait(WAIT_S)
+            # the limit is read per request: a generous one now, so that a loaded machine
+            # cannot turn the next answer into another 503
+            opts.timeout_s = WAIT_S
+            r = c.post("/v1/translate", json={"inputs": ["abc"]})
+            assert r.status_code == 200 and r.json()["outputs"] == translator.translate(["abc"])
+            assert c.get("/v1/health").json()["decoding"] is False
+    finally:
+        release.set()  # a failed assertion must not leave the worker thread waiting
 
 
 class FakeTranslator:
-    """Records each decode call; the 'translation' of a text is the text reversed."""
+    """Records each decode call; the 'translation' of a text is the text reversed.
+
+    With `hold=True` every decode sets `started` and then waits until the test sets
+    `release`: a test knows that a batch is decoding, and for as long as it needs, without
+    sleeping and hoping the machine keeps up."""
 
     device = "cpu"
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, hold: bool = False) -> None:
         self.calls: list[tuple[list[str], dict]] = []
-        self.delay = delay
+        self.started, self.release = threading.Event(), threading.Event()
+        if not hold:
+            self.release.set()
 
     def translate_full(self, texts, **kw):
         self.calls.append((list(texts), kw))
-        time.sleep(self.delay)
+        self.started.set()
+        if not self.release.wait(WAIT_S):
+            raise AssertionError(f"the test did not release the decode in {WAIT_S} s")
         return [[Result(t[::-1], list(t[::-1]), 0.0, 0.0, source=t)] for t in texts]
 
 
@@ -146,7 +172,11 @@ class FailsOnBoom(FakeTranslator):
 
 
 async def _concurrent(batcher: Batcher, jobs, return_exceptions: bool = False):
-    """Run the batcher while all jobs are submitted at once; their answers, in order."""
+    """Run the batcher while all jobs are submitted at once; their answers, in order.
+
+    Every job is queued before the batcher looks for a second one, and a job already queued
+    joins the batch however short the window (max_wait_ms only bounds the wait for jobs not
+    yet queued), so what is batched with what does not depend on the machine's speed."""
     task = asyncio.create_task(batcher.run())
     try:
         return await asyncio.gather(*(batcher.submit(t, k) for t, k in jobs),
@@ -184,21 +214,32 @@ def test_a_failing_batch_answers_its_requests_and_the_batcher_goes_on():
 
 
 def test_health_answers_while_a_batch_is_decoding(translator):
-    fake = FakeTranslator(delay=3.0)
+    fake = FakeTranslator(hold=True)
     fake.config, fake.fields, fake.train_state = translator.config, translator.fields, {}
     fake.decode_cfg = translator.decode_cfg
     fake.model = translator.model
-    with live_server(create_app(fake, ServeOptions())) as url:
-        request = urllib.request.Request(url + "/v1/translate", headers={
-            "Content-Type": "application/json"}, data=json.dumps({"inputs": ["abc"]}).encode())
-        worker = threading.Thread(target=lambda: urllib.request.urlopen(request).read())
-        worker.start()
-        deadline, seen = time.time() + 2.5, False
-        while time.time() < deadline and not seen:  # health answers during the 3 s decode
-            seen = json.loads(urllib.request.urlopen(url + "/v1/health").read())["decoding"]
-            time.sleep(0.05)
-        assert seen and worker.is_alive()
-        worker.join()
+    answers: list[dict] = []
+    try:
+        with live_server(create_app(fake, ServeOptions())) as url:
+            request = urllib.request.Request(url + "/v1/translate", headers={
+                "Content-Type": "application/json"},
+                data=json.dumps({"inputs": ["abc"]}).encode())
+            worker = threading.Thread(target=lambda: answers.append(
+                json.loads(urllib.request.urlopen(request, timeout=WAIT_S).read())))
+            worker.start()
+            assert fake.started.wait(WAIT_S), "the decode never started"
+            # the decode is held: health must answer now, from the event loop
+            health = json.loads(urllib.request.urlopen(url + "/v1/health",
+                                                       timeout=WAIT_S).read())
+            assert health["decoding"] is True and health["batches"] == 0
+            assert worker.is_alive() and not answers
+            fake.release.set()
+            worker.join(WAIT_S)
+            assert answers and answers[0]["outputs"] == ["cba"]
+            health = json.loads(urllib.request.urlopen(url + "/v1/health").read())
+            assert health["decoding"] is False and health["batches"] == 1
+    finally:
+        fake.release.set()  # a failed assertion must not leave the decode waiting
     assert len(fake.calls) == 1
 
 
@@ -254,6 +295,33 @@ def test_max_batch_is_never_exceeded():
     assert sum(len(texts) for texts, _ in fake.calls) == 25
 
 
+@pytest.mark.parametrize("wait_ms, calls", [(0, [["a"], ["b"]]), (60_000, [["a", "b"]])])
+def test_max_wait_ms_is_how_long_a_batch_waits_for_company(wait_ms, calls):
+    """A job queued after the batcher took the first one joins that batch only while the
+    window is open: with none it is decoded next; with a window longer than any test it
+    joins, and the batch closes because max_batch (2) is full, not because time passed."""
+    fake = FakeTranslator()
+
+    async def scenario():
+        batcher = Batcher(fake, ServeOptions(max_wait_ms=wait_ms, max_batch=2))
+        task = asyncio.create_task(batcher.run())
+        try:
+            a = asyncio.create_task(batcher.submit(["a"], key()))
+            for _ in range(100):  # loop turns, not seconds: until the batcher has taken "a"
+                await asyncio.sleep(0)
+                if not batcher.waiting:
+                    break
+            assert batcher.waiting == 0 and batcher.queue.empty()
+            b = asyncio.create_task(batcher.submit(["b"], key()))
+            return await asyncio.gather(a, b)
+        finally:
+            task.cancel()
+
+    a, b = asyncio.run(scenario())
+    assert (a[0][0].text, b[0][0].text) == ("a", "b")
+    assert [texts for texts, _ in fake.calls] == calls
+
+
 # --- the server's flags, its warning, its 500 answer, timed-out jobs ----------------------
 
 
@@ -277,6 +345,14 @@ def test_serve_refuses_impossible_flags_before_loading_the_model(tmp_path, flags
         a.func(a)  # the model file does not exist: the flags were checked first
 
 
+# Each limit flag's ServeOptions field is honoured by a test above (limits, queue, time limit,
+# batching) or in test_serve_structures.py (max_new_tokens); this test proves that each flag
+# reaches its field, so the two together fail if `tandem serve` ignored the flag.
+@pytest.mark.pins("serve --model", "serve --host", "serve --port", "serve --beam",
+                  "serve --allow-unk", "serve --max-beam", "serve --max-body-bytes",
+                  "serve --max-inputs", "serve --max-chars", "serve --timeout",
+                  "serve --max-batch", "serve --max-wait-ms", "serve --max-queue",
+                  "serve --no-batching", "serve --max-new-tokens")
 def test_serve_decoding_flags_set_the_servers_defaults(attention_checkpoint, monkeypatch):
     import tandem.serve
     from tandem.cli import build_parser
@@ -284,13 +360,27 @@ def test_serve_decoding_flags_set_the_servers_defaults(attention_checkpoint, mon
     served = {}
     monkeypatch.setattr(tandem.serve, "serve", lambda tr, host, port, opts: served.update(
         tr=tr, host=host, port=port, opts=opts))
-    a = build_parser().parse_args(["serve", "--model", str(attention_checkpoint), "--beam", "2",
-                                   "--no-allow-unk", "--max-beam", "4", "--port", "8123"])
+    # every value differs from the flag's default
+    a = build_parser().parse_args([
+        "serve", "--model", str(attention_checkpoint), "--beam", "2", "--no-allow-unk",
+        "--max-beam", "4", "--host", "127.0.0.2", "--port", "8123", "--max-body-bytes", "4321",
+        "--max-inputs", "3", "--max-chars", "99", "--timeout", "12.5", "--max-batch", "9",
+        "--max-wait-ms", "3.5", "--max-queue", "77", "--no-batching", "--max-new-tokens", "55"])
     assert a.func(a) == 0
     tr, opts = served["tr"], served["opts"]
-    assert (tr.decode_cfg.beam, tr.decode_cfg.allow_unk, opts.max_beam) == (2, False, 4)
+    assert (served["host"], served["port"]) == ("127.0.0.2", 8123)
+    assert opts == ServeOptions(max_body_bytes=4321, max_inputs=3, max_chars=99, max_beam=4,
+                                timeout_s=12.5, batching=False, max_batch=9, max_wait_ms=3.5,
+                                max_queue=77, max_new_tokens=55)
+    assert (tr.decode_cfg.beam, tr.decode_cfg.allow_unk) == (2, False)
+    assert load(attention_checkpoint).decode_cfg.beam != 2  # so the flag, not the model, says 2
     with TestClient(create_app(tr, opts)) as c:
-        assert c.post("/v1/translate", json={"inputs": ["abc"]}).json()["beam"] == 2
+        r = c.post("/v1/translate", json={"inputs": ["abc", "hello"]}).json()
+        assert r["beam"] == 2
+        # the model served is the one --model names: its own translator agrees
+        assert r["outputs"] == load(attention_checkpoint).translate(["abc", "hello"], beam=2)
+        r = c.post("/v1/translate", json={"inputs": ["abc"], "beam": 5})
+        assert r.status_code == 422 and r.json()["limit"] == "max_beam"
 
 
 @pytest.mark.parametrize("host, warned", [("0.0.0.0", True), ("192.168.1.5", True),
@@ -333,21 +423,34 @@ def test_an_unexpected_error_is_a_500_json_answer_and_the_server_goes_on(transla
 
 
 def test_a_job_whose_request_timed_out_is_dropped_unrun():
-    fake = FakeTranslator(delay=0.3)
+    fake = FakeTranslator(hold=True)
 
     async def scenario():
-        batcher = Batcher(fake, ServeOptions(max_wait_ms=20))
+        batcher = Batcher(fake, ServeOptions(max_wait_ms=20, max_batch=2))
         task = asyncio.create_task(batcher.run())
         try:
             first = asyncio.create_task(batcher.submit(["first"], key()))
-            await asyncio.sleep(0.05)  # the first job is decoding (0.3 s)
-            with pytest.raises(TimeoutError):  # its request gives up while it waits
-                await asyncio.wait_for(batcher.submit(["gave up"], key()), 0.05)
-            last = await batcher.submit(["last"], key())
-            return await first, last
+            # once its decode has started, its batch is closed: the rest queue behind it
+            assert await asyncio.to_thread(fake.started.wait, WAIT_S)
+            queued = [asyncio.create_task(batcher.submit([text], key()))
+                      for text in ("ok1", "gave up", "ok2", "gave up too", "ok3")]
+            await asyncio.sleep(0)  # each task runs to its wait: all five jobs are queued
+            assert batcher.waiting == 5 and not first.done()
+            # two requests give up while the decode is held (the server's time limit,
+            # asyncio.wait_for, cancels the wait the same way)
+            queued[1].cancel()
+            queued[3].cancel()
+            fake.release.set()
+            return await asyncio.gather(first, *queued, return_exceptions=True)
         finally:
+            fake.release.set()
             task.cancel()
 
-    first, last = asyncio.run(scenario())
-    assert first[0][0].text == "tsrif" and last[0][0].text == "tsal"
-    assert [texts for texts, _ in fake.calls] == [["first"], ["last"]]  # "gave up" never ran
+    first, ok1, gave_up, ok2, gave_up_too, ok3 = asyncio.run(scenario())
+    assert [first[0][0].text, ok1[0][0].text, ok2[0][0].text, ok3[0][0].text] == [
+        "tsrif", "1ko", "2ko", "3ko"]
+    assert isinstance(gave_up, asyncio.CancelledError)
+    assert isinstance(gave_up_too, asyncio.CancelledError)
+    # neither ran: "gave up" was passed over while ok1's batch was gathered, taking no room
+    # in it (max_batch 2); "gave up too" headed the next batch and was dropped from it
+    assert [texts for texts, _ in fake.calls] == [["first"], ["ok1", "ok2"], ["ok3"]]

@@ -1,5 +1,9 @@
 """Load test of a real `tandem serve` process on loopback: 8 concurrent clients, 500 requests.
-Run it alone with `pytest -m load -s` to see throughput and latency."""
+Run it alone with `pytest -m load -s` to see throughput and latency.
+
+What passes or fails it is counted, never timed: every request answered 200 with its own
+inputs, the server's counters add up to what was sent, memory stays bounded. Throughput and
+latency depend on the machine and what else runs on it, so they are printed, not asserted."""
 
 import json
 import os
@@ -30,13 +34,19 @@ def rss_kb(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def post(url: str, payload: dict) -> tuple[int, float]:
+WAIT_S = 120
+"""The server's --timeout and each request's: bounds on a hang, far above a loaded machine's
+latency, so they decide nothing."""
+
+
+def post(url: str, payload: dict) -> tuple[int, dict, float]:
+    """POST `payload` as JSON: (status, the JSON answer, seconds it took)."""
     data = json.dumps(payload).encode()
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
     t0 = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=30) as r:
-        json.loads(r.read())
-        return r.status, time.perf_counter() - t0
+    with urllib.request.urlopen(req, timeout=WAIT_S) as r:
+        body = json.loads(r.read())
+        return r.status, body, time.perf_counter() - t0
 
 
 @pytest.fixture()
@@ -44,10 +54,11 @@ def server(attention_checkpoint):
     port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "tandem.cli", "serve", "--model",
-                             str(attention_checkpoint), "--port", str(port)],
+                             str(attention_checkpoint), "--port", str(port),
+                             "--timeout", str(WAIT_S)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + WAIT_S  # bounds a start that hangs
     while True:
         try:
             urllib.request.urlopen(base + "/v1/health", timeout=1).read()
@@ -62,6 +73,7 @@ def server(attention_checkpoint):
     proc.wait(timeout=10)
 
 
+@pytest.mark.slow
 @pytest.mark.load
 def test_eight_clients_500_requests_no_failures_and_bounded_memory(server):
     base, proc = server
@@ -80,12 +92,14 @@ def test_eight_clients_500_requests_no_failures_and_bounded_memory(server):
                 i = next(counter, None)
             if i is None:
                 return
+            inputs = [WORDS[i % len(WORDS)], WORDS[(i + 3) % 8]]
             try:
-                status, dt = post(url, {"inputs": [WORDS[i % len(WORDS)], WORDS[(i + 3) % 8]],
-                                        "beam": 3})
+                status, body, dt = post(url, {"inputs": inputs, "beam": 3})
                 latencies.append(dt)
                 if status != 200:
                     failures.append(f"request {i}: HTTP {status}")
+                elif [r["input"] for r in body["results"]] != inputs:  # batched with others
+                    failures.append(f"request {i}: answered for {body['results']}")
             except Exception as e:  # noqa: BLE001 - every failure is reported below
                 failures.append(f"request {i}: {e}")
 
@@ -107,4 +121,7 @@ def test_eight_clients_500_requests_no_failures_and_bounded_memory(server):
           f"{health['batches']} batches for {health['sentences']} sentences; "
           f"RSS {warm / 1024:.0f} -> {after / 1024:.0f} MB")
     assert after <= warm * 1.10, f"RSS grew from {warm} kB to {after} kB"
-    assert health["batches"] < health["sentences"] / 2  # requests were decoded together
+    # every sentence sent was decoded once: 40 warm-up requests of one, 500 of two
+    assert health["sentences"] == 40 + 2 * REQUESTS
+    # a request is never split between decode calls; how many share one depends on timing
+    assert 1 <= health["batches"] <= 40 + REQUESTS and health["queued"] == 0

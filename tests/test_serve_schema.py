@@ -77,6 +77,7 @@ def fuzz(app, mode: GenerationMode, examples: int, shrink: bool = True) -> int:
     return len(sent)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
                          ids=["valid-requests-answered", "invalid-requests-refused"])
 def test_schema_and_server_agree(mode):

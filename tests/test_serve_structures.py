@@ -85,6 +85,7 @@ def test_limits_and_bad_fields_are_named(structure_models):
         assert c.post("/v1/generate", json={"inputs": ["abc"]}).status_code == 404
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_the_page_shows_each_structure_in_a_browser(structure_models):
     pw = _browser_or_skip()

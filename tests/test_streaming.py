@@ -83,6 +83,7 @@ def _peak_bytes(stream: PairStream, buffer: int) -> int:
         tracemalloc.stop()
 
 
+@pytest.mark.slow
 def test_memory_is_one_buffer_not_the_corpus(tmp_path):
     buffer = 500
     small = PairStream(str(corpus(tmp_path / "a.tsv", 20 * buffer, lo=40, hi=90)))
@@ -107,6 +108,7 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
 def test_training_rss_stays_flat_on_a_corpus_of_24_buffers(tmp_path):
     data = corpus(tmp_path / "train.tsv", 24 * 250, lo=40, hi=90)
@@ -135,6 +137,7 @@ def test_training_rss_stays_flat_on_a_corpus_of_24_buffers(tmp_path):
     assert max(warm) - warm[0] < 15, (warm[0], max(warm))
 
 
+@pytest.mark.slow
 def test_resume_in_the_middle_of_the_stream_is_exact(tmp_path):
     data = corpus(tmp_path / "train.tsv.gz", 600)  # 3 buffers, about 40 batches
     whole = from_dict(_raw(tmp_path / "whole", data, max_steps=60))

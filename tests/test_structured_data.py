@@ -281,8 +281,14 @@ def test_lm_streams_are_contiguous_in_order_and_cover_the_data():
             assert rows[r].tolist() == list(range(offset + 25 * r, offset + 25 * (r + 1)))
         assert torch.equal(targets, rows + 1)
         assert sorted(targets.flatten().tolist()) == list(range(offset + 1, offset + 101))
-    assert torch.equal(lm_stream_batches(ids, 4, 7)[1].inputs,
-                       lm_stream_batches(ids, 4, 7)[1].inputs)
+    # ids that are not their own positions, so a slip between value and index shows: by hand,
+    # L = (103 - 1) // 4 = 25, stream r = ids[25r : 25r + 25], batch 1 = its steps 7 .. 13
+    shuffled = random.Random(3).sample(range(1000), 103)
+    second = lm_stream_batches(shuffled, 4, 7)[1]
+    assert second.inputs.tolist() == [shuffled[25 * r + 7:25 * r + 14] for r in range(4)]
+    assert second.targets.tolist() == [shuffled[25 * r + 8:25 * r + 15] for r in range(4)]
+    last = lm_stream_batches(shuffled, 4, 7, offset=2)[3]  # the short tail, steps 21 .. 24
+    assert last.inputs.tolist() == [shuffled[2 + 25 * r + 21:2 + 25 * r + 25] for r in range(4)]
     with pytest.raises(DataError, match="too short for 200 parallel streams"):
         lm_stream_batches(ids, 200, 7)
 

@@ -203,15 +203,46 @@ def test_classifier_padding_invariance(bridge, cell):
     assert batch.shape == (3, LABELS)
 
 
+@pytest.mark.pins("model.enc_hidden_size")
 def test_classifier_c_is_the_bridges():
-    """c is the encoder's top final state for `last` (size He), a transform for the others."""
-    model = model_of("classify", "gru", bridge="last", enc_layers=2, enc_hidden_size=16).eval()
+    """c is the encoder's top final state for `last` (size He = model.enc_hidden_size), a
+    transform to model.hidden_size for the others. He (10) differs from hidden_size (16), so
+    each size below follows from one option only."""
     src, lens = ids([4, 3]), torch.tensor([4, 3])
+    model = model_of("classify", "gru", bridge="last", enc_layers=2, enc_hidden_size=10).eval()
     with torch.no_grad():
         c = model.semantic_vector(src, lens)
         enc = model.encoder(src, lens)
+    assert enc.states.shape == (2, 4, 10) and enc.final_h.shape == (2, 2, 10)
     torch.testing.assert_close(c, enc.final_h[-1])
+    assert c.shape == (2, 10) and model.out.in_features == 10
+    model = model_of("classify", "gru", bridge="linear", enc_layers=2, enc_hidden_size=10).eval()
+    with torch.no_grad():
+        c = model.semantic_vector(src, lens)
+        enc = model.encoder(src, lens)
+    assert enc.final_h.shape == (2, 2, 10) and c.shape == (2, 16)
     assert model.out.in_features == 16
+
+
+@pytest.mark.pins("model.enc_hidden_size")
+@pytest.mark.parametrize("structure", ["seq2seq", "tag"])
+def test_enc_hidden_size_is_the_encoders_output_size(structure):
+    """The other structures with an encoder: its states are model.enc_hidden_size wide (10),
+    what reads them is built for that width, and the decoder (seq2seq) keeps hidden_size (16)."""
+    model = model_of(structure, "lstm", enc_hidden_size=10).eval()
+    src, lens = ids([4, 3]), torch.tensor([4, 3])
+    with torch.no_grad():
+        if structure == "tag":
+            words, lens, chars = tag_batch([4, 3])
+            assert model(words, lens, chars).shape == (2, 4, LABELS)
+            assert model.out.in_features == 10
+            return
+        enc = model.encode(src, lens)
+        state = model.init_state(enc)
+        logp, state, _ = model.decode_step(torch.full((2,), BOS_ID), state)
+    assert enc.states.shape == (2, 4, 10) and enc.final_h.shape[-1] == 10
+    assert state.values.shape == (2, 4, 10)  # attention reads the encoder's states
+    assert state.hidden[0].shape[-1] == 16 and logp.shape == (2, V)  # LSTM: (h, c)
 
 
 @pytest.mark.parametrize(("cell", "char_view"), _product(CELLS, [True, False]))

@@ -48,6 +48,7 @@ def test_summarise_without_validations(tmp_path):
     assert out["validations"] == [] and "best" not in out and out["exit_code"] == 1
 
 
+@pytest.mark.slow
 def test_tiny_sweep_end_to_end(tmp_path):
     out = tmp_path / "sw"
     rc = sweep.main([

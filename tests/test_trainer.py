@@ -13,6 +13,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
 import pytest
@@ -126,6 +128,7 @@ def test_time_left_is_that_of_the_limit_that_binds_first():
 PLAIN_LINE = r"step (\d+)/40 loss \d+\.\d{3} lr [0-9.e-]+ tok/s \d+ eta \d+:\d\d:\d\d \(max_steps\)"
 
 
+@pytest.mark.slow  # a `tandem train` process
 def test_progress_to_a_pipe_is_plain_lines_not_a_carriage_return_bar(tmp_path):
     path = tmp_path / "cfg.yaml"
     raw = _raw(tmp_path / "run", max_steps=40, log_every=10, progress=True)
@@ -156,10 +159,36 @@ def test_progress_on_a_terminal_is_a_bar_with_the_binding_limits_eta(tmp_path, m
     assert not re.search(r"step \d+/20 loss", (run / "train.log").read_text(encoding="utf-8"))
 
 
+class _StepClock:
+    """The trainer's clock in a test: one second passes per training step and none
+    otherwise, so every time, rate and ETA computed from it is exact."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += 1.0
+
+
 def test_the_eta_counts_to_max_minutes_when_that_ends_the_run_first(tmp_path, monkeypatch):
-    """max_steps is ten million (days at this speed); max_minutes, 100, binds. The run is
-    stopped by a real SIGTERM right after its first progress line."""
+    """max_steps is ten million (months at one step a second); max_minutes, 100, binds. The
+    run is stopped by a real SIGTERM right after its first progress line."""
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    clock = _StepClock()
+    # the trainer reads wall time through its module's `time`; step timings stay real
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(
+        time=clock.time, perf_counter=time.perf_counter))
+    step = Trainer.train_step
+
+    def timed_step(self, batch):
+        out = step(self, batch)
+        clock.tick()
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", timed_step)
     estimate = trainer_module.time_left
 
     def then_stop(*args, **kw):
@@ -171,9 +200,12 @@ def test_the_eta_counts_to_max_minutes_when_that_ends_the_run_first(tmp_path, mo
                      progress=True))
     lines = re.findall(r"step 5/10000000 .*", (run / "train.log").read_text(encoding="utf-8"))
     assert len(lines) == 1, lines
-    assert re.fullmatch(r"step 5/10000000 loss \S+ lr \S+ tok/s \d+ eta 1:(39:\d\d|40:00) "
+    # 5 steps took 5 s: 100 min - 5 s = 1:39:55 left by the time limit, against
+    # (10**7 - 5) s at 1 step/s by max_steps
+    assert re.fullmatch(r"step 5/10000000 loss \S+ lr \S+ tok/s \d+ eta 1:39:55 "
                         r"\(max_minutes\)", lines[0]), lines[0]
-    assert checkpoint.load(run / "last.pt")["train_state"]["step"] == 5
+    state = checkpoint.load(run / "last.pt")["train_state"]
+    assert state["step"] == 5 and state["elapsed"] == 5.0
 
 
 # --- optimizer, schedules, stopping -----------------------------------------------------------
@@ -183,6 +215,7 @@ def _batch(trainer: Trainer):
     return next(trainer.batches())
 
 
+@pytest.mark.pins("train.optimizer", "train.lr")
 def test_sgd_takes_plain_gradient_steps(tmp_path):
     trainer = Trainer.from_config(_cfg(tmp_path / "r", optimizer="sgd", lr=0.1, clip_grad=0.0))
     assert type(trainer.optimizer) is torch.optim.SGD
@@ -196,6 +229,32 @@ def test_sgd_takes_plain_gradient_steps(tmp_path):
     assert moved > 5  # Adam's first step (about lr * sign(grad)) would fail the check above
 
 
+def _sgd_step(run_dir: Path, clip_grad: float) -> list[torch.Tensor]:
+    """The gradient one SGD step (lr 0.1) applied to a fresh model on the first batch, as
+    the weights' move / lr (the same model and batch whatever `clip_grad`: seeded)."""
+    trainer = Trainer.from_config(_cfg(run_dir, optimizer="sgd", lr=0.1, clip_grad=clip_grad))
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    trainer.train_step(_batch(trainer))
+    return [(old - p.detach()) / 0.1 for old, p in zip(before, trainer.model.parameters(),
+                                                        strict=True)]
+
+
+@pytest.mark.pins("train.clip_grad")
+def test_clip_grad_scales_the_update_down_to_that_gradient_norm(tmp_path):
+    full = _sgd_step(tmp_path / "none", 0.0)  # 0: no clipping
+    norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                       for g in full])))
+    assert norm > 0
+    clipped = _sgd_step(tmp_path / "clipped", norm / 4)
+    # the same direction at a quarter of the length: each weight moved a quarter as far
+    for c, f in zip(clipped, full, strict=True):
+        torch.testing.assert_close(c, f / 4, rtol=1e-3, atol=1e-5)
+    # a limit above the gradient's norm leaves the step alone
+    for c, f in zip(_sgd_step(tmp_path / "loose", norm * 4), full, strict=True):
+        torch.testing.assert_close(c, f, rtol=0, atol=0)
+
+
+@pytest.mark.pins("train.warmup_steps")
 def test_warmup_ramps_the_learning_rate_up_linearly(tmp_path):
     trainer = Trainer.from_config(_cfg(tmp_path / "r", lr=0.01, warmup_steps=4))
     batch, lrs = _batch(trainer), []
@@ -205,6 +264,7 @@ def test_warmup_ramps_the_learning_rate_up_linearly(tmp_path):
     assert lrs == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01])
 
 
+@pytest.mark.pins("train.lr_schedule", "train.lr_patience", "train.min_lr", "train.valid_metric")
 def test_plateau_decays_the_rate_after_lr_patience_stalls(tmp_path):
     trainer = _claimed(tmp_path / "r", lr=0.01, lr_schedule="plateau", lr_patience=2,
                        lr_decay=0.5, min_lr=0.003, valid_metric="loss")
@@ -219,6 +279,7 @@ def test_plateau_decays_the_rate_after_lr_patience_stalls(tmp_path):
     assert lrs == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.003, 0.003, 0.003, 0.003])
 
 
+@pytest.mark.pins("train.patience", "train.valid_every")
 def test_patience_stops_training_early(tmp_path):
     trainer = _claimed(tmp_path / "r", max_steps=100, valid_every=2, patience=2,
                        valid_metric="loss")
@@ -229,6 +290,7 @@ def test_patience_stops_training_early(tmp_path):
     assert trainer.state.bad_validations == 2
 
 
+@pytest.mark.pins("train.tf_schedule", "train.tf_min", "train.tf_k")
 def test_tf_schedule_sets_the_teacher_forcing_ratio_of_each_step(tmp_path):
     trainer = Trainer.from_config(_cfg(tmp_path / "r", teacher_forcing=1.0, tf_min=0.2,
                                        tf_schedule="linear", tf_k=10))
@@ -273,6 +335,7 @@ def test_label_smoothing_mixes_in_the_uniform_cross_entropy():
     assert abs(float(smoothed) - float(plain)) > 0.1
 
 
+@pytest.mark.pins("train.label_smoothing")
 def test_training_applies_label_smoothing_to_its_loss(tmp_path):
     losses = {}
     for eps in (0.0, 0.2):
@@ -300,6 +363,7 @@ def numbered_run(tmp_path_factory) -> Path:
     return train(_cfg(run, max_steps=12, valid_every=3, keep_last=2))
 
 
+@pytest.mark.pins("train.keep_last")
 def test_keep_last_keeps_only_the_newest_numbered_checkpoints(numbered_run, tmp_path):
     assert sorted(p.name for p in numbered_run.glob("ckpt-*.pt")) == ["ckpt-12.pt", "ckpt-9.pt"]
     for step in (9, 12):

@@ -29,6 +29,7 @@ def _browser_or_skip():
     return playwright.sync_api
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_page_translates_and_draws_one_cell_per_token_pair(attention_checkpoint):
     pw = _browser_or_skip()

@@ -105,8 +105,21 @@ def save(obj: dict[str, Any], path: str | Path) -> Path:
 
 
 def _first_line(e: BaseException) -> str:
-    """The first line of an exception's message (torch's load errors run to many lines)."""
-    return (str(e).splitlines() or [type(e).__name__])[0]
+    """The first sentence of an exception's first line (torch's load errors run to many lines,
+    and on to advice about torch.load's options that a tandem user cannot take)."""
+    return (str(e).splitlines() or [type(e).__name__])[0].split(". ", 1)[0]
+
+
+def _unpickler_reason(e: BaseException) -> str:
+    """What torch's weights-only unpickler refused ("Unsupported operand 10", "Trying to load
+    unsupported GLOBAL posix.system ..."), which its message puts after a paragraph of advice
+    about torch.load's options: the first sentence after that paragraph."""
+    text = str(e)
+    rest = text.split("WeightsUnpickler error:", 1)[1] if "WeightsUnpickler error:" in text \
+        else "\n".join(text.splitlines()[1:])
+    lines = [line.strip() for line in rest.splitlines()
+             if line.strip() and not line.strip().startswith("Check the documentation")]
+    return lines[0].split(". ", 1)[0].rstrip(".") if lines else _first_line(e)
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -118,8 +131,11 @@ def load(path: str | Path) -> dict[str, Any]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         if "weights only" in str(e).lower() or "weights_only" in str(e):
+            # the weights-only unpickler cannot tell a file that asks for code to run from
+            # scrambled bytes (both can be "Unsupported operand"), so the message says both
             raise CheckpointError(f"{path}: refused: the file needs code to load, which tandem "
-                                  f"never runs ({_first_line(e)})") from None
+                                  f"never runs, or is corrupted ({_unpickler_reason(e)})"
+                                  ) from None
         raise CheckpointError(f"{path}: not a tandem checkpoint: {_first_line(e)}") from None
     except Exception as e:  # noqa: BLE001 - any failure to read is the file's fault
         raise CheckpointError(f"{path}: not a readable tandem checkpoint (truncated or "

@@ -34,13 +34,27 @@ class _TqdmHandler(logging.StreamHandler):
             self.handleError(record)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Log lines on whatever `sys.stderr` is when each is written, not the stream it was when
+    the first command ran: a program (or a test) that calls `main` several times and replaces
+    stderr in between keeps getting the log, never a closed stream."""
+
+    @property
+    def stream(self):  # noqa: D102 - logging.StreamHandler's attribute, looked up each time
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     """tandem's log on stderr, message only; on a terminal written around progress bars, in
     a file or a pipe as plain lines. Under torchrun ranks other than 0 log warnings and
     errors only, each line prefixed with the rank (rank 0 speaks for the run)."""
     if log.handlers:
         return
-    h = _TqdmHandler() if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
+    h = _TqdmHandler() if sys.stderr.isatty() else _StderrHandler()
     rank = int(os.environ.get("RANK", "0") or 0) if "WORLD_SIZE" in os.environ else 0
     h.setFormatter(logging.Formatter(f"[rank {rank}] %(message)s" if rank else "%(message)s"))
     log.addHandler(h)
@@ -129,6 +143,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     overrides = a.set + ([f"train.device={a.device}"] if a.device else [])
     if a.resume:
         run = Path(a.resume)
+        if not (run / "config.yaml").is_file():
+            raise ConfigError(f"--resume {run}: not a run folder (no config.yaml in it); give "
+                              "the run_dir of an earlier tandem train")
         cfg = load_config(run / "config.yaml", overrides)
         cfg.run_dir = str(run)
     else:
@@ -154,6 +171,14 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def _check_input(path: str | None, what: str = "one input per line") -> None:
+    """A DataError naming --input when it is not an existing file; checked before a model
+    loads, so a mistyped name fails at once."""
+    if path is not None and not Path(path).is_file():
+        raise DataError(f"--input {path}: file not found; give a text file ({what}), or leave "
+                        "--input out to read stdin")
+
+
 def _iter_inputs(path: str | None) -> Iterator[str]:
     """Lines of a file (TSV: the first column) or of stdin, read lazily, UTF-8 checked."""
     label = path or "<stdin>"
@@ -175,8 +200,7 @@ def _iter_inputs(path: str | None) -> Iterator[str]:
 def cmd_translate(a: argparse.Namespace) -> int:
     """`tandem translate`: lines in (stdin or --input), outputs out, decoded with the flags'
     options over the model's."""
-    if a.input and not Path(a.input).is_file():
-        raise DataError(f"{a.input}: input file not found")
+    _check_input(a.input)
     tr = _translator(a)
     opts = tr.options(**_decode_options(a))
     gen = _generator(tr, a.seed)
@@ -244,7 +268,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
         serve_app(create_structure_app(pred, opts), a.host, a.port)
         return 0
-    tr = _translator(a, ckpt).set_defaults(**_decode_options(a))
+    # one output per input unless --nbest says otherwise (not the model's decode.nbest)
+    tr = _translator(a, ckpt).set_defaults(**{**_decode_options(a), "nbest": a.nbest or 1})
     serve(tr, a.host, a.port, opts)
     return 0
 
@@ -287,7 +312,8 @@ def cmd_plot_attention(a: argparse.Namespace) -> int:
     tr = _translator(a)
     r = tr.translate_full([a.input], attention=True, beam=a.beam)[0][0]
     if not r.tokens or r.attention is None:
-        raise DataError(f"the model produced no output for {a.input!r}; nothing to draw")
+        raise DataError(f"--input {a.input!r}: the model produced no output (an input empty "
+                        "after tokenization has none); nothing to draw")
     plot_attention(r.src_tokens, r.tokens, r.token_attention, a.out)
     print(f"{r.text}\nwrote {a.out}")
     return 0
@@ -355,6 +381,15 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from tandem.evaluate import evaluate_outputs, group_references
 
     pred, ckpt = _structured(a)
+    if a.features is not None:  # never silently scored without the matrix asked for
+        if pred is None or pred.structure != "generate":
+            raise ConfigError(f"--features: {a.model[0]} is a "
+                              f"{pred.structure if pred else 'seq2seq'} model; --features is "
+                              "for a generator conditioned on feature vectors")
+        if a.data is None:
+            raise ConfigError(f"--features {a.features}: give --data too, the text file whose "
+                              "line i row i of the matrix conditions (without --data the "
+                              f"{a.split} split of the model's config is scored)")
     if pred is not None:
         res = pred.evaluate(a.data, a.features, a.split)
         _print_scores(res, a.json, {"model": a.model[0], "structure": pred.structure})
@@ -381,6 +416,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     """`tandem predict`: a label (with its probability, or the --topk best) for each line
     read, or the tag of every word of each line."""
+    _check_input(a.input)
     pred, _ = _structured(a)
     _need(pred, "predict", ("classify", "tag"), "tandem translate for seq2seq, tandem "
           "generate for lm and generate")
@@ -412,10 +448,18 @@ def cmd_predict(a: argparse.Namespace) -> int:
             out.flush()
             buf.clear()
 
+        where = a.input or "<stdin>"
+        item = "text to classify" if pred.structure == "classify" else "sentence to tag"
         for n, line in enumerate(_iter_inputs(a.input), 1):
             if not line.strip():
-                raise DataError(f"{a.input or 'stdin'}:{n}: empty line; each line is one "
-                                f"{'text' if pred.structure == 'classify' else 'sentence'}")
+                raise DataError(f"{where}:{n}: empty line; each line must hold one {item}")
+            # a line of only characters the tokenizer drops (sentencepiece drops zero-width
+            # and control characters) has nothing to classify: named here by its line, where
+            # the predictor could only count within the chunk
+            if pred.structure == "classify" and not pred.fields.encode_text(line):
+                raise DataError(f"{where}:{n}: empty after tokenization (the model's "
+                                f"{pred.fields.tok.kind} tokenizer keeps none of its "
+                                f"characters); each line must hold one {item}")
             buf.append(line)
             if len(buf) >= a.chunk:
                 flush()
@@ -449,14 +493,11 @@ def cmd_generate(a: argparse.Namespace) -> int:
     if a.prompt:
         raise ConfigError("tandem generate: --prompt is for a language model; a conditional "
                           "generator writes from --label (or --features)")
-    features = None
-    if a.features:
-        import numpy as np
-
-        try:
-            features = np.load(a.features, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"{a.features}: not a .npy array file: {e}") from None
+    if a.label and pred.fields.num_features:
+        raise ConfigError(f"--label: this generator writes from feature vectors of "
+                          f"{pred.fields.num_features} numbers, not from a label; give "
+                          "--features (a .npy matrix, one row per output)")
+    features = _feature_rows(a.features, pred) if a.features is not None else None
     labels = a.label if a.label else None
     if labels is None and features is None:
         labels = pred.labels if not pred.fields.num_features else None
@@ -466,6 +507,39 @@ def cmd_generate(a: argparse.Namespace) -> int:
     for c, t in zip(conds, texts, strict=True):
         print(f"{c}\t{t}", flush=True)
     return 0
+
+
+def _feature_rows(path: str, pred):
+    """`generate --features`: the (N, F) matrix of a .npy file for a generator conditioned on
+    vectors of F numbers; anything else is one error naming --features, the file and what
+    the model reads."""
+    import numpy as np
+
+    width = pred.fields.num_features
+    if not width:
+        raise ConfigError(f"--features {path}: this generator writes from a label, not from "
+                          f"feature vectors; give --label (one of {', '.join(pred.labels[:20])}"
+                          f"{' ...' if len(pred.labels) > 20 else ''})")
+    need = f"a .npy file (numpy.save) of an (N, {width}) matrix of numbers, one row per output"
+    if not Path(path).is_file():
+        raise DataError(f"--features {path}: file not found; give {need}")
+    try:
+        with open(path, "rb") as f:
+            arr = np.load(f, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # text, pickle, truncated: numpy's words mislead
+        arr = None
+    if not isinstance(arr, np.ndarray):  # also an .npz, which holds several arrays
+        raise DataError(f"--features {path}: not a .npy file; give {need}")
+    numeric = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) \
+        or arr.dtype == np.bool_
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != width or not numeric:
+        raise DataError(f"--features {path}: an array of shape {tuple(arr.shape)} "
+                        f"({arr.dtype}); give {need}")
+    finite = np.isfinite(arr.astype(np.float32)).all(axis=1)
+    if not finite.all():
+        raise DataError(f"--features {path}: row {int(np.argmin(finite))} holds NaN or infinity "
+                        "(or a value too large for float32); give finite numbers")
+    return arr
 
 
 def cmd_average(a: argparse.Namespace) -> int:
@@ -498,8 +572,7 @@ def cmd_g2p(a: argparse.Namespace) -> int:
     early and memory stays flat on long inputs."""
     from tandem.pronounce import G2P
 
-    if a.input and not Path(a.input).is_file():
-        raise DataError(f"{a.input}: input file not found")
+    _check_input(a.input, "one word per line")
     words, where = _g2p_words(a)
     g = G2P(a.model, dictionary=not a.no_dictionary, device=a.device, beam=a.beam,
             quantize=a.quantize)
@@ -688,7 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tgt-suffix")
     e.add_argument("--metrics", nargs="+", help="subset of metrics (default all)")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    _decode_args(e)
+    _decode_args(e, skip=("nbest",))  # the best output is scored: one per input
     e.set_defaults(func=cmd_evaluate)
 
     av = sub.add_parser("average", help="average the parameters of checkpoints of one run")

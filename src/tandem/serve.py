@@ -97,8 +97,10 @@ request field."""
 
 def server_defaults(decode: DecodeConfig, opts: ServeOptions) -> DecodeConfig:
     """The options a request starts from: the translator's, with the beam cut to the server's
-    limit and one output per input unless the request asks for more."""
-    return dataclasses.replace(decode, beam=min(decode.beam, opts.max_beam), nbest=1)
+    limit and nbest to the beam (`tandem serve` gives one output per input unless --nbest or
+    the request asks for more)."""
+    beam = min(decode.beam, opts.max_beam)
+    return dataclasses.replace(decode, beam=beam, nbest=min(decode.nbest, beam))
 
 
 def _whole(value: Any) -> Any:

@@ -386,8 +386,11 @@ def load_features(path: str | Path, n_rows: int, text_path: str | Path) -> np.nd
                         f"line i of {text_path})")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a .npy array file: {e}") from None
+    except (ValueError, EOFError):  # numpy's own words here suggest unpickling: never done
+        raise DataError(f"{path}: not a .npy array file; save the matrix with numpy.save (text "
+                        "and pickled files are not read)") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read: {e}") from None
     if not isinstance(arr, np.ndarray):
         raise DataError(f"{path}: holds several arrays (.npz); save one matrix with np.save")
     if arr.ndim != 2:

@@ -222,7 +222,11 @@ def _labelled_splits(d: DataConfig, label_first: bool
         return tuple(readers.read_sst2(root / f"stsa.binary.{s}", d.on_bad_line)[0]
                      for s in ("train", "dev", "test"))
     if d.corpus == "names":
-        return readers.hash_split(readers.read_label_folder(corpus_dir(d), d.on_bad_line)[0],
+        root = corpus_dir(d)
+        if not root.is_dir():
+            raise DataError(f"{root}: the names corpus not found; set data.corpus_dir to the "
+                            "folder holding one <Language>.txt of surnames per label")
+        return readers.hash_split(readers.read_label_folder(root, d.on_bad_line)[0],
                                   d.split_seed)
     assert d.train is not None
     if Path(d.train).is_dir() and d.dev is None and d.test is None:
@@ -526,6 +530,9 @@ def evaluation_data(cfg: Config, fields: StructFields, path: str | Path | None =
             if text_path is None or npy is None:
                 raise DataError(f"{what}: a generator conditioned on feature vectors is "
                                 "evaluated on a text file and its .npy matrix (--features)")
+            if path is not None and not Path(npy).is_file():  # named as the user gave it
+                raise DataError(f"--features {npy}: file not found; give the .npy matrix of "
+                                f"{path} (numpy.save), row i for its line i")
             items, n_lines, _ = readers.read_lines(text_path, d.on_bad_line)
             matrix = readers.load_features(npy, n_lines, text_path)
             if matrix.shape[1] != fields.num_features:
