@@ -1,13 +1,18 @@
+import io
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import settings
 
+from tandem.cli import main
 from tandem.config import ModelConfig
 from tandem.model.seq2seq import Seq2Seq
 
@@ -37,6 +42,26 @@ def tandem_log():
     yield records
     logger.removeHandler(handler)
     logger.setLevel(old_level)
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """`cli(cwd, *args, stdin=...)` runs `tandem ARGS` in this process from `cwd`: its exit
+    code, stdout and stderr, shaped like a finished process's."""
+
+    def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        monkeypatch.chdir(cwd)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()),
+                                                           encoding="utf-8"))
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse refuses a flag's value this way
+            code = e.code
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
 
 
 def run_config(run_dir, name: str, model: dict, **train) -> dict:

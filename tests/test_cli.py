@@ -4,7 +4,6 @@ start it as a separate process, as a user does (slow); user errors and the small
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -23,26 +22,6 @@ def tandem(cwd: Path, *args: str, stdin: str | None = None,
     return subprocess.run([sys.executable, "-m", "tandem.cli", *args], cwd=cwd, input=stdin,
                           capture_output=True, text=True, encoding="utf-8", env=env,
                           timeout=timeout)
-
-
-@pytest.fixture
-def cli(monkeypatch, capsys):
-    """`cli(cwd, *args, stdin=...)` runs `tandem ARGS` in this process from `cwd`: its exit
-    code, stdout and stderr, shaped like a finished process's."""
-
-    def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode()),
-                                                           encoding="utf-8"))
-        capsys.readouterr()
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse refuses a flag's value this way
-            code = e.code
-        out = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out.out, out.err)
-
-    return run
 
 
 def assert_user_error(res: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -148,7 +127,9 @@ def _valid_steps(run: Path) -> list[int]:
 
 
 @pytest.mark.slow
-def test_cli_round_trip(tmp_path):
+def test_cli_round_trip(tmp_path, cli):
+    """Train, translate and resume as separate processes, as a user runs them; the n-best
+    and evaluate steps in between run in this process (the same commands, cheaper)."""
     run = tmp_path / "run"
     (tmp_path / "tiny.yaml").write_text(CONFIG.format(run_dir=run), encoding="utf-8")
 
@@ -182,8 +163,8 @@ def test_cli_round_trip(tmp_path):
             assert sum(weights) == pytest.approx(1.0, abs=1e-3)
 
     # n-best: INDEX<TAB>TEXT<TAB>SCORE, nbest lines per input
-    res = tandem(tmp_path, "translate", "--model", str(run / "best.pt"),
-                 "--nbest", "2", "--beam", "3", stdin=inputs)
+    res = cli(tmp_path, "translate", "--model", str(run / "best.pt"),
+              "--nbest", "2", "--beam", "3", stdin=inputs)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert len(lines) == 6
@@ -197,8 +178,8 @@ def test_cli_round_trip(tmp_path):
     test = make_splits("reverse", (1, 1, 20), seed=7, min_len=1, max_len=6)["test"]
     (tmp_path / "test.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in test),
                                        encoding="utf-8")
-    res = tandem(tmp_path, "evaluate", "--model", str(run / "best.pt"), "--data", "test.tsv",
-                 "--json", "--beam", "2")
+    res = cli(tmp_path, "evaluate", "--model", str(run / "best.pt"), "--data", "test.tsv",
+              "--json", "--beam", "2")
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert out["sentences"] == 20

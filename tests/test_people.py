@@ -1,10 +1,8 @@
-"""What people look at: chat, the attention picture, training curves, scalars.csv and
-TensorBoard event files, and the chatterbot corpus."""
+"""What people look at, through the commands they type (run in this process): chat, the
+attention picture, training curves, scalars.csv and TensorBoard event files, and the
+chatterbot corpus."""
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +10,18 @@ import pytest
 from tandem.decode.translator import load
 
 
-def run_cli(*args: str, stdin: str | None = None, cwd: Path | None = None):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
-    return subprocess.run([sys.executable, "-m", "tandem.cli", *args], input=stdin, cwd=cwd,
-                          capture_output=True, text=True, env=env, timeout=120)
+@pytest.fixture
+def run_cli(cli, tmp_path):
+    """`run_cli(*args, stdin=..., cwd=...)`: `tandem ARGS` as people type it, run in this
+    process (tests/test_cli.py runs whole processes)."""
+
+    def run(*args: str, stdin: str | None = None, cwd: Path | None = None):
+        return cli(cwd or tmp_path, *args, stdin=stdin or "")
+
+    return run
 
 
-@pytest.mark.slow
-def test_chat_piped_answers_each_line_until_quit_without_prompts(attention_checkpoint):
+def test_chat_piped_answers_each_line_until_quit_without_prompts(run_cli, attention_checkpoint):
     tr = load(attention_checkpoint)
     res = run_cli("chat", "--model", str(attention_checkpoint), "--beam", "3",
                   stdin="hello\n\nabc\n/quit\nnever read\n")
@@ -28,8 +30,7 @@ def test_chat_piped_answers_each_line_until_quit_without_prompts(attention_check
     assert ">" not in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.slow
-def test_chat_sampling_is_repeatable_with_a_seed(attention_checkpoint):
+def test_chat_sampling_is_repeatable_with_a_seed(run_cli, attention_checkpoint):
     args = ("chat", "--model", str(attention_checkpoint), "--sample", "--temperature", "1.5",
             "--top-k", "5", "--seed", "7")
     lines = "".join(f"{w}\n" for w in ["hello", "abc", "xyz", "hello"])
@@ -38,8 +39,7 @@ def test_chat_sampling_is_repeatable_with_a_seed(attention_checkpoint):
     assert first.stdout == second.stdout and len(first.stdout.splitlines()) == 4
 
 
-@pytest.mark.slow
-def test_plot_attention_writes_a_png(attention_checkpoint, tmp_path):
+def test_plot_attention_writes_a_png(run_cli, attention_checkpoint, tmp_path):
     out = tmp_path / "attn.png"
     res = run_cli("plot-attention", "--model", str(attention_checkpoint), "--input", "hello",
                   "--out", str(out))
@@ -50,8 +50,8 @@ def test_plot_attention_writes_a_png(attention_checkpoint, tmp_path):
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
-@pytest.mark.slow
-def test_training_writes_scalars_csv_and_tensorboard_events(attention_checkpoint, tmp_path):
+def test_training_writes_scalars_csv_and_tensorboard_events(run_cli, attention_checkpoint,
+                                                           tmp_path):
     run = attention_checkpoint.parent
     with open(run / "scalars.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -115,8 +115,7 @@ def test_chatterbot_yaml_scalars_stay_text(tmp_path):
                                             ["Are you there?", "Yes", "42", "null"]]
 
 
-@pytest.mark.slow
-def test_translating_a_file_shows_progress_and_speed(attention_checkpoint, tmp_path):
+def test_translating_a_file_shows_progress_and_speed(run_cli, attention_checkpoint, tmp_path):
     (tmp_path / "in.txt").write_text("abc\nhello\nxy\n", encoding="utf-8")
     res = run_cli("translate", "--model", str(attention_checkpoint), "--input", "in.txt",
                   "--output", "out.txt", "--progress", "--chunk", "2", "--forbid-unk",

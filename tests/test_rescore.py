@@ -8,7 +8,7 @@ from tandem.decode.rescore import rerank
 from tandem.decode.scoring import Scorer
 from tandem.decode.translator import Result, Translator, load
 from tandem.errors import DataError
-from test_cli import assert_user_error, tandem
+from test_cli import assert_user_error
 
 TEXTS = ["abcde", "fab", "edcba", "cc"]
 
@@ -68,14 +68,13 @@ def test_rescoring_with_the_same_model_keeps_its_outputs(attention_checkpoint):
     assert [len(nb) for nb in got] == [2] * 5
 
 
-@pytest.mark.slow
-def test_cli_rescore_translates_and_names_a_missing_model(tmp_path, attention_checkpoint):
-    ok = tandem(tmp_path, "translate", "--model", str(attention_checkpoint), "--rescore",
-                str(attention_checkpoint), "--beam", "3", stdin="abc\nfed\n")
+def test_cli_rescore_translates_and_names_a_missing_model(tmp_path, cli, attention_checkpoint):
+    ok = cli(tmp_path, "translate", "--model", str(attention_checkpoint), "--rescore",
+             str(attention_checkpoint), "--beam", "3", stdin="abc\nfed\n")
     assert ok.returncode == 0, ok.stderr
-    plain = tandem(tmp_path, "translate", "--model", str(attention_checkpoint), "--beam", "3",
-                   stdin="abc\nfed\n")
+    plain = cli(tmp_path, "translate", "--model", str(attention_checkpoint), "--beam", "3",
+                stdin="abc\nfed\n")
     assert ok.stdout == plain.stdout and len(ok.stdout.splitlines()) == 2
-    bad = tandem(tmp_path, "translate", "--model", str(attention_checkpoint), "--rescore",
-                 str(tmp_path / "nope.pt"), stdin="abc\n")
+    bad = cli(tmp_path, "translate", "--model", str(attention_checkpoint), "--rescore",
+              str(tmp_path / "nope.pt"), stdin="abc\n")
     assert_user_error(bad, "nope.pt")
