@@ -651,3 +651,23 @@ def test_serve_max_new_tokens_bounds_a_generate_request(monkeypatch, generators)
         over = c.post("/v1/generate", json={"inputs": ["A"], "max_len": 8, "seed": 1})
     assert ok.status_code == 200, ok.text
     assert (over.status_code, over.json()["field"]) == (422, "max_len")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "serve"])
+@pytest.mark.parametrize("structure", ["classify", "generate"])
+def test_decoding_flags_are_refused_for_a_model_of_another_structure(
+        command, structure, structure_models, capsys, monkeypatch):
+    """A classifier, tagger, language model or generator has no seq2seq search: the flags of
+    one would change nothing, so they are refused by name instead of being ignored."""
+    served = []
+    monkeypatch.setattr(tandem.serve, "serve_app", lambda *args: served.append(args))
+    model = str(structure_models[structure])
+    capsys.readouterr()
+    assert main([command, "--model", model, "--beam", "3", "--length-penalty", "1.0"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --beam, --length-penalty: decoding flags of a seq2seq model; {model} "
+                   f"is a {structure} model, which they do not change (leave them out)\n")
+    assert not served
+    rest = ["--split", "dev"] if command == "evaluate" else []  # its config has no test split
+    assert main([command, "--model", model, *rest]) == 0  # without them it runs
+    assert len(served) == (command == "serve")

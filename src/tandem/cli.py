@@ -263,6 +263,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     opts.check()  # before the model loads: a wrong flag fails at once
     pred, ckpt = _structured(a)
     if pred is not None:  # a classifier, tagger, language model or generator
+        _no_seq2seq_flags(a, pred)
         from tandem.serve import serve_app
         from tandem.serve_structures import create_structure_app
 
@@ -345,6 +346,18 @@ def _structured(a: argparse.Namespace):
     return load_predictor(a.model[0], ckpt).to(resolve_device(a.device, "--device")), ckpt
 
 
+def _no_seq2seq_flags(a: argparse.Namespace, pred) -> None:
+    """A ConfigError naming the seq2seq decoding flags given for a model of another structure
+    (they would have no effect on it): a flag is never silently ignored."""
+    given = [f"--{k.replace('_', '-')}" for k, v in _decode_options(a).items() if v is not None]
+    given += [f for f, v in (("--quantize", getattr(a, "quantize", None)),
+                             ("--rescore", getattr(a, "rescore", None))) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: decoding flags of a seq2seq model; "
+                          f"{a.model[0]} is a {pred.structure} model, which they do not change "
+                          "(leave them out)")
+
+
 def _need(pred, command: str, structures: tuple[str, ...], instead: str) -> None:
     """A DataError when the loaded model's structure is not one `command` serves."""
     got = pred.structure if pred is not None else "seq2seq"
@@ -391,6 +404,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                               "line i row i of the matrix conditions (without --data the "
                               f"{a.split} split of the model's config is scored)")
     if pred is not None:
+        _no_seq2seq_flags(a, pred)
         res = pred.evaluate(a.data, a.features, a.split)
         _print_scores(res, a.json, {"model": a.model[0], "structure": pred.structure})
         return 0
