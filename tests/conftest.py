@@ -117,6 +117,20 @@ def attention_checkpoint(tmp_path_factory):
     return run / "best.pt"
 
 
+@pytest.fixture(scope="session")
+def other_checkpoint(attention_checkpoint, tmp_path_factory):
+    """A different model over the same vocabularies: the attention model's weights with
+    seeded noise (its outputs differ from the attention model's)."""
+    from tandem import checkpoint
+
+    ckpt = checkpoint.load(attention_checkpoint)
+    g = torch.Generator().manual_seed(5)
+    for k, v in ckpt["model"].items():
+        if v.is_floating_point():
+            ckpt["model"][k] = v + 0.3 * torch.randn(v.shape, generator=g)
+    return checkpoint.save(ckpt, tmp_path_factory.mktemp("other") / "other.pt")
+
+
 @contextmanager
 def live_server(app):
     """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields the URL."""

@@ -40,18 +40,6 @@ def write_lines(path: Path, lines: list[str]) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def other_checkpoint(attention_checkpoint, tmp_path_factory):
-    """A different model over the same vocabularies: the attention model's weights with
-    seeded noise (its outputs differ from the attention model's)."""
-    ckpt = checkpoint.load(attention_checkpoint)
-    g = torch.Generator().manual_seed(5)
-    for k, v in ckpt["model"].items():
-        if v.is_floating_point():
-            ckpt["model"][k] = v + 0.3 * torch.randn(v.shape, generator=g)
-    return checkpoint.save(ckpt, tmp_path_factory.mktemp("other") / "other.pt")
-
-
 def with_decode(source: Path, dest: Path, **decode) -> Path:
     """A copy of checkpoint `source` whose config's decode section has `decode` set."""
     ckpt = checkpoint.load(source)

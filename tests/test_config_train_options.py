@@ -320,22 +320,6 @@ def test_weight_decay_adds_its_share_of_each_weight_to_the_gradient(tmp_path):
     assert checked > 5
 
 
-@pytest.mark.pins("train.teacher_forcing")
-def test_teacher_forcing_is_the_ratio_each_step_is_trained_with(tmp_path):
-    trainer = _trainer(tmp_path / "r", teacher_forcing=0.6)
-    seen, forward = [], trainer.model.forward
-
-    def spy(*args, **kw):
-        seen.append(kw["teacher_forcing"])
-        return forward(*args, **kw)
-
-    trainer.model.forward = spy
-    batch = _batch(trainer)
-    for _ in range(3):
-        trainer.train_step(batch)
-    assert seen == [0.6, 0.6, 0.6]  # constant schedule
-
-
 @pytest.mark.pins("train.valid_max_sentences", "train.valid_beam")
 def test_validation_decodes_at_most_valid_max_sentences_with_valid_beam(tmp_path,
                                                                          monkeypatch):

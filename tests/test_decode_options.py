@@ -193,18 +193,6 @@ def unk_checkpoint(attention_checkpoint, tmp_path_factory):
     return checkpoint.save(ckpt, tmp_path_factory.mktemp("unk") / "unk.pt")
 
 
-@pytest.fixture(scope="module")
-def other_checkpoint(attention_checkpoint, tmp_path_factory):
-    """A different model over the same vocabularies: the attention model's weights with
-    seeded noise."""
-    ckpt = checkpoint.load(attention_checkpoint)
-    g = torch.Generator().manual_seed(5)
-    for k, v in ckpt["model"].items():
-        if v.is_floating_point():
-            ckpt["model"][k] = v + 0.3 * torch.randn(v.shape, generator=g)
-    return checkpoint.save(ckpt, tmp_path_factory.mktemp("other") / "other.pt")
-
-
 NBEST = ("--beam", "4", "--nbest", "4")
 OPTION_FLAGS = [
     (("--length-penalty", "3.0"), {"length_penalty": 3.0}),

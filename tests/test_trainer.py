@@ -290,10 +290,8 @@ def test_patience_stops_training_early(tmp_path):
     assert trainer.state.bad_validations == 2
 
 
-@pytest.mark.pins("train.tf_schedule", "train.tf_min", "train.tf_k")
-def test_tf_schedule_sets_the_teacher_forcing_ratio_of_each_step(tmp_path):
-    trainer = Trainer.from_config(_cfg(tmp_path / "r", teacher_forcing=1.0, tf_min=0.2,
-                                       tf_schedule="linear", tf_k=10))
+def _ratios(trainer: Trainer, steps: int) -> list[float]:
+    """The teacher-forcing ratio the model's forward pass got at each of `steps` steps."""
     seen, forward = [], trainer.model.forward
 
     def spy(*args, **kw):
@@ -302,9 +300,22 @@ def test_tf_schedule_sets_the_teacher_forcing_ratio_of_each_step(tmp_path):
 
     trainer.model.forward = spy
     batch = _batch(trainer)
-    for _ in range(5):
+    for _ in range(steps):
         trainer.train_step(batch)
-    assert seen == pytest.approx([1.0, 0.92, 0.84, 0.76, 0.68])
+    return seen
+
+
+@pytest.mark.pins("train.teacher_forcing")
+def test_teacher_forcing_is_the_ratio_each_step_is_trained_with(tmp_path):
+    trainer = Trainer.from_config(_cfg(tmp_path / "r", teacher_forcing=0.6))
+    assert _ratios(trainer, 3) == [0.6, 0.6, 0.6]  # constant schedule
+
+
+@pytest.mark.pins("train.tf_schedule", "train.tf_min", "train.tf_k")
+def test_tf_schedule_sets_the_teacher_forcing_ratio_of_each_step(tmp_path):
+    trainer = Trainer.from_config(_cfg(tmp_path / "r", teacher_forcing=1.0, tf_min=0.2,
+                                       tf_schedule="linear", tf_k=10))
+    assert _ratios(trainer, 5) == pytest.approx([1.0, 0.92, 0.84, 0.76, 0.68])
     assert teacher_forcing_ratio(trainer.cfg, 100) == pytest.approx(0.2)  # floored at tf_min
 
 
