@@ -31,7 +31,7 @@ check: $(VENV_OK) lint
 	$(PYTEST) -m "not slow"
 
 tasks: $(VENV_OK)
-	$(PY) benchmarks/tasks.py
+	$(PY) benchmarks/recipes/tasks.py
 
 # docs/config.md and docs/cli.md are generated from the code (tests/test_docs.py checks them).
 docs: $(VENV_OK)

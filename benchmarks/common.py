@@ -1,13 +1,16 @@
-"""What the benchmark scripts share: writing a result JSON with its command, and the argument
-parser and training step of the real-data recipes (g2p_cmudict.py, multi30k.py).
+"""What the benchmark scripts share: writing a result JSON with its command, the argument
+parser and training step of the real-data recipes (recipes/g2p_cmudict.py, recipes/multi30k.py),
+running a process while watching its memory, and the Phonetisaurus tools' environment.
 
-The scripts import it as `from common import ...`: run as `python benchmarks/<script>.py`,
-Python puts this folder first on the import path.
+The scripts live one folder down (benchmarks/recipes/, speed/, ab/) and are run as
+`python benchmarks/<folder>/<script>.py`; each puts this folder on `sys.path` before
+`from common import ...` (Python itself puts only the script's own folder there).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -35,8 +38,8 @@ def rotated(names: list[str], round_no: int) -> list[str]:
 
 def recipe_parser(default_config: str, average: int, description: str
                   ) -> argparse.ArgumentParser:
-    """Arguments shared by the real-data recipe scripts (benchmarks/g2p_cmudict.py,
-    benchmarks/multi30k.py): which config, overrides, train/resume/score only, averaging."""
+    """Arguments shared by the real-data recipe scripts (benchmarks/recipes/g2p_cmudict.py,
+    benchmarks/recipes/multi30k.py): which config, overrides, train/resume/score only, averaging."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", default=default_config)
     p.add_argument("--set", action="append", default=[])
@@ -124,3 +127,13 @@ def watched(cmd: list[str], env: dict | None = None, stdin: str | None = None
         result = subprocess.CompletedProcess(cmd, p.returncode, out.read().decode(),
                                              err.read().decode())
     return result, peak / 1024, first
+
+
+def phonetisaurus_env(venv: Path) -> dict:
+    """The environment the Phonetisaurus wheel's tools need in the venv `venv` (its bin folder
+    on PATH, its libraries), on top of this process' environment."""
+    out = subprocess.run(
+        [str(venv / "bin/python"), "-c",
+         "import json, phonetisaurus; print(json.dumps(phonetisaurus.guess_environment()))"],
+        capture_output=True, text=True, check=True).stdout
+    return {**os.environ, **json.loads(out)}

@@ -2,11 +2,12 @@
 """Write docs/config.md, docs/cli.md (and the results index of docs/benchmarks.md) from the
 code, so the reference cannot go stale.
 
-docs/config.md: every key of the config, read (with `ast`, nothing imported) from the
-dataclasses of src/tandem/config.py: one section per dataclass that `Config` holds (data,
-model, train, decode) plus the top-level keys; a table row per key with its dotted name, its
-type (the allowed values of a Literal), its default and its attribute docstring (the string
-literal on the line after the field).
+docs/config.md: every key of the config, read (with `ast`) from the dataclasses of
+src/tandem/config.py: one section per dataclass that `Config` holds (data, model, train,
+decode) plus the top-level keys; a table row per key with its dotted name, its type (the
+allowed values of a Literal; a number's bounds and special values from the Range on its
+annotation, in the words of tandem.config.Range, which the config's checks use too), its
+default and its attribute docstring (the string literal on the line after the field).
 
 docs/cli.md: every subcommand of `tandem.cli.build_parser()` with its arguments, defaults and
 help, grouped as `tandem SUB --help` groups them.
@@ -26,6 +27,7 @@ import argparse
 import ast
 import inspect
 import json
+import operator
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,17 +98,32 @@ def parse_config(path: Path = CONFIG_PY) -> tuple[list[Section], dict[str, ast.e
 
 
 def _type(node: ast.expr, aliases: dict[str, ast.expr]) -> str:
-    """Markdown for an annotation: `int`, `int` or null, one of `a`, `b`."""
+    """Markdown for an annotation: `int`, `int` or null, one of `a`, `b`, `int` >= 1 or
+    null; null = no limit (a Range's note after the whole type)."""
+    notes: list[str] = []
+    text = _type_text(node, aliases, notes)
+    return "; ".join([text, *(n for n in notes if n)])
+
+
+def _type_text(node: ast.expr, aliases: dict[str, ast.expr], notes: list[str]) -> str:
+    """`_type` without the notes, which go to `notes`."""
     if isinstance(node, ast.Name) and node.id in aliases:
-        return _type(aliases[node.id], aliases)
+        return _type_text(aliases[node.id], aliases, notes)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
-        return f"{_type(node.left, aliases)} or {_type(node.right, aliases)}"
+        return (f"{_type_text(node.left, aliases, notes)} or "
+                f"{_type_text(node.right, aliases, notes)}")
     if isinstance(node, ast.Constant) and node.value is None:
         return "null"
     if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("Annotated",
                                                                          "typing.Annotated"):
         inner, *extras = node.slice.elts
-        return " ".join([_type(inner, aliases), *(_range(e) for e in extras)]).strip()
+        bounds = []
+        for extra in extras:
+            rng = _range(extra)
+            if rng is not None:
+                bounds.append(rng.bounds())
+                notes.append(rng.note)
+        return " ".join([_type_text(inner, aliases, notes), *bounds]).strip()
     if isinstance(node, ast.Subscript) and ast.unparse(node.value) in ("Literal",
                                                                        "typing.Literal"):
         elts = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -114,22 +131,29 @@ def _type(node: ast.expr, aliases: dict[str, ast.expr]) -> str:
     return f"`{ast.unparse(node)}`"
 
 
-def _range(node: ast.expr) -> str:
-    """`Range(ge=0, le=10, note="0 = off")` in an annotation as `in [0, 10]; 0 = off`."""
+_ARITHMETIC = {ast.Pow: operator.pow, ast.Mult: operator.mul, ast.Add: operator.add,
+               ast.Sub: operator.sub, ast.Div: operator.truediv}
+
+
+def _constant(node: ast.expr) -> object:
+    """A literal, or arithmetic on literals (`-2**63`), without evaluating any other code."""
+    if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
+        return _ARITHMETIC[type(node.op)](_constant(node.left), _constant(node.right))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_constant(node.operand)
+    return ast.literal_eval(node)
+
+
+def _range(node: ast.expr):
+    """`Range(ge=0, lt=1, note="0 = off")` in an annotation as a tandem.config.Range (whose
+    bounds() reads `in [0, 1)`); None for any other annotation extra."""
     if not (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("Range")):
-        return ""
-    kw = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
-    low = (f"[{kw['ge']:g}" if kw.get("ge") is not None else
-           f"({kw['gt']:g}" if kw.get("gt") is not None else None)
-    if low and kw.get("le") is not None:
-        text = f"in {low}, {kw['le']:g}]"
-    elif low:
-        text = (">= " if low[0] == "[" else "> ") + low[1:]
-    elif kw.get("le") is not None:
-        text = f"<= {kw['le']:g}"
-    else:
-        text = ""
-    return "; ".join(x for x in (text, kw.get("note", "")) if x)
+        return None
+    if str(ROOT / "src") not in sys.path:
+        sys.path.insert(0, str(ROOT / "src"))
+    from tandem.config import Range  # its words, so the page says what the checks refuse
+
+    return Range(**{k.arg: _constant(k.value) for k in node.keywords})
 
 
 def _yaml(value: object) -> str:
@@ -269,7 +293,8 @@ def render_cli() -> str:
 
     parser = build_parser()
     subs = list(_subcommands(parser))
-    out = [HEADER.format(src="src/tandem/cli.py (build_parser)"), "", "# Command line", "",
+    out = [HEADER.format(src="src/tandem/cli/ (build_parser and each module's PARSERS)"), "",
+           "# Command line", "",
            f"`{parser.prog}` — {parser.description or ''}. Every command prints its own help "
            f"with `{parser.prog} COMMAND --help`; user errors print one line and exit with "
            "code 2.", "",

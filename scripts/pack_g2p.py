@@ -35,9 +35,9 @@ def held_out_scores(model: Path, dev_words: int, beams: tuple[int, ...] = (1, 2,
     import time
 
     from tandem.data.cmudict import hold_out_by_word, package_dictionary
-    from tandem.decode.translator import load
     from tandem.evaluate import group_references
     from tandem.pronounce import DEFAULT_BEAM, pronunciation_scores
+    from tandem.structures.translator import load
 
     _, dev = hold_out_by_word(package_dictionary(stress=True), dev_words)
     words, refs = group_references(dev)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from tandem.config import from_dict
-from tandem.train.structures import Filler
+from tandem.structures.base import Filler
 from tandem.train.trainer import Trainer
 
 

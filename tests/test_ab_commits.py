@@ -1,4 +1,4 @@
-"""benchmarks/ab_commits.py: the A/B summary of alternating `tandem bench` runs, and its
+"""benchmarks/ab/ab_commits.py: the A/B summary of alternating `tandem bench` runs, and its
 check that each side imports its own tree."""
 
 import importlib.util
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("ab_commits", ROOT / "benchmarks" / "ab_commits.py")
+_spec = importlib.util.spec_from_file_location("ab_commits",
+                                               ROOT / "benchmarks" / "ab" / "ab_commits.py")
 ab = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ab)
 

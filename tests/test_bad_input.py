@@ -140,7 +140,7 @@ def test_predict_refuses_an_empty_line_naming_its_file_and_line(
 
 def test_predict_refuses_a_line_empty_after_tokenization_naming_its_line(
         sp_classifier, tmp_path, capsys):
-    from tandem.predict import load
+    from tandem import load
 
     fields = load(sp_classifier).fields
     # the premise, checked: the tokenizer keeps the letters and drops a zero-width space
@@ -158,7 +158,7 @@ def test_translate_writes_an_empty_line_for_input_empty_after_tokenization(
     """The decision for translate (docs/reliability.md): an input with no tokens (blank, or
     spaces and tabs only) is no error but an empty output line in its place, so that outputs
     stay aligned with inputs; the other lines are translated as on their own."""
-    from tandem.decode.translator import load
+    from tandem.structures.translator import load
 
     feed_stdin(monkeypatch, "abc\n \t \ncba\n\n")
     assert main(["translate", "--model", str(attention_checkpoint)]) == 0

@@ -94,4 +94,4 @@ def test_tandem_bench_end_to_end(tmp_path, monkeypatch):
     assert "bf16_train_tok_s" not in res["rows"][0]
     general = res["rows"][1]
     assert general["bf16_train_tok_s"] > 0 and general["bf16_decode_b5_bs64_sent_s"] > 0
-    assert not any("reference" in r["variant"] for r in res["rows"])  # benchmarks/speed.py
+    assert not any("reference" in r["variant"] for r in res["rows"])  # benchmarks/speed/speed.py

@@ -1,4 +1,4 @@
-"""benchmarks/reference.py: the tutorial-style model the speed comparison times is the same
+"""benchmarks/speed/reference.py: the tutorial-style model the speed comparison times is the same
 model as tandem's `general` + input feeding, doing the same matrix work."""
 
 import importlib.util
@@ -15,7 +15,7 @@ from tandem.model.seq2seq import Seq2Seq
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("bench_reference",
-                                               ROOT / "benchmarks" / "reference.py")
+                                               ROOT / "benchmarks" / "speed" / "reference.py")
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 

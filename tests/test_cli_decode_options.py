@@ -27,8 +27,8 @@ from structdata import config_dict, feature_data
 from tandem import checkpoint
 from tandem.cli import build_parser, main
 from tandem.config import DecodeConfig, from_dict
-from tandem.decode.translator import Translator, load
 from tandem.serve import Batcher
+from tandem.structures.translator import Translator, load
 
 TEXTS = ["abc", "hello", "xy", "aaaa", "abab", "zzzzzz", "q", "abcdef", "mmnnmm", "banana"]
 SERVE_OTHERS = ("--host", "--port", "--beam", "--max-beam")  # pinned by tests/test_serve.py
@@ -280,6 +280,80 @@ def test_the_decoding_flag_cases_cover_every_decoding_flag():
     """DECODE_FLAGS names every DecodeConfig field, so a new field's flag is tested too."""
     assert {field for _, field, *_ in DECODE_FLAGS} == {
         f.name for f in dataclasses.fields(DecodeConfig)}
+
+
+# --- generate: the decoding flags of a language model's or generator's search ---------------
+
+# (the flags, the DecodeConfig field, the value the search must get, the value the model's
+# decode section holds instead, flags given with and without them: generation samples unless a
+# beam over 1 is asked, so --sample is shown against --beam 3 alone)
+GENERATE_FLAGS = [
+    (["--beam", "3"], "beam", 3, 5, []),
+    (["--length-penalty", "0.25"], "length_penalty", 0.25, 1.0, []),
+    (["--length-norm", "gnmt"], "length_norm", "gnmt", "power", []),
+    (["--no-repeat-ngram-size", "2"], "no_repeat_ngram_size", 2, 0, []),
+    (["--allow-unk"], "allow_unk", True, False, []),
+    (["--no-allow-unk"], "allow_unk", False, True, []),
+    (["--forbid-unk"], "allow_unk", False, True, []),
+    (["--sample"], "sample", True, False, ["--beam", "3"]),
+    (["--no-sample"], "sample", False, True, []),
+    (["--greedy"], "sample", False, True, []),
+    (["--temperature", "2.5"], "temperature", 2.5, 1.0, []),
+    (["--top-k", "3"], "top_k", 3, 0, []),
+]
+# the fields generate has no flag for (tandem.cli.predict.GENERATE_SKIPS says why)
+GENERATE_SKIPPED = {"nbest", "max_len_a", "max_len_b", "coverage_penalty", "batch_size", "bf16",
+                    "on_long_input"}
+
+
+@pytest.fixture
+def search_spy(monkeypatch):
+    """Every call of tandem.decode.search.run records the DecodeConfig it searches with."""
+    from tandem.decode import search
+
+    seen: list[DecodeConfig] = []
+    real = search.run
+
+    def spy(model, src, src_len, opts, *args, **kw):
+        seen.append(opts)
+        return real(model, src, src_len, opts, *args, **kw)
+
+    monkeypatch.setattr(search, "run", spy)
+    return seen
+
+
+@pytest.mark.pins("generate --beam", "generate --length-penalty", "generate --length-norm",
+                  "generate --no-repeat-ngram-size", "generate --allow-unk",
+                  "generate --forbid-unk", "generate --sample", "generate --greedy",
+                  "generate --temperature", "generate --top-k")
+@pytest.mark.parametrize("structure", ["lm", "generate"])
+@pytest.mark.parametrize("flags, field, want, other, given", GENERATE_FLAGS,
+                         ids=[" ".join(x) for x, *_ in GENERATE_FLAGS])
+def test_every_decoding_flag_of_generate_reaches_the_search(
+        tmp_path, capsys, structure_models, search_spy, structure, flags, field, want, other,
+        given):
+    model = with_decode(structure_models[structure], tmp_path / "m.pt", **{field: other})
+    cond = ["--prompt", "the"] if structure == "lm" else ["--label", "A"]
+    args = ["generate", "--model", str(model), *cond, "--max-len", "3", "--seed", "1", *given]
+    assert main([*args, *flags]) == 0, capsys.readouterr().err
+    assert main(args) == 0  # without the flag the search gets another value
+    assert len(search_spy) == 2, "one search per command"
+    assert getattr(search_spy[0], field) == want, f"tandem generate {' '.join(flags)}"
+    assert getattr(search_spy[1], field) != want
+
+
+def test_generate_has_a_flag_for_every_decoding_option_its_search_uses(capsys):
+    """Every DecodeConfig field is a generate flag tested above or one it leaves out; a left-out
+    one is refused as an unknown flag, never taken and ignored."""
+    tested = {field for _, field, *_ in GENERATE_FLAGS}
+    assert tested | GENERATE_SKIPPED == {f.name for f in dataclasses.fields(DecodeConfig)}
+    assert not tested & GENERATE_SKIPPED
+    for name in GENERATE_SKIPPED:
+        flag = "--" + name.replace("_", "-")
+        assert flag not in _flags("generate"), flag
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["generate", "--model", "m.pt", flag, "1"])
+        assert f"unrecognized arguments: {flag}" in capsys.readouterr().err
 
 
 # --- translate -------------------------------------------------------------------------------
@@ -550,10 +624,10 @@ def decoded_batches(app, groups: list[list[str]], then: list[str] | None = None,
     job `then`. The number of sentences of each decode call, in order."""
     batcher: Batcher = app.state.batcher
     sizes: list[int] = []
-    real = batcher.translator.translate_full
-    batcher.translator.translate_full = lambda texts, **kw: (sizes.append(len(texts)) or
+    real = batcher.model.translate_full
+    batcher.model.translate_full = lambda texts, **kw: (sizes.append(len(texts)) or
                                                              real(texts, **kw))
-    key = (batcher.translator.decode_cfg, False)
+    key = (batcher.model.decode_cfg, False)
 
     async def drive():
         jobs = [asyncio.ensure_future(batcher.submit(g, key)) for g in groups]
@@ -620,7 +694,7 @@ def test_serve_timeout_answers_503_when_the_decode_takes_longer(monkeypatch,
     app = serve_app(monkeypatch, "--model", str(attention_checkpoint), "--timeout", "0.5")
     release = threading.Event()
     # a decode that does not finish until released: only the timeout can answer the request
-    app.state.batcher.translator.translate_full = lambda texts, **kw: release.wait(30) and []
+    app.state.batcher.model.translate_full = lambda texts, **kw: release.wait(30) and []
     try:
         with TestClient(app) as c:
             r = c.post("/v1/translate", json={"inputs": ["abc"]})
@@ -653,8 +727,8 @@ def test_decoding_flags_are_refused_for_a_model_of_another_structure(
     capsys.readouterr()
     assert main([command, "--model", model, "--beam", "3", "--length-penalty", "1.0"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"error: --beam, --length-penalty: decoding flags of a seq2seq model; {model} "
-                   f"is a {structure} model, which they do not change (leave them out)\n")
+    assert err == (f"error: --beam, --length-penalty: decoding flags of a model that translates; "
+                   f"{model} is a {structure} model, which they do not change (leave them out)\n")
     assert not served
     rest = ["--split", "dev"] if command == "evaluate" else []  # its config has no test split
     assert main([command, "--model", model, *rest]) == 0  # without them it runs

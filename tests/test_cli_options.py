@@ -132,7 +132,7 @@ def test_predict_json_into_an_output_file_holds_the_apis_top_labels(structure_mo
 
 @pytest.mark.pins("predict --chunk")
 def test_predict_reads_chunk_lines_per_batch(structure_models, tmp_path, capsys, monkeypatch):
-    from tandem.predict import ClassifierPredictor
+    from tandem.structures.classify import ClassifierPredictor
 
     sizes = []
     real = ClassifierPredictor.predict
@@ -331,7 +331,7 @@ def test_data_writes_the_splits_of_the_task_asked(tmp_path):
 def test_plot_attention_draws_the_apis_decode_of_the_input(attention_checkpoint, tmp_path,
                                                           capsys, monkeypatch):
     from tandem import plots
-    from tandem.decode.translator import Translator
+    from tandem.structures.translator import Translator
 
     beams, drawn = [], []
     real_decode, real_plot = Translator.translate_full, plots.plot_attention

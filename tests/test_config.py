@@ -20,6 +20,7 @@ from tandem.config import (
     DataConfig,
     DecodeConfig,
     ModelConfig,
+    Range,
     TrainConfig,
     apply_overrides,
     from_dict,
@@ -318,6 +319,7 @@ def _bad(key: str, value: typing.Any, also: dict | None = None, named: str | Non
 FILE = {"data.task": None, "data.train": "train.txt"}
 
 IMPOSSIBLE = [
+    _bad("model.structure", "pyramid"),
     _bad("data.task", "shuffle"),
     _bad("data.task_sizes", [10, 0, 1]),
     _bad("data.task_sizes", [10, 1]),
@@ -537,6 +539,110 @@ def test_boundary_values_are_accepted(overrides):
 def test_huge_int_for_a_float_key():
     with pytest.raises(ConfigError, match=r"^train\.lr: .* too large"):
         from_dict({"data": {"task": "reverse"}, "train": {"lr": 10**400}})
+
+
+# --- every number's bounds sit on its annotation, and one check holds every key to them -----
+
+
+def _number_and_range(tp: typing.Any) -> tuple[type | None, Range | None]:
+    """(int or float, its Range) of an annotation `Annotated[int, Range(...)]`, optionally
+    `| None`; (the number type, None) for a bare number; (None, None) for anything else."""
+    args = (typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType)
+            else (tp,))
+    for arg in args:
+        meta: tuple = ()
+        if typing.get_origin(arg) is typing.Annotated:
+            arg, *meta = typing.get_args(arg)
+        if arg in (int, float):
+            return arg, next((m for m in meta if isinstance(m, Range)), None)
+    return None, None
+
+
+NUMBERS = {f"{s}.{f.name}": _number_and_range(typing.get_type_hints(cls, include_extras=True)
+                                               [f.name])
+           for s, cls in SECTION_CLASSES.items() for f in dataclasses.fields(cls)}
+NUMBERS = {key: nr for key, nr in NUMBERS.items() if nr[0] is not None}
+
+
+def test_every_number_of_every_section_has_a_range():
+    assert {"data.max_src_len", "model.dropout", "train.seed", "train.max_minutes",
+            "decode.beam"} <= set(NUMBERS)  # ints, floats and optional ones are all seen
+    missing = sorted(key for key, (_, rng) in NUMBERS.items() if rng is None)
+    assert not missing, (f"number keys without a Range on their annotation (write "
+                         f"`typing.Annotated[int, Range(ge=1)]`): {missing}")
+
+
+# A config key needs these others set for its bound itself to be allowed (the refusals of
+# several keys together are tested above): an odd size is refused by a bidirectional encoder,
+# and the tagger's and the generator's keys apply to their structure only.
+BOUND_CONTEXT = {
+    "model.hidden_size": {"model.bidirectional": False},
+    "model.enc_hidden_size": {"model.bidirectional": False},
+    "model.char_emb_size": {**FILE, "model.structure": "tag"},
+    "model.char_hidden_size": {**FILE, "model.structure": "tag"},
+    "model.num_features": {**FILE, "model.structure": "generate"},
+}
+
+
+def _step(value: float, number: type, direction: float) -> float:
+    """The next value of the key's type past `value` towards `direction` (+inf or -inf)."""
+    if number is int:
+        return value + (1 if direction > 0 else -1)
+    return math.nextafter(float(value), direction)
+
+
+def _bound_cases():
+    """(key, bound name, a value just outside the bound, the closest allowed value) for every
+    bound of every Range: the bound itself is allowed for ge/le, refused for gt/lt."""
+    for key, (number, rng) in sorted(NUMBERS.items()):
+        if rng is None:  # test_every_number_of_every_section_has_a_range names it
+            continue
+        for name, inward in (("ge", math.inf), ("gt", math.inf), ("le", -math.inf),
+                             ("lt", -math.inf)):
+            bound = getattr(rng, name)
+            if bound is None:
+                continue
+            if name in ("ge", "le"):
+                outside, inside = _step(bound, number, -inward), bound
+            else:
+                outside, inside = bound, _step(bound, number, inward)
+            outside, inside = number(outside), number(inside)
+            yield pytest.param(key, outside, inside, id=f"{key}-{name}")
+
+
+@pytest.mark.parametrize(("key", "outside", "inside"), list(_bound_cases()))
+def test_every_bound_refuses_the_value_just_outside_and_allows_the_bound(key, outside, inside):
+    number, rng = NUMBERS[key]
+    also = BOUND_CONTEXT.get(key, {})
+    allowed = rng.describe(number is int)
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)} = {re.escape(repr(outside))} "
+                                          rf"is not allowed: {re.escape(allowed)}$"):
+        from_dict(_raw({**also, key: outside}))
+    section, name = key.split(".")
+    assert getattr(getattr(from_dict(_raw({**also, key: inside})), section), name) == inside
+
+
+def test_every_section_has_bounds_of_each_kind():
+    """The bound test above reaches every section and every kind of bound (so it cannot pass
+    by finding no Ranges)."""
+    cases = [p.id for p in _bound_cases()]
+    for section in SECTION_CLASSES:
+        assert any(c.startswith(f"{section}.") for c in cases), section
+    for name in ("ge", "gt", "le", "lt"):
+        assert any(c.endswith(f"-{name}") for c in cases), name
+
+
+def test_range_words():
+    assert Range(ge=1).describe(True) == "an integer >= 1"
+    assert Range(ge=0, lt=1).describe(False) == "a number in [0, 1)"
+    assert Range(gt=0, le=1).describe(False) == "a number in (0, 1]"
+    assert Range(gt=0, note="null = no limit").describe(False) == "a number > 0 (null = no limit)"
+    assert Range(lt=5).bounds() == "< 5" and Range(le=0.5).bounds() == "<= 0.5"
+    assert Range(ge=-2**63, lt=2**64).bounds() == (
+        "in [-9223372036854775808, 18446744073709551616)")
+    assert Range(note="any integer").describe(True) == "an integer (any integer)"
+    assert Range(ge=0, lt=1).allows(0.0) and not Range(ge=0, lt=1).allows(1.0)
+    assert not Range(ge=0).allows(math.inf) and not Range().allows(math.nan)
 
 
 # --- files ---------------------------------------------------------------------------------

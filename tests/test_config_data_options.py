@@ -3,7 +3,7 @@
 Each test sets keys as a user does, `--set section.key=value` (load_config: YAML-parsed values,
 the whole config validated), and reads the data with the functions training itself calls:
 `load_splits` / `load_data` (seq2seq), the streamed structure's `load` and `epoch_items`
-(data.streaming), `load_structured` and `evaluation_data` (classify, tag, lm, generate), and
+(data.streaming), each structure's `load` and `evaluation_data` (classify, tag, lm, generate), and
 `claim_run` (the run folder). What they return is compared with an expectation computed in
 the test from the files it wrote (counts, hashes and splits recomputed here, not copied from a
 run), so a key the code silently ignored fails its test (tests/test_option_coverage.py).
@@ -23,12 +23,18 @@ import yaml
 
 from tandem.config import Config, load_config
 from tandem.data.dataset import load_splits
-from tandem.data.structured import evaluation_data, load_structured
 from tandem.data.tasks import make_splits
 from tandem.data.vocab import SPECIALS
 from tandem.errors import DataError
+from tandem.structures import get, structure_for
+from tandem.structures.generate import evaluation_data
+from tandem.structures.seq2seq import StreamedSeq2SeqStructure, load_data
 from tandem.train.run import claim_run
-from tandem.train.structures import StreamedSeq2SeqStructure, load_data, structure_for
+
+
+def read(cfg: Config):
+    """What training reads for `cfg`: its structure's data."""
+    return get(cfg.model.structure).load(cfg)
 
 
 def config(*sets: str) -> Config:
@@ -132,8 +138,8 @@ def test_on_bad_line_stops_at_a_bad_line_or_skips_it(tmp_path):
         [("ab", "ba"), ("cd", "dc")]
     classify = ("model.structure=classify", f"data.train={labelled}")
     with pytest.raises(DataError, match=r"labelled\.tsv:3: "):
-        load_structured(config(*classify))
-    data = load_structured(config(*classify, "data.on_bad_line=skip"))
+        read(config(*classify))
+    data = read(config(*classify, "data.on_bad_line=skip"))
     assert [text for text, _, _ in data.items["train"]] == ["good film", "bad film", "fine film"]
 
 
@@ -259,11 +265,11 @@ def test_max_lengths_drop_long_training_pairs_but_no_dev_pair(tmp_path):
 def test_max_lengths_drop_long_items_of_the_other_structures(tmp_path):
     texts = ["ab", "abcde", "abc", "abcdef"]
     classify = write_lines(tmp_path / "c.tsv", [f"{t}\tx" for t in texts])
-    data = load_structured(config("model.structure=classify", f"data.train={classify}",
+    data = read(config("model.structure=classify", f"data.train={classify}",
                                   "data.max_src_len=3"))
     assert [t for t, _, _ in data.items["train"]] == [t for t in texts if len(t) <= 3]
     generate = write_lines(tmp_path / "g.tsv", [f"x\t{t}" for t in texts])
-    data = load_structured(config("model.structure=generate", f"data.train={generate}",
+    data = read(config("model.structure=generate", f"data.train={generate}",
                                   "data.max_tgt_len=5"))
     assert [t for _, t, _ in data.items["train"]] == [t for t in texts if len(t) <= 5]
 
@@ -385,7 +391,7 @@ def test_names_corpus_is_split_by_split_seed(tmp_path):
     everything = [(t, label) for label, items in names.items() for t in items]
     got = {}
     for seed in (0, 3):
-        data = load_structured(config("model.structure=classify", "data.corpus=names",
+        data = read(config("model.structure=classify", "data.corpus=names",
                                        f"data.corpus_dir={root}", f"data.split_seed={seed}"))
         want = hash_split([t for t, _ in everything], seed)
         for k, split in enumerate(("train", "dev", "test")):
@@ -394,7 +400,7 @@ def test_names_corpus_is_split_by_split_seed(tmp_path):
         got[seed] = data.items["train"]
     assert got[0] != got[3]
     # a folder of <Label>.txt files as data.train, with no dev / test: the same split
-    data = load_structured(config("model.structure=classify", f"data.train={root}",
+    data = read(config("model.structure=classify", f"data.train={root}",
                                   "data.split_seed=3"))
     assert data.items["train"] == got[3]
 
@@ -404,7 +410,7 @@ def test_sst2_is_read_from_corpus_dir(tmp_path):
     lines = {"train": ["1 a fine film", "0 a dull film"], "dev": ["1 fine"], "test": ["0 dull"]}
     for split, ls in lines.items():
         write_lines(tmp_path / f"stsa.binary.{split}", ls)
-    data = load_structured(config("model.structure=classify", "data.corpus=sst2",
+    data = read(config("model.structure=classify", "data.corpus=sst2",
                                   f"data.corpus_dir={tmp_path}"))
     assert [(t, lab) for t, lab, _ in data.items["train"]] == \
         [("a fine film", "positive"), ("a dull film", "negative")]
@@ -425,7 +431,7 @@ EWT = [("The", "DET", "DT"), ("dogs", "NOUN", "NNS"), ("ran", "VERB", "VBD")]
 def test_ud_ewt_is_read_from_corpus_dir_with_the_tag_column_asked(tmp_path, column):
     for split in ("train", "dev", "test"):
         (tmp_path / f"en_ewt-ud-{split}.conllu").write_text(conllu_sentence(EWT))
-    data = load_structured(config("model.structure=tag", "data.corpus=ud_ewt",
+    data = read(config("model.structure=tag", "data.corpus=ud_ewt",
                                   f"data.corpus_dir={tmp_path}", f"data.tag_column={column}"))
     tags = [r[1 if column == "upos" else 2] for r in EWT]
     assert data.items["train"][0][:2] == ([r[0] for r in EWT], tags)
@@ -436,7 +442,7 @@ def test_ud_ewt_is_read_from_corpus_dir_with_the_tag_column_asked(tmp_path, colu
 def test_tag_column_applies_to_a_conllu_training_file(tmp_path):
     path = tmp_path / "train.conllu"
     path.write_text(conllu_sentence(EWT))
-    data = load_structured(config("model.structure=tag", f"data.train={path}",
+    data = read(config("model.structure=tag", f"data.train={path}",
                                   "data.tag_column=xpos"))
     assert data.fields.labels == ["DT", "NNS", "VBD"]
 
@@ -449,7 +455,7 @@ def test_lm_dev_fraction_cuts_the_dev_text_off_the_end(tmp_path):
         cut = int(len(text) * (1 - fraction))
         for source in (("data.corpus=tinyshakespeare", f"data.corpus_dir={tmp_path}"),
                        (f"data.train={tmp_path / 'input.txt'}",)):
-            data = load_structured(config("model.structure=lm", *source,
+            data = read(config("model.structure=lm", *source,
                                           f"data.lm_dev_fraction={fraction}"))
             assert (data.items["train"], data.items["dev"]) == (text[:cut], text[cut:])
             assert len(data.train) == cut and len(data.dev) == len(text) - cut  # char tokens
@@ -470,11 +476,11 @@ def test_each_split_reads_its_own_feature_matrix(tmp_path):
         key = "features" if split == "train" else f"{split}_features"
         sets += [f"data.{split}={text}", f"data.{key}={tmp_path / f'{split}.npy'}"]
     cfg = config(*sets)
-    data = load_structured(cfg)
+    data = read(cfg)
     assert data.fields.num_features == 3 and data.fields.labels == []
     for split, n in sizes.items():
         np.testing.assert_array_equal(data.features[split], matrices[split])
         assert [cond for cond, _ in getattr(data, split)] == list(range(n))  # row i: line i
     # `tandem evaluate`'s default split reads data.test_features
-    _, _, matrix, _ = evaluation_data(cfg, data.fields, split="test")
+    _, matrix, _ = evaluation_data(cfg, data.fields, None, None, "test")
     np.testing.assert_array_equal(matrix, matrices["test"])

@@ -26,10 +26,10 @@ from structdata import config_dict, feature_data
 from tandem import checkpoint
 from tandem.config import DecodeConfig, from_dict
 from tandem.data.vocab import UNK_ID
-from tandem.decode import translator as translator_module
-from tandem.decode.translator import load
 from tandem.errors import ConfigError, DataError, TrainingError
 from tandem.model.encoder import Dropout
+from tandem.structures import translator as translator_module
+from tandem.structures.translator import load
 from tandem.train import distributed
 from tandem.train import trainer as trainer_module
 from tandem.train.trainer import Trainer, train

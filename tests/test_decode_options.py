@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from tandem import checkpoint
-from tandem.cli import _decode_options, build_parser
+from tandem.cli import build_parser
+from tandem.cli.args import decode_overrides as _decode_options
 from tandem.config import DecodeConfig, check_decode, decode_fields, decode_options
 from tandem.data.vocab import UNK_ID
 from tandem.decode.scoring import Scorer
-from tandem.decode.translator import load
 from tandem.errors import ConfigError
+from tandem.structures.translator import load
 
 TEXTS = ["abc", "hello", "xy", "aaaa", "abab", "zzzzzz", "q", "abcdef", "mmnnmm", "banana"]
 

@@ -12,8 +12,8 @@ from tandem import checkpoint
 from tandem.config import from_dict
 from tandem.cpu import resolve_device
 from tandem.data.batching import collate
-from tandem.decode.translator import Translator, load
 from tandem.errors import ConfigError
+from tandem.structures.translator import Translator, load
 from tandem.train.trainer import Trainer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA GPU")

@@ -24,8 +24,9 @@ from conftest import run_config
 from structdata import STRUCTURES, config_dict
 from tandem import checkpoint
 from tandem.config import from_dict
+from tandem.structures.base import Structure
+from tandem.structures.lm import LM as LMStructure
 from tandem.train.distributed import Ranks, rank_threads, torchrun_command
-from tandem.train.structures import LMStructure, Structure
 from tandem.train.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent

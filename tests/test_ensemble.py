@@ -10,7 +10,7 @@ from tandem.data.dataset import Fields, build_fields
 from tandem.data.vocab import BOS_ID, EOS_ID
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
-from tandem.decode.translator import Translator, load
+from tandem.structures.translator import Translator, load
 from tandem.train.average import average
 
 

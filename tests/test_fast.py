@@ -13,7 +13,7 @@ from tandem.model import fast
 from tandem.model.attention import Attention, ProjectedQuery, TanhScores
 from tandem.model.decoder import plain_rnn
 from tandem.model.encoder import Encoder, make_rnn, packed_rnn
-from tandem.train.loss import token_nll
+from tandem.model.loss import token_nll
 
 CELLS = ["rnn", "gru", "lstm"]
 
@@ -70,7 +70,7 @@ def test_prepare_sets_the_planned_kernels_and_the_switch_restores_the_textbook()
 def test_trainer_and_translator_use_the_switch(tmp_path):
     """model.fast_kernels reaches both places that prepare a model."""
     from tandem.config import from_dict
-    from tandem.decode.translator import Translator
+    from tandem.structures.translator import Translator
     from tandem.train.trainer import Trainer
 
     for on in (True, False):

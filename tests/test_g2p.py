@@ -118,7 +118,7 @@ def test_the_model_searches_with_a_beam_of_2_unless_asked_otherwise(tiny_g2p, mo
                                                                    args, api, beam, nbest):
     """The CLI and the API send the same search width to the model: 2 for one guess (as
     accurate as 5 on held-out words, docs/g2p_model.md), at least n for n guesses."""
-    from tandem.decode.translator import Translator
+    from tandem.structures.translator import Translator
 
     seen = []
     real = Translator.translate
@@ -132,7 +132,7 @@ def test_the_model_searches_with_a_beam_of_2_unless_asked_otherwise(tiny_g2p, mo
 
 @pytest.mark.pins("g2p --quantize")
 def test_int8_quantization_is_the_same_in_the_cli_and_the_api(tiny_g2p, capsys, monkeypatch):
-    from tandem.decode.translator import Translator
+    from tandem.structures.translator import Translator
 
     quantized = []
     real = Translator.quantize

@@ -7,12 +7,11 @@ import sacrebleu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tandem.config import STRUCTURE_METRICS, default_valid_metric
 from tandem.errors import ConfigError
 from tandem.metrics import (
     METRICS,
-    STRUCTURE_METRICS,
     classification_scores,
-    default_valid_metric,
     edit_distance,
     higher_is_better,
     lm_scores,

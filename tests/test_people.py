@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tandem.decode.translator import load
+from tandem.structures.translator import load
 
 
 @pytest.fixture

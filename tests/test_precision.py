@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tandem.config import from_dict
-from tandem.decode.translator import Translator
+from tandem.structures.translator import Translator
 from tandem.train.trainer import Trainer, train
 
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from tandem.config import from_dict
 from tandem.data.tokenizers import SentencePieceTokenizer, normalize
 from tandem.data.vocab import Vocab
-from tandem.decode.translator import Translator
 from tandem.errors import DataError
+from tandem.structures.translator import Translator
 from tandem.train.trainer import Trainer
 
 ALPHABET = "abcdefgh "

@@ -6,8 +6,8 @@ import pytest
 
 from tandem.decode.rescore import rerank
 from tandem.decode.scoring import Scorer
-from tandem.decode.translator import Result, Translator, load
 from tandem.errors import DataError
+from tandem.structures.translator import Result, Translator, load
 from test_cli import assert_user_error
 
 TEXTS = ["abcde", "fab", "edcba", "cc"]

@@ -8,8 +8,8 @@ import torch
 
 from tandem.config import DataConfig, from_dict
 from tandem.data.dataset import Fields, build_fields, encode_pairs
-from tandem.decode.translator import Translator, load
 from tandem.errors import CheckpointError
+from tandem.structures.translator import Translator, load
 from tandem.train.trainer import train
 
 

@@ -11,8 +11,7 @@ from tandem.decode.scoring import Scorer
 
 
 def opts(**kw) -> DecodeConfig:
-    """Decoding options: the defaults with `kw` (greedy's tests used to default to
-    length_penalty 0, which no test here depends on)."""
+    """Decoding options: DecodeConfig's defaults with `kw`."""
     return DecodeConfig(**kw)
 
 VARIANTS = [

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import padded_batch, tiny_model
+from tandem.model.loss import token_nll
 from tandem.model.seq2seq import NEVER_OUTPUT
-from tandem.train.loss import token_nll
 
 CELLS = ["rnn", "gru", "lstm"]
 BRIDGES = ["last", "linear", "pooled", "max", "zero"]

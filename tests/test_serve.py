@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from conftest import live_server
 from tandem.config import DecodeConfig
-from tandem.decode.translator import Result, load
 from tandem.serve import Batcher, ServeOptions, create_app
+from tandem.structures.translator import Result, Translator, load
 
 
 def key(beam: int = 5, attention: bool = False):
@@ -126,7 +126,7 @@ def test_slow_decode_is_a_503_and_the_server_keeps_serving(translator, monkeypat
             assert r.headers["retry-after"] == "1"
             assert started.is_set() and not release.is_set()  # answered while it decodes
             h = c.get("/v1/health")
-            assert h.status_code == 200 and h.json()["decoding"] is True
+            assert h.status_code == 200 and h.json()["busy"] is True
             release.set()
             assert finished.wait(WAIT_S)
             # the limit is read per request: a generous one now, so that a loaded machine
@@ -134,12 +134,12 @@ def test_slow_decode_is_a_503_and_the_server_keeps_serving(translator, monkeypat
             opts.timeout_s = WAIT_S
             r = c.post("/v1/translate", json={"inputs": ["abc"]})
             assert r.status_code == 200 and r.json()["outputs"] == translator.translate(["abc"])
-            assert c.get("/v1/health").json()["decoding"] is False
+            assert c.get("/v1/health").json()["busy"] is False
     finally:
         release.set()  # a failed assertion must not leave the worker thread waiting
 
 
-class FakeTranslator:
+class FakeTranslator(Translator):
     """Records each decode call; the 'translation' of a text is the text reversed.
 
     With `hold=True` every decode sets `started` and then waits until the test sets
@@ -148,7 +148,8 @@ class FakeTranslator:
 
     device = "cpu"
 
-    def __init__(self, hold: bool = False) -> None:
+    def __init__(self, hold: bool = False) -> None:  # no model: the decode is faked
+
         self.calls: list[tuple[list[str], dict]] = []
         self.started, self.release = threading.Event(), threading.Event()
         if not hold:
@@ -231,13 +232,13 @@ def test_health_answers_while_a_batch_is_decoding(translator):
             # the decode is held: health must answer now, from the event loop
             health = json.loads(urllib.request.urlopen(url + "/v1/health",
                                                        timeout=WAIT_S).read())
-            assert health["decoding"] is True and health["batches"] == 0
+            assert health["busy"] is True and health["batches"] == 0
             assert worker.is_alive() and not answers
             fake.release.set()
             worker.join(WAIT_S)
             assert answers and answers[0]["outputs"] == ["cba"]
             health = json.loads(urllib.request.urlopen(url + "/v1/health").read())
-            assert health["decoding"] is False and health["batches"] == 1
+            assert health["busy"] is False and health["batches"] == 1
     finally:
         fake.release.set()  # a failed assertion must not leave the decode waiting
     assert len(fake.calls) == 1

@@ -21,9 +21,9 @@ from conftest import tiny_model
 from tandem.config import Config, DataConfig, decode_fields
 from tandem.data.dataset import build_fields
 from tandem.data.vocab import EOS_ID
-from tandem.decode.translator import Translator
 from tandem.errors import DataError
 from tandem.serve import SERVER_SIDE, ServeOptions, create_app, server_defaults
+from tandem.structures.translator import Translator
 
 LIMITS = ServeOptions(max_inputs=3, max_chars=12, max_beam=4)
 # A schema-valid request must be answered 2xx (not merely "not refused"); a schema-invalid one

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 import tandem
 from conftest import live_server
 from tandem.serve import ServeOptions
-from tandem.serve_structures import create_structure_app
+from tandem.serve import create_app as create_structure_app
 from test_web import CHROMIUM, _browser_or_skip
 
 

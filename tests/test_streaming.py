@@ -22,7 +22,7 @@ from tandem import checkpoint
 from tandem.config import from_dict
 from tandem.data.streaming import PairStream, StreamPosition, streamed_batches
 from tandem.errors import ConfigError, DataError
-from tandem.train.structures import StreamedSeq2SeqStructure
+from tandem.structures.seq2seq import StreamedSeq2SeqStructure
 from tandem.train.trainer import train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +172,7 @@ def test_streaming_refuses_what_it_cannot_stream(tmp_path):
         StreamedSeq2SeqStructure.load(cfg)
     raw = _raw(tmp_path, data)
     raw["model"] = {"structure": "classify"}
-    from tandem.train.structures import structure_for
+    from tandem.structures import structure_for
 
     with pytest.raises(ConfigError, match="data.streaming.*classify"):
         structure_for(from_dict(raw))

@@ -1,4 +1,4 @@
-"""The data layer of the structures beyond seq2seq (tandem.data.readers, tandem.data.structured):
+"""The data of the structures beyond seq2seq (tandem.data.readers, each structure's module):
 each reader's happy path and its bad-input errors (file:line and what is allowed), the names
 hash split, lm streams, padded batches, fields that survive a checkpoint. All on small files
 made here; the last tests read the real corpora in ../shared/data when they are there."""
@@ -17,22 +17,23 @@ import torch
 
 from tandem.config import from_dict
 from tandem.data import readers
-from tandem.data.structured import (
-    NEWLINE,
-    TAG_PAD,
-    StructFields,
-    collate_classify,
-    collate_generate,
-    collate_tag,
-    lm_stream_batches,
-    load_structured,
-    stream_text,
-    stream_tokens,
-    struct_batches,
-)
 from tandem.data.tokenizers import CharTokenizer, WordTokenizer
 from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from tandem.errors import ConfigError, DataError
+from tandem.structures import get
+from tandem.structures.classify import Classify
+from tandem.structures.classify import collate as collate_classify
+from tandem.structures.common import TAG_PAD, StructFields
+from tandem.structures.generate import collate as collate_generate
+from tandem.structures.lm import NEWLINE, stream_text, stream_tokens
+from tandem.structures.lm import stream_batches as lm_stream_batches
+from tandem.structures.tag import collate as collate_tag
+
+
+def load(cfg):
+    """The structure's data for `cfg` (what training reads)."""
+    return get(cfg.model.structure).load(cfg)
+
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -187,9 +188,9 @@ def test_classify_unknown_label_at_dev_names_file_line_and_label(tmp_path):
     dev = _write(tmp_path / "dev.tsv", "fine\tpos\nso so\tneutral\nmeh\tmixed\n")
     with pytest.raises(DataError, match=_at(dev, 2) + " dev has labels that never appear in "
                        r"the training data: 'neutral' .*'mixed'"):
-        load_structured(_cfg("classify", train=str(train), dev=str(dev)))
+        load(_cfg("classify", train=str(train), dev=str(dev)))
     ok = _write(tmp_path / "ok.tsv", "bad\tneg\n")
-    data = load_structured(_cfg("classify", train=str(train), dev=str(ok),
+    data = load(_cfg("classify", train=str(train), dev=str(ok),
                                 src_tokenizer="word"))
     f = data.fields
     assert f.labels == ["neg", "pos"]
@@ -199,20 +200,20 @@ def test_classify_unknown_label_at_dev_names_file_line_and_label(tmp_path):
 
 def test_tag_data_words_chars_tags_and_unknown_tag(tmp_path):
     train = _write(tmp_path / "train.conllu", CONLLU)
-    data = load_structured(_cfg("tag", train=str(train)))
+    data = load(_cfg("tag", train=str(train)))
     f = data.fields
     words, chars, tags = data.train[1]
     assert words == [f.vocab.stoi["Hi"]] and chars == [[f.chars.stoi["H"], f.chars.stoi["i"]]]
     assert tags == [f.label_ids["INTJ"]] and f.unseen(["Hi", "Ho"]) == [False, True]
     dev = _write(tmp_path / "dev.tsv", "Hi\tINTJ\n\nyo\tX\n")
     with pytest.raises(DataError, match=_at(dev, 3) + " dev has tags .*'X'"):
-        load_structured(_cfg("tag", train=str(train), dev=str(dev)))
+        load(_cfg("tag", train=str(train), dev=str(dev)))
 
 
 def test_lm_text_split_90_10_keeps_every_character(tmp_path):
     text = "First  Citizen:\nBefore we proceed, hear me.\n\nAll:\nSpeak. \n" * 7
     p = _write(tmp_path / "input.txt", text)
-    data = load_structured(_cfg("lm", train=str(p)))
+    data = load(_cfg("lm", train=str(p)))
     cut = int(len(text) * 0.9)
     assert data.items["train"] == text[:cut] and data.items["dev"] == text[cut:]
     assert len(data.train) == cut and len(data.dev) == len(text) - cut  # one token a char
@@ -230,14 +231,14 @@ def test_lm_word_tokens_keep_line_breaks():
 
 def test_generate_from_labels_and_features(tmp_path):
     train = _write(tmp_path / "g.tsv", "Greek\tPapas\nIrish\tOwen\n")
-    data = load_structured(_cfg("generate", train=str(train)))
+    data = load(_cfg("generate", train=str(train)))
     f = data.fields
     assert data.train[0] == (f.label_ids["Greek"], [BOS_ID, *f.encode_text("Papas"), EOS_ID])
     assert f.decode(data.train[1][1]) == "Owen"
     text = _write(tmp_path / "caps.txt", "a red box\nthe sea\nblue sky\n")
     feats = np.arange(12, dtype=np.float64).reshape(3, 4)
     np.save(tmp_path / "f.npy", feats)
-    data = load_structured(_cfg("generate", train=str(text), features=str(tmp_path / "f.npy")))
+    data = load(_cfg("generate", train=str(text), features=str(tmp_path / "f.npy")))
     assert data.fields.num_features == 4 and data.features["train"].dtype == np.float32
     b = collate_generate([data.train[2], data.train[0]], [2, 0], data.features["train"])
     assert torch.equal(b.cond, torch.tensor(feats[[2, 0]], dtype=torch.float32))
@@ -248,7 +249,7 @@ def test_npy_with_the_wrong_row_count_names_both_files(tmp_path):
     np.save(tmp_path / "f.npy", np.zeros((4, 2), dtype=np.float32))
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'f.npy'} has 4 rows but {text} "
                                                   "has 3 lines")):
-        load_structured(_cfg("generate", train=str(text), features=str(tmp_path / "f.npy")))
+        load(_cfg("generate", train=str(text), features=str(tmp_path / "f.npy")))
     bad = np.zeros((3, 2), dtype=np.float32)
     bad[1, 0] = np.nan
     np.save(tmp_path / "nan.npy", bad)
@@ -312,18 +313,18 @@ def test_collated_batches_are_padded_right():
 def test_struct_batches_cover_every_example_within_the_budget_repeatably():
     rng = random.Random(0)
     examples = [([1] * rng.randint(1, 30), 0) for _ in range(500)]
-    a = struct_batches("classify", examples, 200, random.Random(5))
-    assert a == struct_batches("classify", examples, 200, random.Random(5))
-    assert a != struct_batches("classify", examples, 200, random.Random(6))
+    a = Classify.batches(examples, 200, random.Random(5))
+    assert a == Classify.batches(examples, 200, random.Random(5))
+    assert a != Classify.batches(examples, 200, random.Random(6))
     assert sorted(i for b in a for i in b) == list(range(500))
     assert all(len(b) * max(len(examples[i][0]) for i in b) <= 200 for b in a)
-    ordered = [i for b in struct_batches("classify", examples, 200, None) for i in b]
+    ordered = [i for b in Classify.batches(examples, 200, None) for i in b]
     assert [len(examples[i][0]) for i in ordered] == sorted(len(e[0]) for e in examples)
 
 
 def test_fields_state_is_plain_and_rebuilds_the_same_encoding(tmp_path):
     train = _write(tmp_path / "train.conllu", CONLLU)
-    fields = load_structured(_cfg("tag", train=str(train), lowercase=True)).fields
+    fields = load(_cfg("tag", train=str(train), lowercase=True)).fields
     buf = io.BytesIO()
     torch.save(fields.state(), buf)
     buf.seek(0)
@@ -345,7 +346,7 @@ def _needs(folder: str):
 
 @_needs("sst2")
 def test_real_sst2_counts():
-    data = load_structured(_cfg("classify", corpus="sst2", corpus_dir=str(SHARED / "sst2"),
+    data = load(_cfg("classify", corpus="sst2", corpus_dir=str(SHARED / "sst2"),
                                 src_tokenizer="word"))
     assert (len(data.train), len(data.dev), len(data.test)) == (6920, 872, 1821)
     assert data.fields.labels == ["negative", "positive"]
@@ -356,7 +357,7 @@ def test_real_sst2_counts():
 def test_real_names_counts():
     items, _ = readers.read_label_folder(SHARED / "names")
     assert len(items) == 20050 and len({lab for _, lab, _ in items}) == 18
-    data = load_structured(_cfg("classify", corpus="names", corpus_dir=str(SHARED / "names")))
+    data = load(_cfg("classify", corpus="names", corpus_dir=str(SHARED / "names")))
     assert len(data.train) + len(data.dev) + len(data.test) == 20050
     assert len(data.fields.labels) == 18
 
@@ -370,7 +371,7 @@ def test_real_ewt_test_word_tokens():
 
 @_needs("tinyshakespeare")
 def test_real_tinyshakespeare_chars_and_split():
-    data = load_structured(_cfg("lm", corpus="tinyshakespeare",
+    data = load(_cfg("lm", corpus="tinyshakespeare",
                                 corpus_dir=str(SHARED / "tinyshakespeare")))
     assert len(data.train) + len(data.dev) == 1115394
     assert len(data.train) == int(1115394 * 0.9) and len(data.fields.vocab) == 65 + 4

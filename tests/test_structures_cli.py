@@ -25,12 +25,10 @@ from structdata import (  # tests/structdata.py
     write,
 )
 from tandem.cli import main
-from tandem.predict import (
-    ClassifierPredictor,
-    GeneratorPredictor,
-    LMPredictor,
-    TaggerPredictor,
-)
+from tandem.structures.classify import ClassifierPredictor
+from tandem.structures.generate import GeneratorPredictor
+from tandem.structures.lm import LMPredictor
+from tandem.structures.tag import TaggerPredictor
 
 
 @pytest.fixture
@@ -51,7 +49,7 @@ def test_load_gives_each_structure_its_predictor(models):
 
 
 def test_load_still_gives_a_translator_for_seq2seq(attention_checkpoint):
-    from tandem.decode.translator import Translator
+    from tandem.structures.translator import Translator
 
     tr = tandem.load(attention_checkpoint)
     assert isinstance(tr, Translator) and len(tr.translate(["abc"])) == 1

@@ -1,5 +1,5 @@
 """The models of the structures beyond seq2seq (tandem.model.{classifier,tagger,lm,generator},
-built by tandem.model.build): padding invariance, learning, the language model's and the
+built by each structure's `build`): padding invariance, learning, the language model's and the
 generator's search interface (teacher-forced log-probs == summed decode steps, beam 1 ==
 greedy, seeded sampling), and the fast kernels' outputs == the textbook's, on tiny models and
 generated ids."""
@@ -7,6 +7,7 @@ generated ids."""
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,7 +18,6 @@ from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from tandem.decode import search
 from tandem.errors import ConfigError
 from tandem.model import fast
-from tandem.model.build import build_model
 from tandem.model.classifier import Classifier
 from tandem.model.decoder import Decoder, plain_rnn
 from tandem.model.encoder import Encoder, packed_rnn
@@ -25,6 +25,7 @@ from tandem.model.generator import ConditionalGenerator
 from tandem.model.lm import LanguageModel, LMState
 from tandem.model.seq2seq import Seq2Seq
 from tandem.model.tagger import Tagger
+from tandem.structures import get
 
 CELLS = ["rnn", "gru", "lstm"]
 
@@ -33,7 +34,6 @@ def _product(*lists) -> list[tuple]:
     """Every combination, as a list (what parametrize wants)."""
     return list(itertools.product(*lists))
 V, LABELS, CHARS, FEATS = 20, 5, 12, 6
-SIZES = {"vocab": V, "labels": LABELS, "chars": CHARS, "src_vocab": V, "tgt_vocab": V}
 
 
 def cfg(structure: str, cell: str = "lstm", **kw) -> ModelConfig:
@@ -46,8 +46,11 @@ def cfg(structure: str, cell: str = "lstm", **kw) -> ModelConfig:
 
 
 def model_of(structure: str, cell: str = "lstm", features: bool = False, **kw):
-    sizes = dict(SIZES, features=FEATS if features else 0)
-    return build_model(cfg(structure, cell, **kw), sizes)
+    """The model `structure`'s module builds for fields of these sizes."""
+    fields = SimpleNamespace(vocab=[0] * V, labels=[0] * LABELS, chars=[0] * CHARS,
+                             src_vocab=[0] * V, tgt_vocab=[0] * V,
+                             num_features=FEATS if features else 0)
+    return get(structure).build(SimpleNamespace(model=cfg(structure, cell, **kw)), fields)
 
 
 def ids(lengths: list[int], vocab: int = V, width: int | None = None) -> torch.Tensor:
@@ -98,8 +101,6 @@ def test_build_model_picks_the_class_of_each_structure():
     assert model_of("generate", num_features=FEATS, features=True).features is True
     with pytest.raises(ConfigError, match=r"^model\.num_features = 4 is not allowed: .* 6"):
         model_of("generate", num_features=4, features=True)
-    with pytest.raises(ValueError, match="needs the sizes chars"):
-        build_model(cfg("tag"), {"vocab": V, "labels": 3})
 
 
 def test_structure_defaults_fill_only_the_keys_that_apply():

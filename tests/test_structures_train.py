@@ -1,4 +1,4 @@
-"""The Trainer drives every structure (tandem/train/structures.py): for classify, tag, lm and
+"""The Trainer drives every structure (tandem/structures/): for classify, tag, lm and
 generate on tiny generated data, the loss falls, a resumed run ends bit-identical to an
 uninterrupted one, the structure's validation metrics reach scalars.csv and pick best.pt, and
 checkpoints load with weights_only=True and say what they are."""
@@ -19,9 +19,9 @@ import torch
 from structdata import STRUCTURES, config_dict, feature_data  # tests/structdata.py
 from tandem import checkpoint
 from tandem.config import from_dict
-from tandem.data.structured import StructFields
 from tandem.errors import ConfigError
 from tandem.metrics import higher_is_better
+from tandem.structures.common import StructFields
 from tandem.train.run import claim_run
 from tandem.train.trainer import Trainer, train
 
@@ -293,7 +293,8 @@ class _ParityTagger(torch.nn.Module):
 
 
 def test_evaluate_classifier_and_tagger_score_each_example_as_its_own():
-    from tandem.evaluate import evaluate_classifier, evaluate_tagger
+    from tandem.structures.classify import evaluate as evaluate_classifier
+    from tandem.structures.tag import evaluate as evaluate_tagger
 
     rng = random.Random(0)
     examples = [([rng.randrange(4, 30) for _ in range(rng.randint(1, 9))], rng.randrange(2))

@@ -1,4 +1,5 @@
-"""benchmarks/sweep.py: variant parsing, the per-variant summary, and one tiny sweep end to end."""
+"""benchmarks/ab/sweep.py: variant parsing, the per-variant summary, and one tiny sweep end to
+end."""
 
 import importlib.util
 import json
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks" / "sweep.py")
+_spec = importlib.util.spec_from_file_location("sweep", ROOT / "benchmarks" / "ab" / "sweep.py")
 sweep = importlib.util.module_from_spec(_spec)
 sys.modules["sweep"] = sweep  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(sweep)

@@ -27,11 +27,11 @@ from tandem import checkpoint
 from tandem.cli import main as cli_main
 from tandem.config import TrainConfig, from_dict, load_config
 from tandem.data.vocab import PAD_ID
-from tandem.decode.translator import load
 from tandem.errors import ConfigError
+from tandem.model.loss import token_nll
+from tandem.structures.seq2seq import teacher_forcing_ratio
+from tandem.structures.translator import load
 from tandem.train import trainer as trainer_module
-from tandem.train.loss import token_nll
-from tandem.train.optim import teacher_forcing_ratio
 from tandem.train.progress import time_left
 from tandem.train.run import claim_run
 from tandem.train.trainer import Trainer, train

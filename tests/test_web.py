@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from conftest import live_server
-from tandem.decode.translator import load
 from tandem.serve import ServeOptions, create_app
+from tandem.structures.translator import load
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
 # GPU sweep 2: addition variants, each trained for the number of steps its recipe makes in
 # 9.5 minutes on the 2-core CPU (measured there), cosine over those steps.
-# Run from the repository root on a machine with a CUDA GPU, OUT set to a results folder
-# (the device tool's $OUT). CMUDICT: the cmudict_split folder (default ../shared/data/...;
-# on the lent H100 it was carried along as logs/gpu/cmudict_split).
+# Run from the repository root on a machine with a CUDA GPU, OUT set to a results folder.
 set -u
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
 S=benchmarks/sweeps; W=/tmp/add2
-timeout 330 python3 benchmarks/sweep.py $S/addition_2600.yaml --out $W --parallel 8 --device cuda \
+timeout 330 python3 benchmarks/ab/sweep.py $S/addition_2600.yaml --out $W --parallel 8 --device cuda \
   --set train.threads=1 --set train.max_minutes=5 --set train.patience=1000 --set train.valid_every=500 \
   "base:train.max_steps=2830" "bt3:train.batch_tokens=3000;train.max_steps=4790" \
   "e512bt3:model.enc_hidden_size=512;train.batch_tokens=3000;train.max_steps=3570" \

@@ -4,7 +4,7 @@ parts (classify, tag, language model, generate), that train and run fast on ordi
     import tandem
     run_dir = tandem.train("configs/reverse.yaml")
     tandem.load(run_dir / "best.pt").translate(["abc"], beam=5)
-    tandem.load("runs/sst2/best.pt").predict(["a gorgeous film"])  # a classifier's predictor
+    tandem.load("runs/sst2/best.pt").predict(["a gorgeous film"])  # a classifier
     tandem.g2p(["PHOENIX", "tandem"])  # ['F IY1 N IH0 K S', 'T AE1 N D AH0 M']
 """
 
@@ -22,14 +22,19 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     """Import torch-heavy parts on first use, so `tandem --help` and config checks start fast."""
     if name in ("Translator", "Result"):
-        from tandem.decode import translator
+        from tandem.structures import translator
 
         return getattr(translator, name)
-    if name in ("load", "ClassifierPredictor", "TaggerPredictor", "LMPredictor",
-                "GeneratorPredictor"):
-        from tandem import predict
+    if name in ("load", "LoadedModel"):
+        from tandem import structures
 
-        return getattr(predict, name)
+        return getattr(structures, name)
+    if name.endswith("Predictor"):  # each structure's loaded model, by its class name
+        from tandem import structures
+
+        for s in structures.names():
+            if structures.loaded_class(s).__name__ == name:
+                return structures.loaded_class(s)
     if name in ("g2p", "G2P"):
         from tandem import pronounce as g2p
 
@@ -38,5 +43,5 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["CheckpointError", "ClassifierPredictor", "Config", "ConfigError", "DataError",
-           "G2P", "GeneratorPredictor", "LMPredictor", "Result", "TaggerPredictor", "TandemError",
-           "Translator", "g2p", "load", "load_config", "train"]
+           "G2P", "GeneratorPredictor", "LMPredictor", "LoadedModel", "Result",
+           "TaggerPredictor", "TandemError", "Translator", "g2p", "load", "load_config", "train"]

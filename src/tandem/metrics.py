@@ -25,30 +25,13 @@ METRICS: tuple[str, ...] = (
     "bleu",
     "chrf",
 )
-_EXTRA_METRICS: tuple[str, ...] = ("bleu_lc",)
+EXTRA_METRICS: tuple[str, ...] = ("bleu_lc",)
+"""Output metrics `score` computes besides METRICS (lowercased BLEU)."""
 _LOWER_IS_BETTER = frozenset({"seq_error_rate", "token_error_rate", "cer", "loss", "ppl",
                               "bpc"})
 _HIGHER_IS_BETTER = frozenset({"exact_match", "token_acc", "bleu", "bleu_lc", "chrf",
                                "accuracy", "macro_f1", "unseen_acc"})
 
-STRUCTURE_METRICS: dict[str, tuple[str, ...]] = {
-    "seq2seq": (*METRICS, *_EXTRA_METRICS, "loss", "ppl"),
-    "classify": ("accuracy", "macro_f1", "loss"),
-    "tag": ("token_acc", "unseen_acc", "loss"),
-    "lm": ("ppl", "loss", "bpc"),
-    "generate": ("loss", "ppl"),
-}
-"""The dev metrics `train.valid_metric` may name, per `model.structure` (the first is the
-default): seq2seq the output metrics of the decoded dev set or the dev loss / perplexity;
-classify accuracy or macro-F1 (`classification_scores`); tag per-token accuracy or the
-accuracy on words unseen in training (`tagging_scores`); lm perplexity, cross-entropy or
-bits per character (`lm_scores`); generate the dev loss or perplexity."""
-
-
-def default_valid_metric(structure: str) -> str:
-    """The dev metric that picks best.pt when `train.valid_metric` is null: exact_match
-    (seq2seq), accuracy (classify), token_acc (tag), ppl (lm), loss (generate)."""
-    return STRUCTURE_METRICS[structure][0]
 _SACREBLEU_METRICS = ("bleu", "bleu_lc", "chrf")
 
 
@@ -147,7 +130,7 @@ def _resolve_metrics(metrics: Iterable[str] | None) -> list[str]:
     if metrics is None:
         return list(METRICS)
     names = [metrics] if isinstance(metrics, str) else list(metrics)
-    allowed = METRICS + _EXTRA_METRICS
+    allowed = METRICS + EXTRA_METRICS
     unknown = [m for m in names if m not in allowed]
     if unknown:
         raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")

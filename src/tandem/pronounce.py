@@ -124,12 +124,9 @@ def verified(path: Path, card: Path | None = None) -> Path:
 
 
 DEFAULT_BEAM = 2
-"""The model's search width for a 1-best guess. A beam of 2 was as accurate as a beam of 5 (the
-shipped model's 3,000 held-out words: 1 word right only with beam 5; its twin trained on the
-standard split, 12,000 test words: 3 right only with beam 5, 2 only with beam 2) and decodes
-about 1.8x as fast; greedy search lost 0.2-0.5 points of WER on
-the split (docs/g2p_model.md, benchmarks/g2p_decoding.py). n-best guesses search with a beam
-of at least n."""
+"""The model's search width for a 1-best guess: the narrowest beam that is as accurate as a
+wider one, so the fastest (greedy search is less accurate); the measurements are in
+docs/g2p_model.md, "Decoding". n-best guesses search with a beam of at least n."""
 
 
 class G2P:
@@ -158,7 +155,7 @@ class G2P:
     def translator(self):
         """The model, loaded when first needed."""
         if self._translator is None:
-            from tandem.decode.translator import load
+            from tandem.structures.translator import load
 
             path = verified(self.model_path) if self.model_path == PACKAGE_MODEL \
                 else self.model_path

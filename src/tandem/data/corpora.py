@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tandem.config import DataConfig
 from tandem.errors import DataError
 
 log = logging.getLogger("tandem")
@@ -174,3 +175,17 @@ def read_sources(path: str | Path) -> list[str]:
     for i, raw in enumerate(open_lines(path), 1):
         out.append(decode_line(raw, path, i).split("\t", 1)[0])
     return out
+
+
+SHARED_DATA = "../shared/data"
+CORPUS_FOLDERS = {"cmudict": "cmudict_split", "sst2": "sst2", "names": "names",
+                  "ud_ewt": "ud_english_ewt", "tinyshakespeare": "tinyshakespeare"}
+"""Each built-in corpus' folder under ../shared/data/ (when data.corpus_dir is null)."""
+
+
+def corpus_dir(d: DataConfig) -> Path:
+    """The folder of the built-in corpus data.corpus: data.corpus_dir, or its folder under
+    ../shared/data/."""
+    if d.corpus_dir is not None:
+        return Path(d.corpus_dir)
+    return Path(SHARED_DATA) / CORPUS_FOLDERS.get(d.corpus or "", "")

@@ -1,5 +1,6 @@
-"""The optimizer and the schedules of training: the learning rate of each update
-(constant, plateau, cosine; warmup) and the teacher-forcing ratio of scheduled sampling."""
+"""The optimizer and the learning-rate schedule of training (constant, plateau, cosine;
+warmup). The teacher-forcing ratio of scheduled sampling is seq2seq's
+(`tandem.structures.seq2seq.teacher_forcing_ratio`)."""
 
 from __future__ import annotations
 
@@ -7,22 +8,7 @@ import math
 
 import torch
 
-from tandem.config import Config, TrainConfig
-
-
-def teacher_forcing_ratio(cfg: Config, step: int) -> float:
-    """The probability of feeding the gold previous token at `step` (scheduled sampling):
-    `train.teacher_forcing` falling to `train.tf_min` by `train.tf_schedule`, with speed
-    `train.tf_k` (steps)."""
-    t = cfg.train
-    hi, lo, k = t.teacher_forcing, min(t.tf_min, t.teacher_forcing), t.tf_k
-    if t.tf_schedule == "constant":
-        return hi
-    if t.tf_schedule == "linear":
-        return max(lo, hi - (hi - lo) * step / k)
-    if t.tf_schedule == "exponential":
-        return lo + (hi - lo) * 0.5 ** (step / k)
-    return lo + (hi - lo) * k / (k + math.exp(min(step / k, 700.0)))  # inverse sigmoid
+from tandem.config import TrainConfig
 
 
 def scheduled_lr(t: TrainConfig, step: int, current: float, elapsed_s: float) -> float:

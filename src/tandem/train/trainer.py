@@ -10,7 +10,7 @@
 
 Building a Trainer touches no files; only `train()` writes into the run folder. What differs
 between model structures (`model.structure`: data, model, batches, loss, validation, what
-checkpoints store about fields) is in `structures.py`, one object per structure; the loop,
+checkpoints store about fields) is in `tandem.structures`, one module per structure; the loop,
 checkpoints, signals, NaN handling, scalars and early stopping here are the same for all.
 Around the loop: `run.py` (run folder, log, random states, signals), `optim.py` (optimizer
 and schedules), `progress.py` (what a person watching sees), `scalars.py` (curves).
@@ -37,6 +37,8 @@ from tandem.config import Config
 from tandem.cpu import bound_primitive_cache, configure, resolve_device
 from tandem.errors import CheckpointError, TrainingError
 from tandem.model import fast
+from tandem.structures import structure_for
+from tandem.structures.base import Filler, Structure, training_kernels, valid_metric
 from tandem.train.distributed import (
     SINGLE,
     Ranks,
@@ -60,13 +62,6 @@ from tandem.train.run import (
     state_tuples,
 )
 from tandem.train.scalars import Scalars
-from tandem.train.structures import (
-    Filler,
-    Structure,
-    structure_for,
-    training_kernels,
-    valid_metric,
-)
 
 log = logging.getLogger("tandem")
 

@@ -1,0 +1,65 @@
+"""The models the commands load from --model (with --device, --quantize, --rescore), and the
+checks that the model does the work a command asks of it (`LoadedModel.verbs`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tandem.cli.args import decode_overrides
+from tandem.errors import ConfigError
+
+
+def load_model(a: argparse.Namespace):
+    """The model --model names, of any structure (several paths: an ensemble, where the
+    structure has them), on --device; a model that translates is reranked with --rescore and
+    quantized when --quantize asks for it (int8 runs on the CPU, so --device auto then means
+    the CPU)."""
+    from tandem import structures
+    from tandem.cpu import resolve_device
+
+    quantize = getattr(a, "quantize", None)
+    device = resolve_device("cpu" if quantize and a.device == "auto" else a.device, "--device")
+    model = structures.load(*a.model, device=device)
+    if "translate" not in model.verbs:
+        return model
+    rescore = getattr(a, "rescore", None)
+    if rescore:
+        model.rescore_with(*rescore)
+    if quantize:
+        for t in [model, *model.rescorers]:
+            t.quantize(quantize)
+    return model
+
+
+def translator(a: argparse.Namespace):
+    """The model --model names, refused unless it translates (`load_model`)."""
+    model = load_model(a)
+    need(model, "translate", "translate")
+    return model
+
+
+def no_decode_flags(a: argparse.Namespace, model) -> None:
+    """A ConfigError naming the decoding flags given for a model that does not translate
+    (they would have no effect on it): a flag is never silently ignored."""
+    given = [f"--{k.replace('_', '-')}" for k, v in decode_overrides(a).items() if v is not None]
+    given += [f for f, v in (("--quantize", getattr(a, "quantize", None)),
+                             ("--rescore", getattr(a, "rescore", None))) if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: decoding flags of a model that translates; "
+                          f"{a.model[0]} is a {model.structure} model, which they do not "
+                          "change (leave them out)")
+
+
+def need(model, command: str, verb: str) -> None:
+    """A ConfigError when the loaded model cannot `verb` (translate, predict, generate), the
+    work `command` does; it names the commands the model does serve."""
+    if verb not in model.verbs:
+        raise ConfigError(f"tandem {command}: --model is a {model.structure} model, which "
+                          f"does not {verb}; use tandem {' or tandem '.join(model.verbs)}")
+
+
+def sampling_generator(tr, seed: int | None):
+    """The random numbers of sampling: seeded (repeatable outputs) when `seed` is given."""
+    import torch
+
+    return torch.Generator(device=tr.device).manual_seed(seed) if seed is not None else None

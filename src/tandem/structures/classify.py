@@ -1,0 +1,280 @@
+"""classify: many-to-one (one-to-one over a one-step input). A text -> one label: the encoder
+reads the tokens, the bridge makes c, a softmax over the labels reads c (`Classifier`).
+
+Data: `text<TAB>label` lines, a folder of `<Label>.txt` files (hash-split when it is the only
+data), or the built-in corpora sst2 and names. Examples are (token ids, label id). Loss:
+cross-entropy per item; metrics: loss, accuracy, macro-F1 (percent), F1 per label and the
+confusion matrix. Prediction: the top-k labels of each text with their probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tandem import metrics
+from tandem.config import Config
+from tandem.cpu import autocast
+from tandem.data import readers, tokenizers
+from tandem.data.batching import pad
+from tandem.data.vocab import UNK_ID, Vocab
+from tandem.errors import ConfigError, DataError
+from tandem.model.classifier import Classifier
+from tandem.model.loss import token_nll
+from tandem.structures.base import LoadedModel, floats
+from tandem.structures.common import (
+    TAG_PAD,
+    ExampleStructure,
+    StructData,
+    StructFields,
+    Tensors,
+    ce_sum,
+    labelled_splits,
+    log,
+    log_dropped,
+    unknown,
+)
+from tandem.structures.schema import request, text_inputs, whole_int
+
+NAME = "classify"
+Example = tuple[list[int], int]
+
+
+@dataclass
+class ClassifyBatch(Tensors):
+    """src (B, S) long token ids padded with PAD_ID, src_len (B,) long, labels (B,) long, and
+    the examples' indices."""
+
+    src: torch.Tensor
+    src_len: torch.Tensor
+    labels: torch.Tensor
+    indices: list[int]
+
+    @property
+    def n_tokens(self) -> int:
+        """Real (unpadded) input tokens."""
+        return int(self.src_len.sum())
+
+    def __len__(self) -> int:
+        return self.src.size(0)
+
+
+def collate(examples: list[Example], indices: list[int],
+            features: np.ndarray | None = None) -> ClassifyBatch:
+    """Examples -> a ClassifyBatch padded to the longest text."""
+    srcs = [e[0] for e in examples]
+    return ClassifyBatch(pad(srcs), torch.tensor([len(s) for s in srcs], dtype=torch.long),
+                         torch.tensor([e[1] for e in examples], dtype=torch.long), indices)
+
+
+def forward(model: torch.nn.Module, b: ClassifyBatch) -> torch.Tensor:
+    """The model on a batch: logits (B, labels)."""
+    return model(b.src, b.src_len)
+
+
+def load(cfg: Config) -> StructData:
+    """Read the splits, build the fields on the training texts and encode every split
+    (training items empty after tokenization or over data.max_src_len tokens are dropped and
+    counted; dev and test items only when empty)."""
+    d = cfg.data
+    splits = labelled_splits(d, label_first=False)
+    train = splits[0]
+    texts = [t for t, _, _ in train]
+    tok = tokenizers.build(d.src_tokenizer, texts, d.lowercase, d.sp_vocab_size,
+                           d.sp_model_type)
+    vocab = Vocab.build((tok.tokenize(t) for t in texts), d.src_min_freq, d.src_max_vocab)
+    fields = StructFields(NAME, vocab, tok, sorted({lab for _, lab, _ in train}))
+    out: dict[str, tuple[list, list]] = {}
+    for name, items in zip(("train", "dev", "test"), splits, strict=True):
+        unknown(fields.label_ids, [(lab, w) for _, lab, w in items], name, "label")
+        limit = d.max_src_len if name == "train" else 10**9
+        exs, kept_items = [], []
+        for it in items:
+            ids = fields.encode_text(it[0])
+            if 0 < len(ids) <= limit:
+                exs.append((ids, fields.label_ids[it[1]]))
+                kept_items.append(it)
+        log_dropped(name, len(exs), len(items),
+                f" or longer than data.max_src_len={limit}" if name == "train" else "")
+        out[name] = (exs, kept_items)
+    if not out["train"][0]:
+        raise ConfigError("data.max_src_len: every training item was filtered out")
+    log.info("data: classify, %d / %d / %d items, %d labels, %d tokens", len(out["train"][0]),
+             len(out["dev"][0]), len(out["test"][0]), len(fields.labels), len(vocab))
+    return StructData(NAME, fields, out["train"][0], out["dev"][0], out["test"][0],
+                      {k: v[1] for k, v in out.items()})
+
+
+def evaluation_data(cfg: Config, fields: StructFields, path: str | Path | None,
+                    split: str) -> tuple[list[Example], str]:
+    """The examples of `path` (text<TAB>label lines or a folder of <Label>.txt) or of `split`
+    of the model's config, and what was read; nothing is dropped."""
+    d = cfg.data
+    what = str(path) if path is not None else f"the {split} split of the model's config"
+    if path is None:
+        items = labelled_splits(d, label_first=False)[("train", "dev", "test").index(split)]
+    elif Path(path).is_dir():
+        items = readers.read_label_folder(path, d.on_bad_line)[0]
+    else:
+        items = readers.read_labelled(path, d.on_bad_line)[0]
+    unknown(fields.label_ids, [(lab, w) for _, lab, w in items], what, "label")
+    exs = [(fields.encode_text(t) or [UNK_ID], fields.label_ids[lab]) for t, lab, _ in items]
+    if not exs:
+        raise DataError(f"{what}: nothing to evaluate")
+    return exs, what
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, examples: list, n_labels: int, batch_tokens: int = 4000,
+             device: torch.device | None = None, bf16: bool = False) -> dict[str, Any]:
+    """A classifier on (token ids, label id) examples: `loss` (mean cross-entropy per item,
+    nats), `accuracy`, `macro_f1` (percent), `confusion` ([gold][predicted] counts), `f1`
+    (per label) and `predictions` (label ids, in the examples' order)."""
+    device = device or torch.device("cpu")
+    model.eval()
+    pred = [0] * len(examples)
+    nll = 0.0
+    for idx in Classify.batches(examples, batch_tokens, None):
+        b = collate([examples[i] for i in idx], idx).to(device)
+        with autocast(bf16, device.type):
+            logits = forward(model, b)
+        nll += float(ce_sum(logits, b.labels, -100))
+        for i, p in zip(idx, logits.argmax(-1).tolist(), strict=True):
+            pred[i] = p
+    scores = metrics.classification_scores([e[1] for e in examples], pred, n_labels)
+    return {"loss": nll / len(examples), **scores, "predictions": pred}
+
+
+class Classify(ExampleStructure):
+    """Training: cross-entropy per item (n = items). Validation: dev loss, accuracy and
+    macro-F1."""
+
+    name = NAME
+    collate = staticmethod(collate)
+    load = staticmethod(load)
+
+    @classmethod
+    def build(cls, cfg: Config, fields: StructFields) -> torch.nn.Module:
+        """A Classifier over the token vocabulary and the labels."""
+        return Classifier(cfg.model, len(fields.vocab), len(fields.labels))
+
+    def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy of the labels; n = items in the batch."""
+        t = self.cfg.train
+        batch = batch.to(self.device)
+        with autocast(t.bf16, self.device.type):
+            logits = forward(model, batch)
+        return token_nll(logits, batch.labels, t.label_smoothing, ignore_index=TAG_PAD)
+
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Dev loss (per item), accuracy and macro-F1 (percent)."""
+        if not self.data.dev:
+            return {}
+        res = evaluate(model, self.data.dev, len(self.fields.labels), **self._eval_args())
+        return floats(res, ("loss", "accuracy", "macro_f1"))
+
+
+class ClassifierPredictor(LoadedModel):
+    """A trained classifier: a label for each text, with its probability.
+
+        clf = tandem.load("runs/sst2/best.pt")
+        clf.predict(["a gorgeous , witty film"], topk=2)  # [[('positive', 0.93), ...]]
+    """
+
+    structure = NAME
+    verbs = ("predict",)
+    endpoint = "/v1/predict"
+
+    @torch.no_grad()
+    def probabilities(self, texts: list[str]) -> torch.Tensor:
+        """P(label | text) for each text: (N, n_labels), on the CPU. A text that is empty
+        after tokenization is a DataError naming its position."""
+        ids = [self.fields.encode_text(t) for t in texts]
+        for i, x in enumerate(ids):
+            if not x:
+                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
+        out = torch.zeros(len(ids), len(self.fields.labels))
+        examples = [(x, 0) for x in ids]
+        for idx in Classify.batches(examples, self._batch_tokens(), None):
+            b = collate([examples[i] for i in idx], idx).to(self.device)
+            out[torch.tensor(idx)] = torch.softmax(forward(self.model, b).float(), -1).cpu()
+        return out
+
+    def predict(self, texts: list[str], topk: int = 1) -> list[list[tuple[str, float]]]:
+        """The `topk` most likely labels of each text, most likely first, with their
+        probabilities."""
+        if topk < 1:
+            raise DataError(f"topk = {topk}: give at least 1")
+        probs = self.probabilities(texts)
+        k = min(topk, probs.size(1))
+        top = probs.topk(k, -1)
+        return [[(self.fields.labels[j], float(p)) for p, j in zip(ps, js, strict=True)]
+                for ps, js in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+
+    def predict_lines(self, lines: list[str], topk: int = 1) -> list[dict[str, Any]]:
+        """`predict` for the command line: one record per line, {"input", "labels": [{"label",
+        "prob"}]}; a line empty after tokenization is refused naming it."""
+        return [{"input": x, "labels": [{"label": lab, "prob": p} for lab, p in top]}
+                for x, top in zip(lines, self.predict(lines, topk), strict=True)]
+
+    item = "text to classify"
+
+    def check_line(self, line: str) -> str | None:
+        """Why `line` cannot be classified (nothing left after tokenization), or None."""
+        if self.fields.encode_text(line):
+            return None
+        return (f"empty after tokenization (the model's {self.fields.tok.kind} tokenizer "
+                "keeps none of its characters)")
+
+    def evaluate(self, path=None, features=None, split="test") -> dict[str, Any]:
+        """accuracy, macro_f1 (percent), loss, f1 per label, the confusion matrix
+        ([gold][predicted] counts, rows and columns in `labels` order)."""
+        if features is not None:
+            raise DataError("--features is for generators conditioned on feature vectors; "
+                            "a classifier reads text")
+        exs, what = evaluation_data(self.config, self.fields, path, split)
+        res = evaluate(self.model, exs, len(self.fields.labels), self._batch_tokens(),
+                       self.device)
+        res.pop("predictions")
+        return {"data": what, "items": len(exs), "labels": self.labels, **res}
+
+    def info(self) -> dict[str, Any]:
+        """The common model info, its labels and its vocabulary size."""
+        return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
+                "num_features": 0}
+
+    def request_model(self, limits: Any) -> type:
+        """{"inputs": texts to classify, "topk": 1 .. the number of labels}."""
+        return request("PredictRequest",
+                       inputs=text_inputs(limits, "texts to classify", 1),
+                       topk=(whole_int(ge=1, le=len(self.labels)),
+                             _field(1, "the most likely labels to return")))
+
+    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
+        """Each text is an item; the batch key is topk."""
+        return list(req.inputs), req.topk
+
+    def run(self, items: list[str], key: Any) -> list[Any]:
+        """The top-`key` labels of each text."""
+        return self.predict(items, key)
+
+    def answer(self, req: Any, key: Any, outputs: list[Any], ms: float) -> dict[str, Any]:
+        """{"results": [{"input", "labels": [{"label", "prob"}]}], "ms"}."""
+        return {"results": [{"input": x, "labels": [{"label": lab, "prob": round(p, 6)}
+                                                    for lab, p in top]}
+                            for x, top in zip(req.inputs, outputs, strict=True)],
+                "ms": ms}
+
+
+def _field(default: Any, doc: str) -> Any:
+    from pydantic import Field
+
+    return Field(default, description=doc)
+
+
+STRUCTURE = Classify
+LOADED = ClassifierPredictor

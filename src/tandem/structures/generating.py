@@ -1,0 +1,126 @@
+"""What the structures that write text share (a language model continuing a prompt, a
+generator writing from a label): the decoding options of generation, the search (seq2seq's
+searches through `encode` / `init_state` / `decode_step`), and the request of the server's
+/v1/generate, its decoding fields generated from `DecodeConfig` like translate's."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from tandem.config import DecodeConfig, decode_options
+from tandem.decode import search
+from tandem.errors import ConfigError, DataError
+from tandem.structures.base import LoadedModel
+from tandem.structures.schema import (
+    LimitError,
+    decode_request_fields,
+    request,
+    text_inputs,
+    whole_int,
+)
+
+GENERATE_MAX_LEN = 200
+"""Tokens generated when the caller gives no max_len (a language model never ends by itself;
+a generator ends at its end-of-sequence token first)."""
+GENERATION_ONLY = frozenset({"nbest"})
+"""Decoding options a generate request does not take: `n` outputs per input are drawn or
+searched one by one."""
+
+
+class Generating(LoadedModel):
+    """A model that writes text from a condition (`conditions(items)`: the model's inputs for
+    a list of prompts or labels)."""
+
+    verbs = ("generate",)
+    endpoint = "/v1/generate"
+    inputs_doc = ""
+    min_chars = 1
+
+    def options(self, max_len: int | None = None, **overrides: Any) -> DecodeConfig:
+        """The decoding options for generation: the model's decode section, sampling on
+        unless `sample=False` or a beam is asked, the output limit `max_len` tokens (the
+        search's max_len_a = 0, max_len_b = max_len), then any DecodeConfig overrides."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        given.setdefault("sample", given.get("beam", 1) == 1)
+        limit = max_len if max_len is not None else GENERATE_MAX_LEN
+        if limit < 1:
+            raise DataError(f"max_len = {limit}: give at least 1 token")
+        return decode_options(self.config.decode, max_len_a=0.0, max_len_b=int(limit),
+                              **{"nbest": 1, "beam": 1, **given})
+
+    def _search(self, cond: torch.Tensor, cond_len: torch.Tensor, opts: DecodeConfig,
+                seed: int | None) -> list[search.Hyp]:
+        gen = torch.Generator(device=self.device).manual_seed(seed) if seed is not None \
+            else None
+        hyps = search.run(self.model, cond.to(self.device), cond_len.to(self.device), opts,
+                          generator=gen)
+        return [h[0] for h in hyps]
+
+    def conditions(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cond, cond_len): what the model writes from for each prompt or label."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def write(self, items: list[str], opts: DecodeConfig, seed: int | None) -> list[str]:
+        """One text written from each prompt or label (repeat an item for several)."""
+        cond, lens = self.conditions(items)
+        return [self.fields.decode(h.tokens) for h in self._search(cond, lens, opts, seed)]
+
+    def info(self) -> dict[str, Any]:
+        """The common model info, its labels (a generator's), vocabulary size and feature
+        width."""
+        return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
+                "num_features": self.fields.num_features}
+
+    # --- serving ------------------------------------------------------------------------
+    @property
+    def generation_defaults(self) -> DecodeConfig:
+        """What a request starts from: the model's decode section, drawing one output."""
+        return dataclasses.replace(self.config.decode, beam=1, nbest=1, sample=True)
+
+    def request_model(self, limits: Any) -> type:
+        """{"inputs", "n", "max_len", "seed"} and the decoding fields of DecodeConfig."""
+        from pydantic import Field
+
+        fields = decode_request_fields(self.generation_defaults, limits, GENERATION_ONLY)
+        return request(
+            "GenerateRequest", inputs=text_inputs(limits, self.inputs_doc, self.min_chars),
+            n=(whole_int(ge=1, le=limits.max_inputs), Field(1, description="outputs per input")),
+            max_len=(whole_int(ge=1, le=limits.max_new_tokens),
+                     Field(GENERATE_MAX_LEN, description="tokens to write at most")),
+            seed=(whole_int() | None, Field(None, description="seed of the sampling "
+                                            "(repeatable outputs)")),
+            **fields)
+
+    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
+        """Each input n times; the key is the options, and a request with a seed batches
+        alone (its draws must not depend on other requests)."""
+        total = len(req.inputs) * req.n
+        if total > limits.max_inputs:
+            raise LimitError(413, "max_inputs", f"{len(req.inputs)} inputs x n {req.n} = "
+                             f"{total} outputs in one request; the limit is "
+                             f"{limits.max_inputs}", limits.max_inputs, total)
+        asked = req.model_dump(exclude={"inputs", "n", "max_len", "seed"})
+        beam = asked.get("beam") or 1
+        asked["sample"] = asked.get("sample", True) is not False and beam == 1
+        try:
+            opts = self.options(req.max_len, **asked)
+        except ConfigError as e:  # the schema allowed it: a disagreement, said as such
+            raise LimitError(422, "options", f"{e} (the request schema allowed it; please "
+                             "report this)") from None
+        alone = object() if req.seed is not None else None
+        return [x for x in req.inputs for _ in range(req.n)], (opts, req.seed, alone)
+
+    def run(self, items: list[str], key: Any) -> list[str]:
+        """The texts written from the items."""
+        opts, seed, _ = key
+        return self.write(items, opts, seed)
+
+    def answer(self, req: Any, key: Any, outputs: list[str], ms: float) -> dict[str, Any]:
+        """{"outputs": every text, "results": [{"input", "outputs": its n texts}], "ms"}."""
+        return {"outputs": outputs,
+                "results": [{"input": x, "outputs": outputs[i * req.n:(i + 1) * req.n]}
+                            for i, x in enumerate(req.inputs)], "ms": ms}

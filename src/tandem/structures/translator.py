@@ -1,0 +1,416 @@
+"""seq2seq's loaded model: text in, tokenized, batched, searched, detokenized, text out, with
+n-best lists, attention, ensembles, int8 and right-to-left reranking (`Translator`), and its
+part of the one server (/v1/translate)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tandem import checkpoint
+from tandem.config import Config, DecodeConfig, decode_options, from_dict
+from tandem.cpu import autocast, resolve_device
+from tandem.data.batching import pad, size_batches
+from tandem.data.dataset import Fields
+from tandem.decode import search
+from tandem.decode.ensemble import Ensemble
+from tandem.decode.rescore import force_score, rerank
+from tandem.decode.scoring import Scorer
+from tandem.errors import CheckpointError, ConfigError, DataError
+from tandem.model import fast
+from tandem.model.seq2seq import Seq2Seq
+from tandem.structures.base import LoadedModel
+
+log = logging.getLogger("tandem")
+
+
+@dataclass
+class Result:
+    """One output for one input, in reading order."""
+
+    text: str
+    tokens: list[str]
+    score: float  # sum of log-probabilities
+    norm_score: float  # length-normalised score used for ranking
+    src_tokens: list[str] = field(default_factory=list)
+    attention: list[list[float]] | None = None  # (output tokens [+ eos], source tokens)
+    unknown: list[str] = field(default_factory=list)  # source tokens never seen in training
+    source: str = ""  # the input text
+
+    @property
+    def token_attention(self) -> list[list[float]] | None:
+        """Attention rows of the output tokens only (the end-of-sentence row left out)."""
+        return None if self.attention is None else self.attention[:len(self.tokens)]
+
+
+class Translator(LoadedModel):
+    """A model (or ensemble) with its vocabularies and config, ready to decode text: text in,
+    tokenized, batched, searched with the decoding options (the model's decode section as
+    defaults, overridden per call by DecodeConfig field names), detokenized, text out."""
+
+    def __init__(self, model: Seq2Seq | Ensemble, fields: Fields, config: Config) -> None:
+        self.model = model.eval()
+        self.fields = fields
+        self.config = config
+        self.decode_cfg = config.decode
+        self.train_state: dict = {}  # step, best score... of the checkpoint, when known
+        self.rescorers: list[Translator] = []  # models that rerank the n-best (rescore_with)
+        self.int8 = False  # quantize() was called
+        self.precision: fast.Precision | None = None  # what the kernels are prepared for
+        self._prepare("fp32")
+
+    def to(self, device: str | torch.device = "auto") -> Translator:
+        """Run on `device`: auto (a CUDA GPU when there is one), cpu, cuda or cuda:N."""
+        self.model = self.model.to(resolve_device(device))
+        self._prepare("fp32", again=True)
+        return self
+
+    structure = "seq2seq"
+    verbs = ("translate",)
+    endpoint = "/v1/translate"
+    page = "index.html"
+
+    def _prepare(self, precision: fast.Precision = "fp32", again: bool = False) -> None:
+        """Choose the model's inference kernels for its device and `precision` (int8 once
+        quantized), when they change: the one place decoding picks them."""
+        if self.int8:
+            precision = "int8"
+        if again or precision != self.precision:
+            fast.prepare(self.model, self.device, "infer", precision,
+                         self.config.model.fast_kernels)
+            self.precision = precision
+
+    def quantize(self, kind: str = "int8") -> Translator:
+        """Dynamic int8 quantization of the Linear/LSTM/GRU layers (PyTorch's own API), for
+        faster CPU inference; weights are stored as int8, activations stay float."""
+        if kind != "int8":
+            raise ConfigError(f"--quantize {kind!r}: only 'int8' is supported")
+        if self.device.type != "cpu":  # PyTorch's dynamic int8 kernels are CPU kernels
+            log.warning("int8 quantization runs on the CPU; moving the model there from %s",
+                        self.device)
+            self.model = self.model.cpu()
+        self.model = fast.quantize_int8(self.model, self.config.model.fast_kernels)
+        self.int8, self.precision = True, "int8"
+        return self
+
+    def rescore_with(self, *others: str | Path | Translator) -> Translator:
+        """Rerank every search's candidates (all `beam` of them) by the mean of this model's
+        score and these models' scores, e.g. right-to-left models (data.reverse_target)
+        over a left-to-right one. Checkpoints load on this translator's device."""
+        rescorers = [o if isinstance(o, Translator) else load(o, device=self.device)
+                     for o in others]
+        ours = self.fields.tgt_vocab.itos
+        for i, (o, r) in enumerate(zip(others, rescorers, strict=True), 1):
+            theirs = set(r.fields.tgt_vocab.itos)
+            missing = [t for t in ours if t not in theirs]
+            if missing:
+                # its scores would count these tokens as unknown: a silently wrong ranking
+                name = o if not isinstance(o, Translator) else f"rescoring model {i}"
+                raise CheckpointError(
+                    f"{name}: its target vocabulary lacks {len(missing)} of the tokens this "
+                    f"model writes (e.g. {', '.join(missing[:5])}); a rescoring model must "
+                    "be trained on the same task's targets")
+        self.rescorers = rescorers
+        return self
+
+    @property
+    def decode_defaults(self) -> DecodeConfig:
+        """The decoding options requests start from (`set_defaults` may have changed them)."""
+        return self.decode_cfg
+
+    def evaluate(self, path: str | Path | None = None, features: str | Path | None = None,
+                 split: str = "test", *, src_suffix: str | None = None,
+                 tgt_suffix: str | None = None, metrics: list[str] | None = None,
+                 opts: DecodeConfig | None = None) -> dict[str, Any]:
+        """Decode a test set and score the best output of each source against all its
+        references: `path` a TSV (source<TAB>ref[<TAB>ref...]; a source on several lines has
+        several references) or a prefix with `src_suffix` / `tgt_suffix`; None = `split` of
+        the model's config. `metrics`: a subset of tandem.metrics.METRICS (default all).
+        Returns the metrics, `data`, `sentences`, `references` and `beam`."""
+        from tandem.data.corpora import read_references
+        from tandem.evaluate import evaluate_outputs, group_references
+
+        if features is not None:
+            raise DataError("--features is for generators conditioned on feature vectors; a "
+                            "seq2seq model reads text")
+        d = self.config.data
+        if path is None:
+            path = {"train": d.train, "dev": d.dev, "test": d.test}[split]
+            src_suffix, tgt_suffix = d.src_suffix, d.tgt_suffix
+            if path is None:
+                raise DataError(f"the model's config has no data.{split} file to score; give "
+                                "a TSV of source<TAB>reference (tandem evaluate --data)")
+        pairs = read_references(path, src_suffix, tgt_suffix)
+        srcs, refs = group_references(pairs)
+        opts = replace(self.options(opts), nbest=1)  # the best output is scored
+        hyps = self.translate(srcs, opts=opts)
+        return {"data": str(path), "sentences": len(srcs), "references": len(pairs),
+                "beam": opts.beam, **evaluate_outputs(self.fields, hyps, refs, metrics)}
+
+    def info(self) -> dict[str, Any]:
+        """The common model info, the vocabularies, tokenizers, decoding defaults and the
+        longest source."""
+        data = self.config.data
+        return {**super().info(), "src_vocab": len(self.fields.src_vocab),
+                "tgt_vocab": len(self.fields.tgt_vocab), "src_tokenizer": data.src_tokenizer,
+                "tgt_tokenizer": data.tgt_tokenizer,
+                "decode_defaults": asdict(self.decode_cfg), "max_src_len": data.max_src_len}
+
+    # --- serving ------------------------------------------------------------------------
+    def request_model(self, limits: Any) -> type:
+        """{"inputs": texts, "attention": bool} and one field per decoding option a request
+        may set (`tandem.structures.schema.decode_request_fields`), from the server's
+        defaults (the beam cut to max_beam)."""
+        from pydantic import Field
+
+        from tandem.structures.schema import (
+            decode_request_fields,
+            request,
+            server_defaults,
+            text_inputs,
+        )
+
+        defaults = server_defaults(self.decode_cfg, limits)
+        return request(
+            "TranslateRequest", inputs=text_inputs(limits, "texts to translate"),
+            attention=(bool, Field(False, description="return attention weights (output "
+                                   "tokens x source tokens)")),
+            **decode_request_fields(defaults, limits))
+
+    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
+        """Each text is an item; the key is (the decoding options, attention)."""
+        from tandem.structures.schema import asked_options, server_defaults
+
+        opts = asked_options(req, server_defaults(self.decode_cfg, limits),
+                             {"inputs", "attention"})
+        return list(req.inputs), (opts, req.attention)
+
+    def run(self, items: list[str], key: Any) -> list[list[Result]]:
+        """The n-best Results of each text."""
+        opts, attention = key
+        return self.translate_full(items, opts=opts, attention=attention)
+
+    def answer(self, req: Any, key: Any, outputs: list[list[Result]], ms: float) -> dict[str, Any]:
+        """{"outputs": the best texts, "results": [{"input", "src_tokens", "unknown",
+        "hypotheses": [{"text", "tokens", "score", "norm_score"[, "attention"]}]}], "beam",
+        "ms"}."""
+        return {
+            "outputs": [r[0].text for r in outputs],
+            "results": [{"input": r[0].source, "src_tokens": r[0].src_tokens,
+                         "unknown": r[0].unknown,
+                         "hypotheses": [_hypothesis(h, req.attention) for h in r]}
+                        for r in outputs],
+            "beam": key[0].beam, "ms": ms}
+
+    @classmethod
+    def from_checkpoints(cls, paths: tuple[str | Path, ...], first: dict,
+                         structure: Any = None) -> Translator:
+        """`from_checkpoint`: several paths are an ensemble."""
+        return cls.from_checkpoint(*paths, first=first)
+
+    @torch.no_grad()
+    def score(self, sources: list[str], targets: list[str] | list[list[str]],
+              batch_size: int | None = None, on_long_input: str = "error") -> list[float]:
+        """log P(target | source) under this model (or ensemble): the sum over the target's
+        tokens and the end of sentence. Targets are texts or token lists in reading order.
+        Sources longer than the model's limit are an error, or cut to it ('truncate')."""
+        if len(sources) != len(targets):
+            raise DataError(f"score: {len(sources)} sources but {len(targets)} targets")
+        src_ids = [self.fields.src_ids(t)
+                   for t in self._source_tokens(list(sources), on_long_input)]
+        if not all(src_ids):
+            raise DataError(f"score: source {src_ids.index([]) + 1} is empty after "
+                            "tokenization")
+        tgt_ids = [self.fields.tgt_ids(self.fields.tgt_tok.tokenize(t) if isinstance(t, str)
+                                        else list(t)) for t in targets]
+        out = [0.0] * len(sources)
+        for chunk in size_batches(len(sources), [len(x) for x in src_ids],
+                                  batch_size or self.decode_cfg.batch_size):
+            src = pad([src_ids[i] for i in chunk]).to(self.device)
+            src_len = torch.tensor([len(src_ids[i]) for i in chunk], device=self.device)
+            got = force_score(self.model, src, src_len, [tgt_ids[i] for i in chunk])
+            for i, v in zip(chunk, got.tolist(), strict=True):
+                out[i] = v
+        return out
+
+    def _rerank(self, texts: list[str], results: list[list[Result]], opts: DecodeConfig,
+                scorer: Scorer) -> list[list[Result]]:
+        """Rerank each input's candidates by the mean score of this model and the rescorers
+        (normalised by `scorer`); keep opts.nbest."""
+        todo = [i for i, r in enumerate(results) if r and r[0].src_tokens]
+        cands = [(texts[i], c.tokens) for i in todo for c in results[i]]
+        columns = [r.score([s for s, _ in cands], [t for _, t in cands], opts.batch_size,
+                           opts.on_long_input) for r in self.rescorers]
+        per_cand = iter(list(zip(*columns, strict=True)))
+        for i in todo:
+            results[i] = rerank(results[i], [next(per_cand) for _ in results[i]], scorer)
+        return [r[:opts.nbest] for r in results]
+
+    @classmethod
+    def from_checkpoint(cls, *paths: str | Path, first: dict | None = None) -> Translator:
+        """One checkpoint, or several to decode as an ensemble (same vocabularies); `first`:
+        the first one's contents when the caller has read them already."""
+        if not paths:
+            raise CheckpointError("no model given")
+        loaded = [_load_model(p, first if i == 0 else None) for i, p in enumerate(paths)]
+        model, fields, cfg, state = loaded[0]
+        if len(loaded) == 1:
+            tr = cls(model, fields, cfg)
+            tr.train_state = state
+            return tr
+        for p, (_, f, _, _) in zip(paths[1:], loaded[1:], strict=True):
+            if (f.reverse_source, f.reverse_target) != (fields.reverse_source,
+                                                        fields.reverse_target):
+                raise CheckpointError(
+                    f"{p}: it reads or writes in another direction than {paths[0]} "
+                    "(data.reverse_source/reverse_target); an ensemble's models must agree")
+            if f.state() != fields.state():
+                raise CheckpointError(f"{p}: its vocabularies/tokenizers differ from "
+                                      f"{paths[0]}'s; an ensemble needs identical ones")
+        return cls(Ensemble([m for m, _, _, _ in loaded]), fields, cfg)
+
+    def options(self, opts: DecodeConfig | None = None, **overrides) -> DecodeConfig:
+        """The decoding options of a call: `opts` (default: this translator's, i.e. the
+        model's decode section or what `set_defaults` made of it) with `overrides`, any
+        DecodeConfig fields by name (None keeps the value), applied and checked."""
+        return decode_options(opts or self.decode_cfg, **overrides)
+
+    def set_defaults(self, **overrides) -> Translator:
+        """Change this translator's default decoding options (checked as `options` does)."""
+        self.decode_cfg = self.options(**overrides)
+        return self
+
+    def translate_full(self, inputs: Iterable[str], *, opts: DecodeConfig | None = None,
+                       attention: bool = False, generator: torch.Generator | None = None,
+                       first_number: int = 1, **options) -> list[list[Result]]:
+        """n-best Results per input. The decoding options are `opts` (default: this
+        translator's) with `options` applied: any DecodeConfig field by name (beam=3,
+        sample=True, ...; see docs/config.md). `attention`: return attention weights;
+        `generator`: the random numbers of sampling. Messages number the inputs from
+        `first_number`."""
+        opts = self.options(opts, **options)
+        scorer = Scorer.from_options(opts)
+        reranking = bool(self.rescorers) and not opts.sample
+        # when reranking, the search returns every beam candidate; opts.nbest are kept after
+        search_opts = replace(opts, nbest=opts.beam) if reranking else opts
+        texts = list(inputs)
+        src_toks = self._source_tokens(texts, opts.on_long_input, first_number)
+        ids = [self.fields.src_ids(t) for t in src_toks]
+        results: list[list[Result]] = [[] for _ in texts]
+        todo = [i for i, x in enumerate(ids) if x]
+        for i in set(range(len(texts))) - set(todo):  # nothing to translate
+            results[i] = [Result("", [], 0.0, 0.0, [], source=texts[i])
+                          for _ in range(opts.nbest)]
+        for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
+            idx = [todo[j] for j in chunk]
+            src = pad([ids[i] for i in idx]).to(self.device)
+            src_len = torch.tensor([len(ids[i]) for i in idx], device=self.device)
+            hyps = self._search(src, src_len, search_opts, scorer, attention, generator)
+            for i, nb in zip(idx, hyps, strict=True):
+                results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
+        return self._rerank(texts, results, opts, scorer) if reranking else results
+
+    def _source_tokens(self, texts: list[str], on_long_input: str, first_number: int = 1
+                       ) -> list[list[str]]:
+        """Tokenized inputs, each cut to the model's data.max_src_len (with a warning), or an
+        error naming the input when on_long_input is 'error'."""
+        limit = self.config.data.max_src_len
+        src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
+        for i, toks in enumerate(src_toks):
+            if len(toks) > limit:
+                if on_long_input == "error":
+                    raise DataError(f"input {i + first_number} has {len(toks)} tokens, more "
+                                    f"than this model's limit (data.max_src_len = {limit}); "
+                                    "shorten it, or allow truncation (on_long_input: truncate)")
+                log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
+                            i + first_number, len(toks), limit)
+                src_toks[i] = toks[:limit]
+        return src_toks
+
+    def _search(self, src, src_len, opts: DecodeConfig, scorer: Scorer, attention, generator):
+        self._prepare("bf16" if opts.bf16 else "fp32")
+        with autocast(opts.bf16, self.device.type):
+            return search.run(self.model, src, src_len, opts, scorer, attention=attention,
+                              generator=generator)
+
+    def _result(self, h: search.Hyp, src_toks: list[str], source: str) -> Result:
+        toks = self.fields.tgt_tokens(h.tokens)
+        att = None if h.attention is None else self._reading_order(h.attention, len(h.tokens))
+        return Result(
+            text=self.fields.tgt_tok.detokenize(toks), tokens=toks, score=h.score,
+            norm_score=h.norm_score, src_tokens=src_toks,
+            attention=att,
+            unknown=self.fields.src_vocab.unknown(src_toks), source=source,
+        )
+
+    def _reading_order(self, att: torch.Tensor, n: int) -> list[list[float]]:
+        """Attention rows and columns in reading order when the model reads or writes reversed
+        (the n output tokens' rows; the end-of-sentence row, when there is one, stays last)."""
+        if self.fields.reverse_source:
+            att = att.flip(1)
+        if self.fields.reverse_target:
+            att = torch.cat([att[:n].flip(0), att[n:]])
+        return att.tolist()
+
+    def translate(self, inputs: Iterable[str], *, opts: DecodeConfig | None = None,
+                  generator: torch.Generator | None = None, **options
+                  ) -> list[str] | list[list[str]]:
+        """Plain strings: one output per input, or a list of n-best outputs when nbest > 1
+        (options as in `translate_full`)."""
+        opts = self.options(opts, **options)
+        full = self.translate_full(inputs, opts=opts, generator=generator)
+        if opts.nbest == 1:
+            return [r[0].text for r in full]
+        return [[x.text for x in r] for r in full]
+
+    def stream(self, lines: Iterable[str], chunk: int = 1000, *, opts: DecodeConfig | None = None,
+               attention: bool = False, generator: torch.Generator | None = None, **options
+               ) -> Iterator[list[Result]]:
+        """Translate an arbitrarily long stream in chunks, in order, in constant memory
+        (options as in `translate_full`, checked once before the first line is read)."""
+        opts = self.options(opts, **options)
+        buf: list[str] = []
+        done = 0
+        for line in lines:
+            buf.append(line)
+            if len(buf) >= chunk:
+                yield from self.translate_full(buf, opts=opts, attention=attention,
+                                               generator=generator, first_number=done + 1)
+                done += len(buf)
+                buf = []
+        if buf:
+            yield from self.translate_full(buf, opts=opts, attention=attention,
+                                           generator=generator, first_number=done + 1)
+
+
+def _load_model(path: str | Path, ckpt: dict | None = None
+                ) -> tuple[Seq2Seq, Fields, Config, dict]:
+    """The model, fields, config and training summary of a checkpoint (`ckpt`: its contents
+    when the caller has read them already)."""
+    ckpt = ckpt if ckpt is not None else checkpoint.load(path)
+    with checkpoint.consistent(path):
+        cfg = from_dict(ckpt["config"])
+        fields = Fields.from_state(ckpt["fields"])
+        model = Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
+        model.load_state_dict(ckpt["model"])
+    return model.eval(), fields, cfg, checkpoint.training_summary(ckpt)
+
+
+def load(*paths: str | Path, device: str = "auto", first: dict | None = None) -> Translator:
+    """Load a trained model: `tandem.load("best.pt").translate(["some input"], beam=5)`.
+    Several paths give an ensemble that averages the models' log-probabilities. `device`:
+    auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
+    return Translator.from_checkpoint(*paths, first=first).to(device)
+
+
+def _hypothesis(r: Result, attention: bool) -> dict:
+    d = {"text": r.text, "tokens": r.tokens, "score": round(r.score, 4),
+         "norm_score": round(r.norm_score, 4)}
+    if attention and r.token_attention is not None:
+        d["attention"] = [[round(w, 4) for w in row] for row in r.token_attention]
+    return d
