@@ -118,10 +118,10 @@ def test_eight_clients_500_requests_no_failures_and_bounded_memory(server):
     health = json.loads(urllib.request.urlopen(base + "/v1/health").read())
     print(f"\n{REQUESTS} requests from {CLIENTS} clients in {wall:.1f} s: "
           f"{REQUESTS / wall:.1f} requests/s, p50 {1000 * p50:.0f} ms, p95 {1000 * p95:.0f} ms; "
-          f"{health['batches']} batches for {health['sentences']} sentences; "
+          f"{health['batches']} batches for {health['items']} sentences; "
           f"RSS {warm / 1024:.0f} -> {after / 1024:.0f} MB")
     assert after <= warm * 1.10, f"RSS grew from {warm} kB to {after} kB"
     # every sentence sent was decoded once: 40 warm-up requests of one, 500 of two
-    assert health["sentences"] == 40 + 2 * REQUESTS
+    assert health["items"] == 40 + 2 * REQUESTS and health["requests"] == 40 + REQUESTS
     # a request is never split between decode calls; how many share one depends on timing
     assert 1 <= health["batches"] <= 40 + REQUESTS and health["queued"] == 0

@@ -21,10 +21,10 @@ import time
 import unicodedata
 
 import torch
-from tandem.data.structured import corpus_dir
 from torch import nn
 
 from tandem.config import Config
+from tandem.data.corpora import corpus_dir
 from tandem.data.readers import hash_split, read_label_folder
 from tandem.metrics import classification_scores
 

@@ -39,11 +39,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
 from common import write_report
-from tandem.data.structured import corpus_dir
 
 import tandem
 from tandem.bench import matmul_peak, rnn_flops
 from tandem.config import Config, load_config
+from tandem.data.corpora import corpus_dir
 from tandem.data.readers import read_label_folder
 from tandem.train.scalars import read, read_validations
 from tandem.train.trainer import train
@@ -246,9 +246,8 @@ def row_ensemble(row: str, a) -> dict:
     """sst2_ensemble: the sst2 recipe with seeds 1..--seeds (seed 1 = the sst2 row's run,
     reused when it is there), each averaged over its last 5 checkpoints, and the ensemble
     that averages their label probabilities; every member scored alone too."""
-    from tandem.data.structured import evaluation_data
-
     from tandem.metrics import classification_scores
+    from tandem.structures.common import labelled_splits
 
     members, body = [], {"row": row, "members": []}
     for seed in range(1, a.seeds + 1):
@@ -267,7 +266,7 @@ def row_ensemble(row: str, a) -> dict:
     body["train_minutes_all_members"] = round(sum(m["train_minutes"] for m in body["members"]),
                                               2)
     for split in ("dev", "test"):
-        _, items, _, _ = evaluation_data(cfg, members[0].fields, None, None, split)
+        items = labelled_splits(cfg.data, label_first=False)[("dev", "test").index(split) + 1]
         texts = [t for t, _, _ in items]
         gold = [members[0].fields.label_ids[lab] for _, lab, _ in items]
         probs = sum(m.probabilities(texts) for m in members) / len(members)

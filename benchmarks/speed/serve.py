@@ -1,7 +1,13 @@
-"""Throughput of `tandem serve` under concurrent load, with dynamic batching on and off.
+"""Throughput of `tandem serve` under concurrent load, with dynamic batching on and off, for a
+model of any structure (the endpoint is the one POST path the server's schema lists:
+/v1/translate, /v1/predict or /v1/generate).
 
     .venv/bin/python benchmarks/speed/serve.py --model runs/g2p_cmudict/best.pt \
         [--clients 16] [--requests 400] [--beam 5] [--per-request 1] [--repeats 3]
+    .venv/bin/python benchmarks/speed/serve.py --model runs/sst2/best.pt --inputs texts.txt
+
+To compare two source trees, run it with each tree first on PYTHONPATH (the server is started
+as `python -m tandem.cli serve`, so it runs the tree this script finds).
 
 Starts a real `tandem serve` process on loopback for each mode; --clients threads, each on its
 own keep-alive connection, send --requests requests in total (--per-request inputs each, taken
@@ -54,12 +60,22 @@ def start(model: str, batching: bool) -> tuple[subprocess.Popen, int]:
     raise SystemExit("server did not start within 120 s")
 
 
+def endpoint(port: int) -> str:
+    """The server's one POST endpoint under /v1, from its OpenAPI schema."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/openapi.json")
+    paths = json.loads(c.getresponse().read())["paths"]
+    return next(p for p, ops in paths.items() if "post" in ops and p.startswith("/v1/"))
+
+
 def load_test(port: int, inputs: list[str], clients: int, requests: int, beam: int,
               per_request: int = 1) -> dict:
     latencies: list[float] = []
     failures = []
     counter = iter(range(requests))
     lock = threading.Lock()
+    path = endpoint(port)
+    extra = {"beam": beam} if path == "/v1/translate" else {}
 
     def client() -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -69,9 +85,9 @@ def load_test(port: int, inputs: list[str], clients: int, requests: int, beam: i
             if i is None:
                 return
             batch = [inputs[(i * per_request + k) % len(inputs)] for k in range(per_request)]
-            body = json.dumps({"inputs": batch, "beam": beam})
+            body = json.dumps({"inputs": batch, **extra})
             t0 = time.perf_counter()
-            conn.request("POST", "/v1/translate", body, {"Content-Type": "application/json"})
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
             r = conn.getresponse()
             r.read()
             latencies.append(time.perf_counter() - t0)
@@ -112,6 +128,7 @@ def main() -> int:
     p.add_argument("--per-request", type=int, default=1, help="inputs in each request")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--results", default="benchmarks/results")
+    p.add_argument("--tag", default="", help="appended to the result's file name")
     a = p.parse_args()
     inputs = (Path(a.inputs).read_text(encoding="utf-8").splitlines() if a.inputs
               else default_inputs(a.model))
@@ -137,7 +154,8 @@ def main() -> int:
     body = {"model": a.model, "clients": a.clients, "requests": a.requests, "beam": a.beam,
             "inputs_per_request": a.per_request, "repeats": a.repeats, "median": summary,
             "runs": runs, "batching_speedup": speedup}
-    out = write_report(a.results, "serve", "", body)
+    body["tandem"] = str(Path(__import__("tandem").__file__).parent)
+    out = write_report(a.results, "serve", f"-{a.tag}" if a.tag else "", body)
     for mode, s in summary.items():
         print(f"{mode:<11} {s['requests_per_s']:>7} req/s  p50 {s['p50_ms']} ms  "
               f"p95 {s['p95_ms']} ms  failures {s['failures']}")

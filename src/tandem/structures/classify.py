@@ -25,10 +25,11 @@ from tandem.data.vocab import UNK_ID, Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.classifier import Classifier
 from tandem.model.loss import token_nll
-from tandem.structures.base import LoadedModel, floats
+from tandem.structures.base import floats
 from tandem.structures.common import (
     TAG_PAD,
     ExampleStructure,
+    FieldsModel,
     StructData,
     StructFields,
     Tensors,
@@ -58,9 +59,6 @@ class ClassifyBatch(Tensors):
     def n_tokens(self) -> int:
         """Real (unpadded) input tokens."""
         return int(self.src_len.sum())
-
-    def __len__(self) -> int:
-        return self.src.size(0)
 
 
 def collate(examples: list[Example], indices: list[int],
@@ -178,7 +176,7 @@ class Classify(ExampleStructure):
         return floats(res, ("loss", "accuracy", "macro_f1"))
 
 
-class ClassifierPredictor(LoadedModel):
+class ClassifierPredictor(FieldsModel):
     """A trained classifier: a label for each text, with its probability.
 
         clf = tandem.load("runs/sst2/best.pt")
@@ -242,10 +240,6 @@ class ClassifierPredictor(LoadedModel):
         res.pop("predictions")
         return {"data": what, "items": len(exs), "labels": self.labels, **res}
 
-    def info(self) -> dict[str, Any]:
-        """The common model info, its labels and its vocabulary size."""
-        return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
-                "num_features": 0}
 
     def request_model(self, limits: Any) -> type:
         """{"inputs": texts to classify, "topk": 1 .. the number of labels}."""

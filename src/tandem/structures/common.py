@@ -24,7 +24,7 @@ from tandem.data.readers import Labelled
 from tandem.data.tokenizers import Tokenizer
 from tandem.data.vocab import BOS_ID, EOS_ID, Vocab
 from tandem.errors import DataError
-from tandem.structures.base import Structure
+from tandem.structures.base import LoadedModel, Structure
 
 log = logging.getLogger("tandem")
 
@@ -191,7 +191,11 @@ def unknown(known: dict[str, int] | set[str], found: list[tuple[str, str]], spli
 
 
 class Tensors:
-    """`to(device)` for a batch dataclass: every tensor field moved, the rest kept."""
+    """`to(device)` for a batch dataclass: every tensor field moved, the rest kept; its length
+    is its first field's first dimension (the batch size)."""
+
+    def __len__(self) -> int:
+        return getattr(self, dataclasses.fields(self)[0].name).size(0)
 
     def to(self, device: torch.device):
         """The batch with its tensors on `device` (the same batch on the CPU)."""
@@ -273,3 +277,13 @@ class ExampleStructure(Structure):
         """Vocabulary and label sizes."""
         sizes = self.fields.sizes()
         return ", ".join(f"{k} {v}" for k, v in sizes.items() if v)
+
+
+class FieldsModel(LoadedModel):
+    """A loaded model over `StructFields` (classify, tag, lm, generate): /v1/model also names
+    its labels, vocabulary size and feature width."""
+
+    def info(self) -> dict[str, Any]:
+        """The common model info, the labels (or tags), vocabulary size and feature width."""
+        return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
+                "num_features": self.fields.num_features}

@@ -139,9 +139,6 @@ class GenerateBatch(Tensors):
         """Real target tokens (eos included)."""
         return int((self.tgt_out != PAD_ID).sum())
 
-    def __len__(self) -> int:
-        return self.tgt_in.size(0)
-
 
 def collate(examples: list[Example], indices: list[int],
                      features: np.ndarray | None = None) -> GenerateBatch:

@@ -13,7 +13,7 @@ import torch
 from tandem.config import DecodeConfig, decode_options
 from tandem.decode import search
 from tandem.errors import ConfigError, DataError
-from tandem.structures.base import LoadedModel
+from tandem.structures.common import FieldsModel
 from tandem.structures.schema import (
     LimitError,
     decode_request_fields,
@@ -30,7 +30,7 @@ GENERATION_ONLY = frozenset({"nbest"})
 searched one by one."""
 
 
-class Generating(LoadedModel):
+class Generating(FieldsModel):
     """A model that writes text from a condition (`conditions(items)`: the model's inputs for
     a list of prompts or labels)."""
 
@@ -69,11 +69,6 @@ class Generating(LoadedModel):
         cond, lens = self.conditions(items)
         return [self.fields.decode(h.tokens) for h in self._search(cond, lens, opts, seed)]
 
-    def info(self) -> dict[str, Any]:
-        """The common model info, its labels (a generator's), vocabulary size and feature
-        width."""
-        return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
-                "num_features": self.fields.num_features}
 
     # --- serving ------------------------------------------------------------------------
     @property

@@ -141,9 +141,6 @@ class LMBatch(Tensors):
         """Predicted tokens (B x T)."""
         return self.targets.numel()
 
-    def __len__(self) -> int:
-        return self.inputs.size(0)
-
 
 def stream_batches(ids: list[int], streams: int, bptt: int, offset: int = 0
                       ) -> list[LMBatch]:

@@ -28,10 +28,11 @@ from tandem.data.vocab import PAD_ID, Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.loss import token_nll
 from tandem.model.tagger import Tagger
-from tandem.structures.base import LoadedModel, floats
+from tandem.structures.base import floats
 from tandem.structures.common import (
     TAG_PAD,
     ExampleStructure,
+    FieldsModel,
     StructData,
     StructFields,
     Tensors,
@@ -116,9 +117,6 @@ class TagBatch(Tensors):
     def n_tokens(self) -> int:
         """Real (unpadded) words."""
         return int(self.lengths.sum())
-
-    def __len__(self) -> int:
-        return self.words.size(0)
 
 
 def collate(examples: list[Example], indices: list[int],
@@ -216,7 +214,7 @@ class Tag(ExampleStructure):
         return floats(res, ("loss", "token_acc", "unseen_acc"))
 
 
-class TaggerPredictor(LoadedModel):
+class TaggerPredictor(FieldsModel):
     """A trained tagger: a tag for every word.
 
         tandem.load("runs/ud_ewt/best.pt").tag(["The cat sat ."])  # [[('The', 'DET'), ...]]
@@ -269,10 +267,6 @@ class TaggerPredictor(LoadedModel):
         return {"data": what, "sentences": len(exs), "tokens": sum(len(e[0]) for e in exs),
                 **res}
 
-    def info(self) -> dict[str, Any]:
-        """The common model info, its tags and its word vocabulary size."""
-        return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
-                "num_features": 0}
 
     def request_model(self, limits: Any) -> type:
         """{"inputs": sentences to tag, split on whitespace}."""
