@@ -53,6 +53,44 @@ def test_predict_tag_matches_the_predictor(structure_models):
         [[tuple(p) for p in s] for s in pred.tag(["ab cda ffb", "e"])]
 
 
+@pytest.mark.parametrize("structure, bodies", [
+    ("classify", [{"inputs": ["abxcd"], "topk": 2}, {"inputs": ["abcd", "fxx"], "topk": 2},
+                  {"inputs": ["xx"], "topk": 1}]),
+    ("tag", [{"inputs": ["ab cda"]}, {"inputs": ["e", "ffb ab"]}, {"inputs": ["cd"]}]),
+    ("generate", [{"inputs": ["A"], "n": 2}, {"inputs": ["B"], "n": 2, "seed": 5},
+                  {"inputs": ["A", "B"]}])])
+def test_concurrent_requests_share_a_batch(structure_models, structure, bodies):
+    """Requests queued together run in one forward pass when their options agree (a seeded
+    generate request runs alone, so its draws never depend on other requests), and each
+    gets the answer it would get alone."""
+    import asyncio
+
+    import httpx
+
+    pred = tandem.load(structure_models[structure])
+    alone = []
+    with TestClient(create_structure_app(pred, ServeOptions(batching=False))) as c:
+        alone = [c.post(pred.endpoint, json=b).json() for b in bodies]
+    calls: list[int] = []
+    real = pred.run
+    pred.run = lambda items, key: calls.append(len(items)) or real(items, key)
+    app = create_structure_app(pred, ServeOptions(max_wait_ms=10_000, max_batch=8))
+
+    async def together():
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await asyncio.gather(*(c.post(pred.endpoint, json=b) for b in bodies))
+
+    answers = [r.json() for r in asyncio.run(together())]
+    for got, want in zip(answers, alone, strict=True):
+        got.pop("ms"), want.pop("ms")
+        if structure != "generate" or "seed" in want:  # unseeded draws differ run to run
+            assert got == want
+    want_calls = {"classify": [3, 1], "tag": [4], "generate": [4, 2]}[structure]
+    assert sorted(calls) == sorted(want_calls)
+
+
 @pytest.mark.parametrize("structure,inputs", [("lm", ["the ", ""]), ("generate", ["A", "B"])])
 def test_generate_is_seeded_and_matches_the_predictor(structure_models, structure, inputs):
     c, pred = _client(structure_models[structure])

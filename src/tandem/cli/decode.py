@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tandem.cli import output
+import tandem.cli.output as output
 from tandem.cli.args import decode_args, decode_overrides
 from tandem.cli.inputs import check_input, iter_inputs
 from tandem.cli.models import load_model, no_decode_flags, sampling_generator, translator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tandem.cli import output
+import tandem.cli.output as output
 from tandem.cli.args import device_arg, positive
 from tandem.cli.inputs import check_input, iter_inputs
 from tandem.pronounce import DEFAULT_BEAM

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tandem.cli import output
+import tandem.cli.output as output
 from tandem.cli.args import decode_args, decode_overrides, device_arg, positive
 from tandem.cli.inputs import check_input, iter_inputs
 from tandem.cli.models import load_model, need
