@@ -704,6 +704,42 @@ def test_serve_timeout_answers_503_when_the_decode_takes_longer(monkeypatch,
     assert (r.json()["limit"], r.json()["allowed"]) == ("timeout_s", 0.5)
 
 
+@pytest.mark.parametrize("structure", ["lm", "generate"])
+def test_serve_decoding_flags_are_a_generating_models_request_defaults(
+        structure, structure_models, capsys, monkeypatch):
+    """`tandem serve` over a language model or generator: its decoding flags become the
+    defaults its /v1/generate schema states and a request without them gets; the options its
+    generation never reads are refused by name."""
+    model = str(structure_models[structure])
+    app = serve_app(monkeypatch, "--model", model, "--temperature", "0.5", "--top-k", "3",
+                    "--no-repeat-ngram-size", "2")
+    fields = app.openapi()["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert (fields["temperature"]["default"], fields["top_k"]["default"],
+            fields["no_repeat_ngram_size"]["default"]) == (0.5, 3, 2)
+    seen = []
+    pred = app.state.batcher.model
+    real = pred.write
+    pred.write = lambda items, opts, seed: seen.append(opts) or real(items, opts, seed)
+    with TestClient(app) as c:
+        r = c.post("/v1/generate", json={"inputs": [""] if structure == "lm" else ["A"],
+                                         "max_len": 5, "seed": 1})
+    assert r.status_code == 200, r.text
+    assert (seen[0].temperature, seen[0].top_k, seen[0].no_repeat_ngram_size, seen[0].sample) \
+        == (0.5, 3, 2, True)
+    capsys.readouterr()
+    assert main(["serve", "--model", model, "--nbest", "2", "--coverage-penalty", "0.2"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --nbest, --coverage-penalty: {model} is a {structure} model, whose generation "
+        "does not use them (leave them out)\n")
+
+
+def test_generate_skips_the_options_generation_never_reads():
+    from tandem.cli.predict import GENERATE_SKIPS
+    from tandem.structures.generating import UNUSED_OPTIONS
+
+    assert set(GENERATE_SKIPS) == UNUSED_OPTIONS
+
+
 @pytest.mark.pins("serve --max-new-tokens")
 def test_serve_max_new_tokens_bounds_a_generate_request(monkeypatch, generators):
     models, _ = generators
@@ -715,12 +751,14 @@ def test_serve_max_new_tokens_bounds_a_generate_request(monkeypatch, generators)
     assert (over.status_code, over.json()["field"]) == (422, "max_len")
 
 
-@pytest.mark.parametrize("command", ["evaluate", "serve"])
-@pytest.mark.parametrize("structure", ["classify", "generate"])
+@pytest.mark.parametrize("command, structure", [("evaluate", "classify"),
+                                                ("evaluate", "generate"),
+                                                ("serve", "classify"), ("serve", "tag")])
 def test_decoding_flags_are_refused_for_a_model_of_another_structure(
         command, structure, structure_models, capsys, monkeypatch):
-    """A classifier, tagger, language model or generator has no seq2seq search: the flags of
-    one would change nothing, so they are refused by name instead of being ignored."""
+    """A classifier or tagger has no search, and evaluating a language model or generator
+    scores the references teacher forced: decoding flags would change nothing there, so they
+    are refused by name instead of being ignored."""
     served = []
     monkeypatch.setattr(tandem.serve, "serve_app", lambda *args: served.append(args))
     model = str(structure_models[structure])

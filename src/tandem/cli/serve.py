@@ -6,11 +6,12 @@ import argparse
 
 from tandem.cli.args import decode_args, decode_overrides
 from tandem.cli.models import load_model, no_decode_flags
+from tandem.errors import ConfigError
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    """`tandem serve`: the HTTP API over the model, its decoding flags the server's
-    defaults."""
+    """`tandem serve`: the HTTP API over the model, its decoding flags the defaults of the
+    requests that search (translate; an lm's or generator's generate)."""
     from tandem.serve import ServeOptions, serve
 
     opts = ServeOptions(max_body_bytes=a.max_body_bytes, max_inputs=a.max_inputs,
@@ -23,6 +24,14 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if "translate" in model.verbs:
         # one output per input unless --nbest says otherwise (not the model's decode.nbest)
         model.set_defaults(**{**decode_overrides(a), "nbest": a.nbest or 1})
+    elif "generate" in model.verbs:  # its searches read all but its unused options
+        unused = [f"--{k.replace('_', '-')}" for k, v in decode_overrides(a).items()
+                  if v is not None and k in model.unused_options]
+        unused += [f for f, v in (("--quantize", a.quantize), ("--rescore", a.rescore)) if v]
+        if unused:
+            raise ConfigError(f"{', '.join(unused)}: {a.model[0]} is a {model.structure} "
+                              "model, whose generation does not use them (leave them out)")
+        model.set_defaults(**decode_overrides(a))
     else:
         no_decode_flags(a, model)
     serve(model, a.host, a.port, opts)

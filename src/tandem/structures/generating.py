@@ -28,6 +28,12 @@ a generator ends at its end-of-sequence token first)."""
 GENERATION_ONLY = frozenset({"nbest"})
 """Decoding options a generate request does not take: `n` outputs per input are drawn or
 searched one by one."""
+UNUSED_OPTIONS = frozenset({"nbest", "max_len_a", "max_len_b", "coverage_penalty", "batch_size",
+                            "bf16", "on_long_input"})
+"""Decoding options generation never reads: one output per search (n asks for several), the
+length limit is max_len, there is no attention to cover, and every input is searched in one
+batch, in float32, with no input length limit (`tandem generate` has no flag for them and
+`tandem serve` refuses them for these models)."""
 
 
 class Generating(FieldsModel):
@@ -38,6 +44,7 @@ class Generating(FieldsModel):
     endpoint = "/v1/generate"
     inputs_doc = ""
     min_chars = 1
+    unused_options = UNUSED_OPTIONS
 
     def options(self, max_len: int | None = None, **overrides: Any) -> DecodeConfig:
         """The decoding options for generation: the model's decode section, sampling on
@@ -73,8 +80,18 @@ class Generating(FieldsModel):
     # --- serving ------------------------------------------------------------------------
     @property
     def generation_defaults(self) -> DecodeConfig:
-        """What a request starts from: the model's decode section, drawing one output."""
-        return dataclasses.replace(self.config.decode, beam=1, nbest=1, sample=True)
+        """What a request starts from: the model's decode section, drawing one output, with
+        what `set_defaults` changed."""
+        base = dataclasses.replace(self.config.decode, beam=1, nbest=1, sample=True)
+        return decode_options(base, **getattr(self, "_default_overrides", {}))
+
+    def set_defaults(self, **overrides: Any) -> Generating:
+        """Change the decoding options requests start from (`tandem serve`'s decoding flags;
+        None keeps a value); checked as `options` does."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        decode_options(self.config.decode, **given)  # refuse bad values now, naming them
+        self._default_overrides = given
+        return self
 
     def request_model(self, limits: Any) -> type:
         """{"inputs", "n", "max_len", "seed"} and the decoding fields of DecodeConfig."""
