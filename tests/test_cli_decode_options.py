@@ -751,6 +751,27 @@ def test_serve_max_new_tokens_bounds_a_generate_request(monkeypatch, generators)
     assert (over.status_code, over.json()["field"]) == (422, "max_len")
 
 
+@pytest.mark.pins("evaluate --split")
+def test_evaluate_without_data_scores_the_split_of_a_seq2seq_models_config(
+        attention_checkpoint, tmp_path, capsys):
+    """A seq2seq model's own task, corpus or files are its default test set, as for the
+    other structures: the same scores as that split written to a TSV and given as --data."""
+    from tandem.data.dataset import load_splits
+
+    dev = load_splits(load(attention_checkpoint).config.data).dev
+    tsv = tmp_path / "dev.tsv"
+    tsv.write_text("".join(f"{s}\t{t}\n" for s, t in dev), encoding="utf-8")
+    model = str(attention_checkpoint)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", model, "--split", "dev", "--json"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", "--model", model, "--data", str(tsv), "--json"]) == 0
+    given = json.loads(capsys.readouterr().out)
+    assert own.pop("data") == "the dev split of the model's config"
+    given.pop("data")
+    assert own == given and own["sentences"] == len({s for s, _ in dev}) > 0
+
+
 @pytest.mark.parametrize("command, structure", [("evaluate", "classify"),
                                                 ("evaluate", "generate"),
                                                 ("serve", "classify"), ("serve", "tag")])

@@ -10,14 +10,13 @@ from fastapi.testclient import TestClient
 
 import tandem
 from conftest import live_server
-from tandem.serve import ServeOptions
-from tandem.serve import create_app as create_structure_app
+from tandem.serve import ServeOptions, create_app
 from test_web import CHROMIUM, _browser_or_skip
 
 
 def _client(path, **opts) -> tuple[TestClient, object]:
     pred = tandem.load(path)
-    return TestClient(create_structure_app(pred, ServeOptions(**opts))), pred
+    return TestClient(create_app(pred, ServeOptions(**opts))), pred
 
 
 def test_model_info_names_the_structure_and_labels(structure_models):
@@ -69,12 +68,12 @@ def test_concurrent_requests_share_a_batch(structure_models, structure, bodies):
 
     pred = tandem.load(structure_models[structure])
     alone = []
-    with TestClient(create_structure_app(pred, ServeOptions(batching=False))) as c:
+    with TestClient(create_app(pred, ServeOptions(batching=False))) as c:
         alone = [c.post(pred.endpoint, json=b).json() for b in bodies]
     calls: list[int] = []
     real = pred.run
     pred.run = lambda items, key: calls.append(len(items)) or real(items, key)
-    app = create_structure_app(pred, ServeOptions(max_wait_ms=10_000, max_batch=8))
+    app = create_app(pred, ServeOptions(max_wait_ms=10_000, max_batch=8))
 
     async def together():
         transport = httpx.ASGITransport(app=app)
@@ -132,7 +131,7 @@ def test_the_page_shows_each_structure_in_a_browser(structure_models):
         try:
             for s, path in structure_models.items():
                 pred = tandem.load(path)
-                with live_server(create_structure_app(pred, ServeOptions())) as url:
+                with live_server(create_app(pred, ServeOptions())) as url:
                     page = browser.new_page()
                     external: list[str] = []
                     page.on("request", lambda r, url=url, seen=external:

@@ -195,8 +195,8 @@ class DataConfig:
 
 
 StructureName = str
-"""A key of STRUCTURE_DEFAULTS: the five built-in structures (the enum below), and any a
-program adds with `tandem.structures.register` (`add_structure`)."""
+"""A key of STRUCTURE_DEFAULTS: the five built-in structures listed in the tables below, and
+any a program adds with `tandem.structures.register` (`add_structure`)."""
 # The keys whose default depends on model.structure: null in the dataclass, replaced by the
 # structure's default when a ModelConfig is made (`ModelConfig.__post_init__`). A key a
 # structure does not list here does not apply to it and stays null; setting it is refused
@@ -261,7 +261,8 @@ class ModelConfig:
     over labels; one-to-one is classify over a one-step input); tag = synchronous
     many-to-many (a (bi)directional encoder with a softmax at every position); lm =
     synchronous many-to-many predicting the next token (one unidirectional RNN); generate =
-    one-to-many (the decoder started from c made from one label or feature vector)."""
+    one-to-many (the decoder started from c made from one label or feature vector); or a
+    structure a program added with tandem.structures.register."""
     cell: Cell = "lstm"
     """Recurrent cell of the encoder and the decoder (rnn = tanh RNN)."""
     emb_size: typing.Annotated[int, Range(ge=1)] = 128

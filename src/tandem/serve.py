@@ -321,7 +321,10 @@ def create_app(model: LoadedModel, opts: ServeOptions | None = None) -> FastAPI:
         return info
 
     async def handle(req) -> dict:
-        items, key = model.plan(req, opts)
+        try:
+            items, key = model.plan(req, opts)
+        except TandemError as e:  # a bad input: this request's error, before it joins a batch
+            raise LimitError(422, "input", str(e)) from None
         if batcher.waiting + len(items) > opts.max_queue:
             raise LimitError(503, "max_queue", f"{batcher.waiting} items are waiting to be "
                              f"run; the limit is {opts.max_queue}; retry shortly",

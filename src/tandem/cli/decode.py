@@ -80,12 +80,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         res = model.evaluate(a.data, a.features, a.split)
         output.print_scores(res, a.json, {"model": a.model[0], "structure": model.structure})
         return 0
-    if a.data is None:
-        raise ConfigError("tandem evaluate: give --data (a TSV of source<TAB>reference, or "
-                          "paired files with --src-suffix/--tgt-suffix)")
     opts = model.options(**{**decode_overrides(a), "nbest": 1})  # the best output is scored
-    res = model.evaluate(a.data, src_suffix=a.src_suffix, tgt_suffix=a.tgt_suffix,
-                         metrics=a.metrics, opts=opts)
+    res = model.evaluate(a.data, split=a.split, src_suffix=a.src_suffix,
+                         tgt_suffix=a.tgt_suffix, metrics=a.metrics, opts=opts)
     data, sentences, references, beam = (res.pop(k) for k in ("data", "sentences",
                                                                "references", "beam"))
     output.print_translation_scores(res, a.json, a.model, data, sentences, references, beam)
@@ -172,14 +169,14 @@ def _evaluate_parser(sub) -> None:
     e.add_argument("--features", metavar="NPY", help="generate: the .npy matrix of --data's "
                    "lines")
     e.add_argument("--split", choices=["train", "dev", "test"], default="test",
-                   help="classify, tag, lm, generate without --data: the split of the model's "
-                   "config to score (default test)")
+                   help="without --data: the split of the model's config to score (its task, "
+                   "corpus or files; default test)")
     e.add_argument("--data",
                    help="seq2seq: a TSV (source<TAB>ref[<TAB>ref...]; a source on several "
                         "lines has several references), or a prefix with --src/--tgt-suffix; "
                         "classify: text<TAB>label; tag: CoNLL-U or word<TAB>tag; lm: plain "
                         "text; generate: label<TAB>text (or text lines with --features); "
-                        "default for those: --split of the model's config")
+                        "default: --split of the model's config")
     e.add_argument("--src-suffix")
     e.add_argument("--tgt-suffix")
     e.add_argument("--metrics", nargs="+", help="subset of metrics (default all)")

@@ -48,13 +48,14 @@ def _serve_parser(sub) -> None:
     sv.add_argument("--max-chars", type=int, default=1_000, help="characters per input")
     sv.add_argument("--max-beam", type=int, default=16)
     sv.add_argument("--timeout", type=float, default=30.0,
-                    help="seconds a request may wait for its decode before a 503")
-    sv.add_argument("--max-batch", type=int, default=64, help="sentences decoded together")
+                    help="seconds a request may wait for its run before a 503")
+    sv.add_argument("--max-batch", type=int, default=64,
+                    help="inputs run together (sentences, texts, prompts)")
     sv.add_argument("--max-wait-ms", type=float, default=5.0,
                     help="how long a request waits for others to share its batch")
     sv.add_argument("--max-queue", type=int, default=1024,
-                    help="sentences waiting to be decoded; beyond it requests get 503 at once")
-    sv.add_argument("--no-batching", action="store_true", help="decode requests one by one")
+                    help="inputs waiting to be run; beyond it requests get 503 at once")
+    sv.add_argument("--no-batching", action="store_true", help="run requests one by one")
     sv.add_argument("--max-new-tokens", type=int, default=1000,
                     help="lm, generate: the longest output a request may ask for")
     decode_args(sv)

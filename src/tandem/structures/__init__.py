@@ -42,6 +42,9 @@ def register(structure: type[Structure], loaded: type[LoadedModel], *,
     class and what the config needs to accept `model.structure: <name>` (the model keys it
     uses with their defaults, what it is made of, its validation metrics, first the
     default; `off_keys`: the model keys with an off value that apply to it)."""
+    if structure.name in _discover():
+        raise ConfigError(f"tandem.structures.register: a structure named "
+                          f"{structure.name!r} is already known; give it another name")
     add_structure(structure.name, defaults or {}, parts or structure.name, metrics, off_keys)
     _FOUND[structure.name] = (structure, loaded)
 

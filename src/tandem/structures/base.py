@@ -268,7 +268,8 @@ class LoadedModel:
         cfg = self.config
         source = {k: v for k, v in (("task", cfg.data.task), ("corpus", cfg.data.corpus),
                                     ("train", cfg.data.train)) if v is not None}
-        return {"structure": self.structure, "model": asdict(cfg.model),
+        return {"structure": self.structure, "verbs": list(self.verbs),
+                "endpoint": self.endpoint, "model": asdict(cfg.model),
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "trained_on": source,
                 "training": {**self.train_state, "valid_metric": cfg.train.valid_metric},
@@ -291,4 +292,40 @@ class LoadedModel:
 
     def answer(self, request: Any, key: Any, outputs: list[Any], ms: float) -> dict[str, Any]:
         """The response body of `request` (planned with `key`) from its items' outputs."""
+        raise NotImplementedError
+
+    # --- the verbs: what the command line asks of a model ---------------------------------
+    # "translate": the model is a Translator (options, set_defaults, rescore_with, quantize,
+    # translate_full, stream). "predict" and "generate": the methods below.
+
+    item: ClassVar[str] = "input"
+    """predict: what one input line holds, for messages ("text to classify")."""
+    continues: ClassVar[bool] = False
+    """generate: whether each output continues its input (printed after it) rather than being
+    written from it (printed beside it)."""
+    unused_options: ClassVar[frozenset[str]] = frozenset()
+    """generate: the DecodeConfig fields its searches never read (refused as flags)."""
+
+    def check_line(self, line: str) -> str | None:
+        """predict: why one input line cannot be predicted, or None."""
+        return None
+
+    def predict_lines(self, lines: list[str], topk: int = 1) -> list[dict[str, Any]]:
+        """predict: one record per line: {"input", "labels": [{"label", "prob"}]} or
+        {"input", "words", "tags"} (how `tandem predict` prints it)."""
+        raise NotImplementedError
+
+    def cli_inputs(self, prompts: list[str] | None, labels: list[str] | None,
+                   features: str | None) -> tuple[Any, list[str]]:
+        """generate: `tandem generate`'s --prompt / --label / --features as (the items
+        `generate_from` takes, what is shown for each); the ones it cannot take refused."""
+        raise NotImplementedError
+
+    def generate_from(self, items: Any, n: int = 1, max_len: int | None = None,
+                      seed: int | None = None, **options: Any) -> list[str]:
+        """generate: `n` outputs for each of the items `cli_inputs` gave, in order."""
+        raise NotImplementedError
+
+    def set_defaults(self, **overrides: Any) -> LoadedModel:
+        """generate, translate: change the decoding options requests start from."""
         raise NotImplementedError

@@ -249,7 +249,11 @@ class ClassifierPredictor(FieldsModel):
                              _field(1, "the most likely labels to return")))
 
     def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
-        """Each text is an item; the batch key is topk."""
+        """Each text is an item; the batch key is topk. A text empty after tokenization is
+        refused here, so it never fails a batch of other requests."""
+        for i, text in enumerate(req.inputs):
+            if self.check_line(text) is not None:
+                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
         return list(req.inputs), req.topk
 
     def run(self, items: list[str], key: Any) -> list[Any]:

@@ -270,7 +270,6 @@ class GeneratorPredictor(Generating):
     """one-to-many: a sequence written from one input (a label, or a feature vector)."""
 
     structure = NAME
-    inputs_doc = "labels to write from"
     continues = False
     reads_features = True
 
@@ -334,8 +333,21 @@ class GeneratorPredictor(Generating):
         hyps = self._search(cond, torch.ones(cond.size(0), dtype=torch.long), opts, seed)
         return [f.decode(h.tokens) for h in hyps]
 
+    @property
+    def inputs_doc(self) -> str:
+        """What a request's inputs are: the labels it knows."""
+        labels = self.labels
+        return (f"labels to write from: {', '.join(labels[:20])}"
+                f"{' ...' if len(labels) > 20 else ''}")
+
     def conditions(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The labels' ids as (N, 1), and ones."""
+        """The labels' ids as (N, 1), and ones; a generator conditioned on feature vectors
+        takes none (its rows come through `generate(features=...)`)."""
+        f = self.fields
+        if f.num_features:
+            raise DataError(f"this generator is conditioned on feature vectors of size "
+                            f"{f.num_features}, not on labels: give an (N, {f.num_features}) "
+                            "matrix to generate(features=...) or tandem generate --features")
         cond = torch.tensor([[self.fields.label_id(lab)] for lab in items])
         return cond, torch.ones(cond.size(0), dtype=torch.long)
 

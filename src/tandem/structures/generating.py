@@ -18,6 +18,7 @@ from tandem.structures.schema import (
     LimitError,
     decode_request_fields,
     request,
+    server_defaults,
     text_inputs,
     whole_int,
 )
@@ -25,9 +26,6 @@ from tandem.structures.schema import (
 GENERATE_MAX_LEN = 200
 """Tokens generated when the caller gives no max_len (a language model never ends by itself;
 a generator ends at its end-of-sequence token first)."""
-GENERATION_ONLY = frozenset({"nbest"})
-"""Decoding options a generate request does not take: `n` outputs per input are drawn or
-searched one by one."""
 UNUSED_OPTIONS = frozenset({"nbest", "max_len_a", "max_len_b", "coverage_penalty", "batch_size",
                             "bf16", "on_long_input"})
 """Decoding options generation never reads: one output per search (n asks for several), the
@@ -79,6 +77,15 @@ class Generating(FieldsModel):
 
     # --- serving ------------------------------------------------------------------------
     @property
+    def decode_defaults(self) -> DecodeConfig:
+        """The decoding options requests start from: `generation_defaults`."""
+        return self.generation_defaults
+
+    def info(self) -> dict[str, Any]:
+        """The common model info and the decoding options requests start from."""
+        return {**super().info(), "decode_defaults": dataclasses.asdict(self.generation_defaults)}
+
+    @property
     def generation_defaults(self) -> DecodeConfig:
         """What a request starts from: the model's decode section, drawing one output, with
         what `set_defaults` changed."""
@@ -94,17 +101,20 @@ class Generating(FieldsModel):
         return self
 
     def request_model(self, limits: Any) -> type:
-        """{"inputs", "n", "max_len", "seed"} and the decoding fields of DecodeConfig."""
+        """{"inputs", "n", "max_len", "seed"} and the decoding fields of DecodeConfig that
+        generation reads, their defaults `generation_defaults` with the beam cut to the
+        server's max_beam."""
         from pydantic import Field
 
-        fields = decode_request_fields(self.generation_defaults, limits, GENERATION_ONLY)
+        fields = decode_request_fields(server_defaults(self.generation_defaults, limits),
+                                       limits, UNUSED_OPTIONS)
         return request(
             "GenerateRequest", inputs=text_inputs(limits, self.inputs_doc, self.min_chars),
             n=(whole_int(ge=1, le=limits.max_inputs), Field(1, description="outputs per input")),
             max_len=(whole_int(ge=1, le=limits.max_new_tokens),
                      Field(GENERATE_MAX_LEN, description="tokens to write at most")),
-            seed=(whole_int() | None, Field(None, description="seed of the sampling "
-                                            "(repeatable outputs)")),
+            seed=(whole_int(ge=-2**63, lt=2**64) | None,
+                  Field(None, description="seed of the sampling (repeatable outputs)")),
             **fields)
 
     def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
@@ -115,14 +125,17 @@ class Generating(FieldsModel):
             raise LimitError(413, "max_inputs", f"{len(req.inputs)} inputs x n {req.n} = "
                              f"{total} outputs in one request; the limit is "
                              f"{limits.max_inputs}", limits.max_inputs, total)
-        asked = req.model_dump(exclude={"inputs", "n", "max_len", "seed"})
-        beam = asked.get("beam") or 1
-        asked["sample"] = asked.get("sample", True) is not False and beam == 1
+        base = server_defaults(self.generation_defaults, limits)
+        asked = {k: v for k, v in req.model_dump(exclude={"inputs", "n", "max_len", "seed"})
+                 .items() if v is not None}  # null: the server's default
+        beam = asked.get("beam", base.beam)
+        asked["sample"] = asked.get("sample", base.sample) and beam == 1
         try:
-            opts = self.options(req.max_len, **asked)
+            opts = decode_options(base, max_len_a=0.0, max_len_b=req.max_len, nbest=1, **asked)
         except ConfigError as e:  # the schema allowed it: a disagreement, said as such
             raise LimitError(422, "options", f"{e} (the request schema allowed it; please "
                              "report this)") from None
+        self.conditions(list(req.inputs))  # a bad input is this request's error, not its batch's
         alone = object() if req.seed is not None else None
         return [x for x in req.inputs for _ in range(req.n)], (opts, req.seed, alone)
 

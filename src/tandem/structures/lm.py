@@ -222,7 +222,7 @@ def _to_device(state: Any, device: torch.device) -> Any:
 class LM(Structure):
     """Synchronous many-to-many predicting the next token (LanguageModel: one unidirectional
     RNN), trained with truncated backpropagation through time: the training text is cut into
-    `train.batch_tokens // train.bptt` parallel contiguous streams (`lm_stream_batches`; each
+    `train.batch_tokens // train.bptt` parallel contiguous streams (`stream_batches`; each
     epoch starts the cuts at an offset below train.bptt drawn from the Trainer's rng), a
     batch is the next `train.bptt` tokens of every stream, and the hidden state is carried
     (detached) from one batch to the next, reset at each epoch's start and after a skipped

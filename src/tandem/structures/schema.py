@@ -29,15 +29,15 @@ class ServeOptions:
     max_beam: int = 16
     """Largest beam (and nbest) a request may ask for (the schema's maximum)."""
     timeout_s: float = 30.0
-    """A request whose decode takes longer is answered 503."""
+    """A request whose run (decode, prediction, generation) takes longer is answered 503."""
     batching: bool = True
-    """Decode requests that arrive together in one batch."""
+    """Run the requests that arrive together in one batch."""
     max_batch: int = 64
-    """Sentences decoded together."""
+    """Inputs run together (sentences, texts, prompts: a generate request counts n per input)."""
     max_wait_ms: float = 5.0
     """How long the first request of a batch waits for company."""
     max_queue: int = 1024
-    """Sentences waiting to be decoded; more are answered 503 at once."""
+    """Inputs waiting to be run; more are answered 503 at once."""
     max_new_tokens: int = 1000
     """Longest output a /v1/generate request may ask for (language models, generators)."""
 

@@ -31,11 +31,11 @@ from tandem.evaluate import evaluate_outputs, group_references
 from tandem.model.loss import token_nll
 from tandem.model.seq2seq import Seq2Seq
 from tandem.structures.base import Structure, training_kernels, valid_metric
-from tandem.structures.translator import Translator
+from tandem.structures.translator import STRUCTURE, Translator
 
 log = logging.getLogger("tandem")
 
-NAME = "seq2seq"
+NAME = STRUCTURE
 
 
 def teacher_forcing_ratio(cfg: Config, step: int) -> float:

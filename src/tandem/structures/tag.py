@@ -274,7 +274,11 @@ class TaggerPredictor(FieldsModel):
                        inputs=text_inputs(limits, "sentences to tag (split on whitespace)", 1))
 
     def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
-        """Each sentence is an item; every request batches with every other."""
+        """Each sentence is an item; every request batches with every other. A sentence of
+        no words is refused here, so it never fails a batch of other requests."""
+        for i, text in enumerate(req.inputs):
+            if not text.split():
+                raise DataError(f"input {i + 1}: no words to tag")
         return list(req.inputs), None
 
     def run(self, items: list[str], key: Any) -> list[Any]:

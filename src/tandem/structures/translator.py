@@ -28,6 +28,9 @@ from tandem.structures.base import LoadedModel
 
 log = logging.getLogger("tandem")
 
+STRUCTURE = "seq2seq"
+"""The structure whose loaded model this is (tandem.structures.seq2seq)."""
+
 
 @dataclass
 class Result:
@@ -70,7 +73,7 @@ class Translator(LoadedModel):
         self._prepare("fp32", again=True)
         return self
 
-    structure = "seq2seq"
+    structure = STRUCTURE
     verbs = ("translate",)
     endpoint = "/v1/translate"
     page = "index.html"
@@ -138,14 +141,16 @@ class Translator(LoadedModel):
         if features is not None:
             raise DataError("--features is for generators conditioned on feature vectors; a "
                             "seq2seq model reads text")
-        d = self.config.data
-        if path is None:
-            path = {"train": d.train, "dev": d.dev, "test": d.test}[split]
-            src_suffix, tgt_suffix = d.src_suffix, d.tgt_suffix
-            if path is None:
-                raise DataError(f"the model's config has no data.{split} file to score; give "
-                                "a TSV of source<TAB>reference (tandem evaluate --data)")
-        pairs = read_references(path, src_suffix, tgt_suffix)
+        if path is None:  # the task, corpus or files of the model's own config
+            from tandem.data.dataset import load_splits
+
+            pairs, path = getattr(load_splits(self.config.data), split), \
+                f"the {split} split of the model's config"
+            if not pairs:
+                raise DataError(f"{path} is empty; give a TSV of source<TAB>reference "
+                                "(tandem evaluate --data)")
+        else:
+            pairs = read_references(path, src_suffix, tgt_suffix)
         srcs, refs = group_references(pairs)
         opts = replace(self.options(opts), nbest=1)  # the best output is scored
         hyps = self.translate(srcs, opts=opts)
@@ -392,11 +397,14 @@ def _load_model(path: str | Path, ckpt: dict | None = None
                 ) -> tuple[Seq2Seq, Fields, Config, dict]:
     """The model, fields, config and training summary of a checkpoint (`ckpt`: its contents
     when the caller has read them already)."""
+    from tandem.structures import get
+
     ckpt = ckpt if ckpt is not None else checkpoint.load(path)
+    structure = get(STRUCTURE)  # the fields and model seq2seq training builds
     with checkpoint.consistent(path):
         cfg = from_dict(ckpt["config"])
-        fields = Fields.from_state(ckpt["fields"])
-        model = Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
+        fields = structure.fields_from_state(ckpt["fields"])
+        model = structure.build(cfg, fields)
         model.load_state_dict(ckpt["model"])
     return model.eval(), fields, cfg, checkpoint.training_summary(ckpt)
 
