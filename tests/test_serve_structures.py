@@ -90,6 +90,46 @@ def test_concurrent_requests_share_a_batch(structure_models, structure, bodies):
     assert sorted(calls) == sorted(want_calls)
 
 
+def test_generate_requests_start_from_the_servers_defaults(structure_models):
+    """Server-side defaults (`tandem serve --temperature ... --beam ...`) are what a request
+    without those fields, or with them null, runs with; the beam is cut to max_beam as the
+    schema states; a seed outside torch's range is refused by the schema."""
+    pred = tandem.load(structure_models["lm"])
+    pred.set_defaults(temperature=0.5, top_k=3, beam=20)
+    seen = []
+    real = pred.write
+    pred.write = lambda items, opts, seed: seen.append(opts) or real(items, opts, seed)
+    app = create_app(pred, ServeOptions(max_beam=4))
+    fields = app.openapi()["components"]["schemas"]["GenerateRequest"]["properties"]
+    assert fields["beam"]["default"] == 4 and fields["temperature"]["default"] == 0.5
+    with TestClient(app) as c:
+        plain = c.post("/v1/generate", json={"inputs": ["a"], "max_len": 4})
+        nulls = c.post("/v1/generate", json={"inputs": ["a"], "max_len": 4,
+                                             "temperature": None, "beam": None})
+        huge = c.post("/v1/generate", json={"inputs": ["a"], "seed": 2**64})
+    assert plain.status_code == nulls.status_code == 200, (plain.text, nulls.text)
+    assert [(o.beam, o.temperature, o.top_k, o.sample) for o in seen] == [(4, 0.5, 3, False)] * 2
+    assert huge.status_code == 422 and huge.json()["field"] == "seed"
+
+
+@pytest.mark.parametrize("structure, bad, good", [
+    ("generate", {"inputs": ["A", "Klingon"]}, {"inputs": ["B"]}),
+    ("tag", {"inputs": ["ab cd", "  "]}, {"inputs": ["ab"]})])
+def test_a_bad_input_is_refused_before_it_joins_a_batch(structure_models, structure, bad, good):
+    """An input the model cannot take is this request's 422, found before the request is
+    queued: the good request beside it runs once, in a batch of its own items."""
+    pred = tandem.load(structure_models[structure])
+    calls: list[list[str]] = []
+    real = pred.run
+    pred.run = lambda items, key: calls.append(list(items)) or real(items, key)
+    with TestClient(create_app(pred, ServeOptions())) as c:
+        refused = c.post(pred.endpoint, json=bad)
+        ok = c.post(pred.endpoint, json=good)
+    assert refused.status_code == 422 and refused.json()["limit"] == "input"
+    assert "input 2" in refused.json()["error"] or "Klingon" in refused.json()["error"]
+    assert ok.status_code == 200 and calls == [good["inputs"]]
+
+
 @pytest.mark.parametrize("structure,inputs", [("lm", ["the ", ""]), ("generate", ["A", "B"])])
 def test_generate_is_seeded_and_matches_the_predictor(structure_models, structure, inputs):
     c, pred = _client(structure_models[structure])
