@@ -326,6 +326,7 @@ def search_spy(monkeypatch):
                   "generate --no-repeat-ngram-size", "generate --allow-unk",
                   "generate --forbid-unk", "generate --sample", "generate --greedy",
                   "generate --temperature", "generate --top-k")
+@pytest.mark.slow  # 24 CLI runs of the trained lm and generator: in make test, not make check
 @pytest.mark.parametrize("structure", ["lm", "generate"])
 @pytest.mark.parametrize("flags, field, want, other, given", GENERATE_FLAGS,
                          ids=[" ".join(x) for x, *_ in GENERATE_FLAGS])

@@ -73,7 +73,10 @@ def test_concurrent_requests_share_a_batch(structure_models, structure, bodies):
     calls: list[int] = []
     real = pred.run
     pred.run = lambda items, key: calls.append(len(items)) or real(items, key)
-    app = create_app(pred, ServeOptions(max_wait_ms=10_000, max_batch=8))
+    # max_batch = every item sent, so the batch closes when the last request is queued (the
+    # long max_wait_ms only bounds a hang)
+    total = sum(len(b["inputs"]) * b.get("n", 1) for b in bodies)
+    app = create_app(pred, ServeOptions(max_wait_ms=60_000, max_batch=total))
 
     async def together():
         transport = httpx.ASGITransport(app=app)
