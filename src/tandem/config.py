@@ -192,6 +192,16 @@ class DataConfig:
     """Seed of the hash split of a corpus without an official one (names, or a folder of
     <Label>.txt files as data.train with no data.dev / data.test): an item goes to train, dev
     or test (80/10/10) by sha256 of "<seed>:<text>", so equal texts share a split."""
+    src_kind: Literal["tokens", "frames"] = "tokens"
+    """What an input is: tokens of text, or frames = a sequence of feature vectors (classify:
+    data.train / data.dev / data.test are .ts files of the UEA/UCR archive), each projected
+    to model.emb_size instead of looked up."""
+    frame_norm: bool = True
+    """frames: normalise each channel by its mean and standard deviation over the training
+    frames (stored in the checkpoint, applied to every input)."""
+    frame_dev_fraction: typing.Annotated[float, Range(ge=0, lt=1)] = 0.1
+    """frames without data.dev: this share of the training series (drawn with
+    data.split_seed) is the dev set; 0 = none."""
 
 
 StructureName = str
@@ -699,6 +709,12 @@ def validate(cfg: Config) -> None:
                f"with model.structure = {structure} the built-in corpora are "
                f"{', '.join(fits) or 'none'} ({d.corpus} is for "
                f"{' or '.join(CORPUS_STRUCTURES[d.corpus])})", d.corpus)
+    _check(d.src_kind == "tokens" or structure == "classify", "data.src_kind",
+           f"'frames' with model.structure = classify (here {structure}); the other "
+           "structures read tokens", d.src_kind)
+    _check(d.src_kind == "tokens" or (d.train is not None and d.corpus is None
+                                      and d.task is None), "data.src_kind",
+           "'frames' reads data.train (a .ts file), not a built-in task or corpus", d.src_kind)
     _check(d.features is None or structure == "generate", "data.features",
            f"only with model.structure = generate (here {structure})", d.features)
     for split in ("dev", "test"):

@@ -28,7 +28,8 @@ class Classifier(nn.Module):
     for the hidden state h alone: an LSTM's cell state has nowhere to go in a classifier, so
     no transform of it is made (and none would be trained)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, n_labels: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_labels: int, frames: int = 0
+                 ) -> None:
         super().__init__()
         if cfg.bridge not in ("last", "linear", "pooled", "max"):
             raise ValueError(f"a classifier's c comes from a last, linear, pooled or max "
@@ -36,7 +37,7 @@ class Classifier(nn.Module):
         self.cfg = cfg
         enc_size = encoder_size(cfg)
         self.encoder = Encoder(cfg.cell, vocab_size, cfg.emb_size, enc_size, cfg.enc_layers,
-                               cfg.bidirectional, cfg.dropout)
+                               cfg.bidirectional, cfg.dropout, frames=frames)
         # cell "gru": a bridge of h only (see the class docstring); one output layer
         self.bridge = Bridge(cfg.bridge, "gru", enc_size, cfg.hidden_size, cfg.enc_layers, 1)
         self.c_size = enc_size if cfg.bridge == "last" else cfg.hidden_size
@@ -44,7 +45,8 @@ class Classifier(nn.Module):
         self.out = nn.Linear(self.c_size, n_labels)
 
     def semantic_vector(self, src: torch.Tensor, src_len: torch.Tensor) -> torch.Tensor:
-        """src (B, S) ids padded with PAD_ID, src_len (B,) -> c (B, c_size)."""
+        """src (B, S) ids padded with PAD_ID (or (B, S, frames) numbers), src_len (B,) -> c
+        (B, c_size)."""
         enc = self.encoder(src, src_len)
         _, c = self.bridge(enc)
         return c

@@ -76,12 +76,17 @@ class Encoder(nn.Module):
     `tandem.model.fast.prepare` may swap in a faster equivalent."""
 
     def __init__(self, cell: str, vocab_size: int, emb_size: int, hidden_size: int, layers: int,
-                 bidirectional: bool, dropout: float, extra_size: int = 0) -> None:
+                 bidirectional: bool, dropout: float, extra_size: int = 0,
+                 frames: int = 0) -> None:
         super().__init__()
         self.dirs = 2 if bidirectional else 1
         self.layers = layers
         self.output_size = hidden_size
-        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.frames = frames
+        # frames > 0: each input step is a vector of that many numbers, projected instead of
+        # looked up (vocab_size is not used)
+        self.embed = (nn.Linear(frames, emb_size) if frames
+                      else nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID))
         self.dropout = Dropout(dropout)
         self.extra_size = extra_size
         self.rnn = make_rnn(cell, emb_size + extra_size, hidden_size // self.dirs, layers,
@@ -95,9 +100,14 @@ class Encoder(nn.Module):
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor,
                 extra: torch.Tensor | None = None) -> EncoderOutput:
-        """src (B, S) ids, src_len (B,), extra (B, S, extra_size) or None -> EncoderOutput.
-        Dropout applies to the embeddings and the extra input alike."""
-        mask = src != PAD_ID
+        """src (B, S) ids (or (B, S, frames) numbers, zero-padded), src_len (B,), extra
+        (B, S, extra_size) or None -> EncoderOutput. Dropout applies to the embeddings and the
+        extra input alike."""
+        if self.frames:
+            steps = torch.arange(src.size(1), device=src.device)
+            mask = steps.unsqueeze(0) < src_len.to(src.device).unsqueeze(1)
+        else:
+            mask = src != PAD_ID
         x = self.embed(src)
         if extra is not None:
             x = torch.cat([x, extra.to(x.dtype)], -1)

@@ -9,6 +9,7 @@ confusion matrix. Prediction: the top-k labels of each text with their probabili
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tandem.config import Config
 from tandem.cpu import autocast
 from tandem.data import readers, tokenizers
 from tandem.data.batching import pad
+from tandem.data.frames import channel_stats, read_ts
 from tandem.data.vocab import UNK_ID, Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.classifier import Classifier
@@ -63,10 +65,17 @@ class ClassifyBatch(Tensors):
 
 def collate(examples: list[Example], indices: list[int],
             features: np.ndarray | None = None) -> ClassifyBatch:
-    """Examples -> a ClassifyBatch padded to the longest text."""
+    """Examples -> a ClassifyBatch padded to the longest text (or series of frames: src
+    (B, T, C) float32, zero-padded)."""
     srcs = [e[0] for e in examples]
-    return ClassifyBatch(pad(srcs), torch.tensor([len(s) for s in srcs], dtype=torch.long),
-                         torch.tensor([e[1] for e in examples], dtype=torch.long), indices)
+    lens = torch.tensor([len(s) for s in srcs], dtype=torch.long)
+    labels = torch.tensor([e[1] for e in examples], dtype=torch.long)
+    if isinstance(srcs[0], np.ndarray):
+        frames = np.zeros((len(srcs), int(lens.max()), srcs[0].shape[1]), np.float32)
+        for i, s in enumerate(srcs):
+            frames[i, : len(s)] = s
+        return ClassifyBatch(torch.from_numpy(frames), lens, labels, indices)
+    return ClassifyBatch(pad(srcs), lens, labels, indices)
 
 
 def forward(model: torch.nn.Module, b: ClassifyBatch) -> torch.Tensor:
@@ -74,10 +83,42 @@ def forward(model: torch.nn.Module, b: ClassifyBatch) -> torch.Tensor:
     return model(b.src, b.src_len)
 
 
+def load_frames(cfg: Config) -> StructData:
+    """data.src_kind = frames: the series of data.train (a .ts file; data.dev, or a
+    data.frame_dev_fraction share of it drawn with data.split_seed, as dev; data.test), the
+    labels and per-channel statistics of the training series, every series normalised."""
+    d = cfg.data
+    train = read_ts(d.train)
+    if d.dev is not None:
+        dev = read_ts(d.dev)
+    else:
+        order = list(range(len(train)))
+        random.Random(d.split_seed).shuffle(order)
+        held = set(order[: int(round(len(train) * d.frame_dev_fraction))])
+        dev = [s for i, s in enumerate(train) if i in held]
+        train = [s for i, s in enumerate(train) if i not in held]
+    test = read_ts(d.test) if d.test is not None else []
+    width = train[0][0].shape[1]
+    mean, std = channel_stats([x for x, _, _ in train]) if d.frame_norm else ([], [])
+    fields = StructFields(NAME, Vocab([]), None, sorted({lab for _, lab, _ in train}),
+                          num_features=width, frame_mean=[float(v) for v in mean],
+                          frame_std=[float(v) for v in std])
+    splits = {}
+    for name, items in (("train", train), ("dev", dev), ("test", test)):
+        unknown(fields.label_ids, [(lab, w) for _, lab, w in items], name, "label")
+        splits[name] = [(fields.frames(x), fields.label_ids[lab]) for x, lab, _ in items]
+    log.info("data: classify frames, %d / %d / %d series of %d channels, %d labels",
+             len(train), len(dev), len(test), width, len(fields.labels))
+    return StructData(NAME, fields, splits["train"], splits["dev"], splits["test"],
+                      {"train": train, "dev": dev, "test": test})
+
+
 def load(cfg: Config) -> StructData:
     """Read the splits, build the fields on the training texts and encode every split
     (training items empty after tokenization or over data.max_src_len tokens are dropped and
-    counted; dev and test items only when empty)."""
+    counted; dev and test items only when empty). Frames: `load_frames`."""
+    if cfg.data.src_kind == "frames":
+        return load_frames(cfg)
     d = cfg.data
     splits = labelled_splits(d, label_first=False)
     train = splits[0]
@@ -113,6 +154,15 @@ def evaluation_data(cfg: Config, fields: StructFields, path: str | Path | None,
     of the model's config, and what was read; nothing is dropped."""
     d = cfg.data
     what = str(path) if path is not None else f"the {split} split of the model's config"
+    if fields.num_features:  # a series of frames per item
+        if path is None:
+            series = load_frames(cfg).items[split]
+        else:
+            series = read_ts(path)
+        unknown(fields.label_ids, [(lab, w) for _, lab, w in series], what, "label")
+        if not series:
+            raise DataError(f"{what}: nothing to evaluate")
+        return [(fields.frames(x), fields.label_ids[lab]) for x, lab, _ in series], what
     if path is None:
         items = labelled_splits(d, label_first=False)[("train", "dev", "test").index(split)]
     elif Path(path).is_dir():
@@ -157,8 +207,10 @@ class Classify(ExampleStructure):
 
     @classmethod
     def build(cls, cfg: Config, fields: StructFields) -> torch.nn.Module:
-        """A Classifier over the token vocabulary and the labels."""
-        return Classifier(cfg.model, len(fields.vocab), len(fields.labels))
+        """A Classifier over the token vocabulary (or frames of fields.num_features numbers)
+        and the labels."""
+        return Classifier(cfg.model, len(fields.vocab), len(fields.labels),
+                          frames=fields.num_features)
 
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy of the labels; n = items in the batch."""
@@ -188,12 +240,16 @@ class ClassifierPredictor(FieldsModel):
     endpoint = "/v1/predict"
 
     @torch.no_grad()
-    def probabilities(self, texts: list[str]) -> torch.Tensor:
-        """P(label | text) for each text: (N, n_labels), on the CPU. A text that is empty
-        after tokenization is a DataError naming its position."""
-        ids = [self.fields.encode_text(t) for t in texts]
+    def probabilities(self, inputs: list) -> torch.Tensor:
+        """P(label | input) for each input: (N, n_labels), on the CPU. An input is a text, or
+        for a model over frames a (T, C) array of numbers. A text that is empty after
+        tokenization is a DataError naming its position."""
+        if self.fields.num_features:
+            ids = [self.fields.frames(x) for x in inputs]
+        else:
+            ids = [self.fields.encode_text(t) for t in inputs]
         for i, x in enumerate(ids):
-            if not x:
+            if not len(x):
                 raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
         out = torch.zeros(len(ids), len(self.fields.labels))
         examples = [(x, 0) for x in ids]
@@ -202,9 +258,9 @@ class ClassifierPredictor(FieldsModel):
             out[torch.tensor(idx)] = torch.softmax(forward(self.model, b).float(), -1).cpu()
         return out
 
-    def predict(self, texts: list[str], topk: int = 1) -> list[list[tuple[str, float]]]:
-        """The `topk` most likely labels of each text, most likely first, with their
-        probabilities."""
+    def predict(self, texts: list, topk: int = 1) -> list[list[tuple[str, float]]]:
+        """The `topk` most likely labels of each text (or series of frames, a (T, C) array),
+        most likely first, with their probabilities."""
         if topk < 1:
             raise DataError(f"topk = {topk}: give at least 1")
         probs = self.probabilities(texts)

@@ -52,6 +52,8 @@ class StructFields:
     lowercase_words: bool = False
     seen_words: frozenset[str] = frozenset()
     num_features: int = 0
+    frame_mean: list[float] = field(default_factory=list)
+    frame_std: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.label_ids: dict[str, int] = {lab: i for i, lab in enumerate(self.labels)}
@@ -111,7 +113,8 @@ class StructFields:
                 "vocab": list(self.vocab.itos), "labels": list(self.labels),
                 "chars": list(self.chars.itos) if self.chars is not None else None,
                 "lowercase_words": self.lowercase_words,
-                "seen_words": sorted(self.seen_words), "num_features": self.num_features}
+                "seen_words": sorted(self.seen_words), "num_features": self.num_features,
+                "frame_mean": list(self.frame_mean), "frame_std": list(self.frame_std)}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> StructFields:
@@ -121,7 +124,23 @@ class StructFields:
                    list(state.get("labels") or []),
                    Vocab(state["chars"][4:]) if state.get("chars") else None,
                    bool(state.get("lowercase_words", False)),
-                   frozenset(state.get("seen_words") or ()), int(state.get("num_features", 0)))
+                   frozenset(state.get("seen_words") or ()), int(state.get("num_features", 0)),
+                   [float(x) for x in state.get("frame_mean") or ()],
+                   [float(x) for x in state.get("frame_std") or ()])
+
+    def frames(self, series: np.ndarray) -> np.ndarray:
+        """A series of frames (T, C) as the model reads it: float32, each channel normalised
+        by the training data's mean and standard deviation (when data.frame_norm kept
+        them); a series of another width is a DataError."""
+        arr = np.asarray(series, dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != self.num_features or not len(arr):
+            raise DataError(f"a series of shape {tuple(arr.shape)}: the model reads frames of "
+                            f"{self.num_features} numbers, an array (T >= 1, "
+                            f"{self.num_features})")
+        if self.frame_mean:
+            arr = (arr - np.asarray(self.frame_mean, np.float32)) / np.asarray(self.frame_std,
+                                                                             np.float32)
+        return arr
 
 
 @dataclass
