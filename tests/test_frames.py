@@ -117,3 +117,39 @@ def test_a_frames_classifier_trains_evaluates_and_predicts(tmp_path):
     assert 100.0 * right / len(series) == pytest.approx(res["accuracy"])
     with pytest.raises(DataError, match="frames of 2 numbers"):
         model.predict([np.zeros((3, 5))])
+
+
+def test_read_npz_takes_padded_series_with_lengths(tmp_path):
+    from tandem.data.frames import read_npz, read_series
+
+    p = tmp_path / "s.npz"
+    x = np.arange(2 * 3 * 2, dtype=np.float64).reshape(2, 3, 2)
+    np.savez(p, x=x, y=np.array(["a", "b"]), lengths=np.array([3, 1]))
+    (a, la, _), (b, lb, wb) = read_series(p)
+    assert a.tolist() == x[0].tolist() and la == "a" and a.dtype == np.float32
+    assert b.tolist() == x[1, :1].tolist() and lb == "b" and wb == f"{p}: series 1"
+    np.savez(p, x=np.ones((2, 4)), y=np.array([3, 4]))  # (N, T): one channel, integer labels
+    assert [(s.shape, lab) for s, lab, _ in read_npz(p)] == [((4, 1), "3"), ((4, 1), "4")]
+
+
+@pytest.mark.parametrize("arrays, says", [
+    ({"x": np.ones((2, 3, 1))}, "no array y"),
+    ({"x": np.ones((2, 3, 1)), "y": np.array([1])}, "one label per series"),
+    ({"x": np.ones((2, 3, 1)), "y": np.array([1, 2]), "lengths": np.array([0, 3])},
+     r"lengths must be 2 numbers in \[1, 3\]"),
+    ({"x": np.array([[[1.0], [np.nan]]]), "y": np.array([1])}, r"series 0 \(x\[0\]\) holds NaN"),
+])
+def test_a_malformed_npz_is_named(tmp_path, arrays, says):
+    from tandem.data.frames import read_npz
+
+    p = tmp_path / "bad.npz"
+    np.savez(p, **arrays)
+    with pytest.raises(DataError, match=rf"^{p}: .*{says}"):
+        read_npz(p)
+
+
+def test_frames_come_from_ts_or_npz_files(tmp_path):
+    from tandem.data.frames import read_series
+
+    with pytest.raises(DataError, match=r"x\.csv: series of frames are read from \.ts .* \.npz"):
+        read_series(tmp_path / "x.csv")

@@ -1,5 +1,8 @@
 """Sequences of feature vectors (frames) as inputs: the `.ts` format of the UEA/UCR time
-series archive, and per-channel normalisation.
+series archive, `.npz` arrays, and per-channel normalisation.
+
+A `.npz` file (numpy.savez) holds `x`, an (N, T, C) array of numbers (or (N, T): one channel),
+`y`, the N labels, and optionally `lengths`, the real length of each padded series (default T).
 
 A `.ts` file has `#` comment lines, `@` header lines (`@dimensions C`, `@classLabel true A B
 ...`), then after `@data` one series a line: C channels separated by `:`, the values of a
@@ -82,6 +85,54 @@ def read_ts(path: str | Path) -> list[Series]:
             raise DataError(f"{where}: {frames.shape[1]} channels, but the file's first series "
                             f"has {width}")
     return out
+
+
+def read_npz(path: str | Path) -> list[Series]:
+    """The labelled series of a `.npz` file (`x`, `y`, optional `lengths`); the error of a
+    malformed one names the file, the array and the series."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; give a .npz file with arrays x and y")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a .npz file of arrays ({e})") from None
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: no array {' or '.join(missing)}; a .npz of series holds x "
+                        "(N, T, C) numbers, y (N,) labels and optionally lengths (N,)")
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path}: x has shape {x.shape} ({x.dtype}); give (N, T, C) numbers")
+    if y.shape != (len(x),):
+        raise DataError(f"{path}: y has shape {y.shape}; give one label per series ({len(x)})")
+    lengths = arrays.get("lengths", np.full(len(x), x.shape[1]))
+    if lengths.shape != (len(x),) or (lengths < 1).any() or (lengths > x.shape[1]).any():
+        raise DataError(f"{path}: lengths must be {len(x)} numbers in [1, {x.shape[1]}]")
+    out = []
+    for i in range(len(x)):
+        frames = x[i, : int(lengths[i])].astype(np.float32)
+        if not np.isfinite(frames).all():
+            raise DataError(f"{path}: series {i} (x[{i}]) holds NaN or infinity")
+        out.append((frames, str(y[i].item() if hasattr(y[i], "item") else y[i]),
+                    f"{path}: series {i}"))
+    if not out:
+        raise DataError(f"{path}: no series in x")
+    return out
+
+
+def read_series(path: str | Path) -> list[Series]:
+    """The labelled series of a `.ts` or `.npz` file."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npz":
+        return read_npz(path)
+    if suffix == ".ts":
+        return read_ts(path)
+    raise DataError(f"{path}: series of frames are read from .ts (the UEA/UCR archive's "
+                    "format) or .npz (x, y, lengths) files")
 
 
 def channel_stats(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from tandem.config import Config
 from tandem.cpu import autocast
 from tandem.data import readers, tokenizers
 from tandem.data.batching import pad
-from tandem.data.frames import channel_stats, read_ts
+from tandem.data.frames import channel_stats, read_series
 from tandem.data.vocab import UNK_ID, Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.classifier import Classifier
@@ -88,16 +88,16 @@ def load_frames(cfg: Config) -> StructData:
     data.frame_dev_fraction share of it drawn with data.split_seed, as dev; data.test), the
     labels and per-channel statistics of the training series, every series normalised."""
     d = cfg.data
-    train = read_ts(d.train)
+    train = read_series(d.train)
     if d.dev is not None:
-        dev = read_ts(d.dev)
+        dev = read_series(d.dev)
     else:
         order = list(range(len(train)))
         random.Random(d.split_seed).shuffle(order)
         held = set(order[: int(round(len(train) * d.frame_dev_fraction))])
         dev = [s for i, s in enumerate(train) if i in held]
         train = [s for i, s in enumerate(train) if i not in held]
-    test = read_ts(d.test) if d.test is not None else []
+    test = read_series(d.test) if d.test is not None else []
     width = train[0][0].shape[1]
     mean, std = channel_stats([x for x, _, _ in train]) if d.frame_norm else ([], [])
     fields = StructFields(NAME, Vocab([]), None, sorted({lab for _, lab, _ in train}),
@@ -158,7 +158,7 @@ def evaluation_data(cfg: Config, fields: StructFields, path: str | Path | None,
         if path is None:
             series = load_frames(cfg).items[split]
         else:
-            series = read_ts(path)
+            series = read_series(path)
         unknown(fields.label_ids, [(lab, w) for _, lab, w in series], what, "label")
         if not series:
             raise DataError(f"{what}: nothing to evaluate")
