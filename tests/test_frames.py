@@ -4,6 +4,7 @@ and used; the reader names the file and line of every malformed series."""
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_channels_are_normalised_on_training_frames_and_dev_is_held_out(tmp_path
 
 @pytest.mark.slow
 @pytest.mark.pins("data.src_kind")
-def test_a_frames_classifier_trains_evaluates_and_predicts(tmp_path):
+def test_a_frames_classifier_trains_evaluates_and_predicts(tmp_path, capsys):
     from tandem.train.trainer import train
 
     run = train(config(tmp_path))
@@ -117,6 +118,34 @@ def test_a_frames_classifier_trains_evaluates_and_predicts(tmp_path):
     assert 100.0 * right / len(series) == pytest.approx(res["accuracy"])
     with pytest.raises(DataError, match="frames of 2 numbers"):
         model.predict([np.zeros((3, 5))])
+    # the command line reads a file of series (.ts, .npz or .npy)
+    from tandem.cli import main
+
+    capsys.readouterr()
+    assert main(["predict", "--model", str(run / "best.pt"), "--input",
+                 str(tmp_path / "test.ts")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [x.split("\t")[0] for x in lines] == [t[0][0] for t in top]
+    np.save(tmp_path / "two.npy", np.stack([series[0][0][:4], series[1][0][:4]]))
+    assert main(["predict", "--model", str(run / "best.pt"), "--input",
+                 str(tmp_path / "two.npy"), "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == [f"{tmp_path / 'two.npy'}: series {i}" for i in (0, 1)]
+    assert main(["predict", "--model", str(run / "best.pt")]) == 2
+    assert "give --input FILE" in capsys.readouterr().err
+    # the server takes each series as a JSON list of frames, its schema stating their width
+    from fastapi.testclient import TestClient
+
+    from tandem.serve import ServeOptions, create_app
+
+    with TestClient(create_app(model, ServeOptions(max_chars=20))) as c:
+        body = {"inputs": [series[0][0].tolist(), series[1][0].tolist()], "topk": 1}
+        r = c.post("/v1/predict", json=body)
+        wide = c.post("/v1/predict", json={"inputs": [[[1.0, 2.0, 3.0]]]})
+        long = c.post("/v1/predict", json={"inputs": [[[1.0, 2.0]] * 21]})
+    assert r.status_code == 200, r.text
+    assert [x["labels"][0]["label"] for x in r.json()["results"]] == [t[0][0] for t in top[:2]]
+    assert wide.status_code == 422 and long.status_code == 422
 
 
 def test_read_npz_takes_padded_series_with_lengths(tmp_path):
@@ -153,3 +182,10 @@ def test_frames_come_from_ts_or_npz_files(tmp_path):
 
     with pytest.raises(DataError, match=r"x\.csv: series of frames are read from \.ts .* \.npz"):
         read_series(tmp_path / "x.csv")
+
+
+def test_an_unlabelled_ts_file_is_read_for_prediction(tmp_path):
+    p = tmp_path / "u.ts"
+    p.write_text("@dimensions 2\n@classLabel false\n@data\n1,2:3,4\n5:6\n")
+    assert [(x.tolist(), lab) for x, lab, _ in read_ts(p)] == [([[1, 3], [2, 4]], "-"),
+                                                                ([[5, 6]], "-")]

@@ -19,6 +19,19 @@ def cmd_predict(a: argparse.Namespace) -> int:
     check_input(a.input)
     model = load_model(a)
     need(model, "predict", "predict")
+    if model.reads_frames:  # series of frames: a file, read whole
+        if a.input is None:
+            raise DataError(f"tandem predict: {a.model[0]} reads series of frames; give "
+                            "--input FILE (.ts, .npz or .npy)")
+        records = model.predict_file(a.input, a.topk)
+        out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
+        try:
+            for record in records:
+                output.write_prediction(out, record, a.json, a.tags_only)
+        finally:
+            if a.output:
+                out.close()
+        return 0
     out = open(a.output, "w", encoding="utf-8") if a.output else sys.stdout
     try:
         buf: list[str] = []

@@ -31,6 +31,7 @@ def read_ts(path: str | Path) -> list[Series]:
         raise DataError(f"{path}: file not found; give a .ts file of the UEA/UCR archive")
     dims: int | None = None
     labels: set[str] | None = None
+    labelled = True
     in_data = False
     out: list[Series] = []
     for n, raw in enumerate(open_lines(path), 1):
@@ -44,14 +45,16 @@ def read_ts(path: str | Path) -> list[Series]:
                 dims = int(head[1])
             elif head[0] == "@classlabel" and len(head) > 2 and head[1] == "true":
                 labels = set(line.split()[2:])
+            elif head[0] == "@classlabel" and len(head) > 1 and head[1] == "false":
+                labelled = False
             elif head[0] == "@data":
                 in_data = True
             continue
         parts = line.split(":")
-        if len(parts) < 2:
+        if labelled and len(parts) < 2:
             raise DataError(f"{where}: a series needs its channels and a class label after the "
                             "last ':' (channels separated by ':', values by ',')")
-        *channels, label = parts
+        *channels, label = parts if labelled else [*parts, "-"]
         label = label.strip()
         if not label:
             raise DataError(f"{where}: the class label after the last ':' is missing")
@@ -87,9 +90,10 @@ def read_ts(path: str | Path) -> list[Series]:
     return out
 
 
-def read_npz(path: str | Path) -> list[Series]:
-    """The labelled series of a `.npz` file (`x`, `y`, optional `lengths`); the error of a
-    malformed one names the file, the array and the series."""
+def read_npz(path: str | Path, labelled: bool = True) -> list[Series]:
+    """The labelled series of a `.npz` file (`x`, `y`, optional `lengths`; `y` optional when
+    not `labelled`); the error of a malformed one names the file, the array and the
+    series."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; give a .npz file with arrays x and y")
@@ -98,6 +102,8 @@ def read_npz(path: str | Path) -> list[Series]:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a .npz file of arrays ({e})") from None
+    if not labelled and "x" in arrays and "y" not in arrays:
+        arrays["y"] = np.array(["-"] * len(arrays["x"]))
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
         raise DataError(f"{path}: no array {' or '.join(missing)}; a .npz of series holds x "
@@ -124,15 +130,29 @@ def read_npz(path: str | Path) -> list[Series]:
     return out
 
 
-def read_series(path: str | Path) -> list[Series]:
-    """The labelled series of a `.ts` or `.npz` file."""
+def read_series(path: str | Path, labelled: bool = True) -> list[Series]:
+    """The labelled series of a `.ts` or `.npz` file; with `labelled=False` (inputs to
+    predict) also a `.npy` array, (T, C) one series or (N, T, C) several, and labels may be
+    absent (given as "-")."""
     suffix = Path(path).suffix.lower()
     if suffix == ".npz":
-        return read_npz(path)
+        return read_npz(path, labelled)
     if suffix == ".ts":
         return read_ts(path)
+    if suffix == ".npy" and not labelled:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: file not found")
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: not a .npy array ({e})") from None
+        arr = arr[None] if arr.ndim == 2 else arr
+        if arr.ndim != 3 or not np.issubdtype(arr.dtype, np.number) or not arr.size:
+            raise DataError(f"{path}: an array of shape {arr.shape}; give (T, C) or (N, T, C) "
+                            "numbers")
+        return [(a.astype(np.float32), "-", f"{path}: series {i}") for i, a in enumerate(arr)]
     raise DataError(f"{path}: series of frames are read from .ts (the UEA/UCR archive's "
-                    "format) or .npz (x, y, lengths) files")
+                    f"format){'' if labelled else ', .npy'} or .npz (x, y, lengths) files")
 
 
 def channel_stats(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

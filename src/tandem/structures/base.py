@@ -300,6 +300,9 @@ class LoadedModel:
 
     item: ClassVar[str] = "input"
     """predict: what one input line holds, for messages ("text to classify")."""
+    reads_frames: bool = False
+    """predict: whether inputs are series of frames read from a file (`predict_file`), not
+    lines of text."""
     continues: ClassVar[bool] = False
     """generate: whether each output continues its input (printed after it) rather than being
     written from it (printed beside it)."""
@@ -313,6 +316,11 @@ class LoadedModel:
     def predict_lines(self, lines: list[str], topk: int = 1) -> list[dict[str, Any]]:
         """predict: one record per line: {"input", "labels": [{"label", "prob"}]} or
         {"input", "words", "tags"} (how `tandem predict` prints it)."""
+        raise NotImplementedError
+
+    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
+        """predict, a model over frames: one record per series of the file (.ts, .npz or
+        .npy), as `predict_lines` gives them."""
         raise NotImplementedError
 
     def cli_inputs(self, prompts: list[str] | None, labels: list[str] | None,

@@ -269,6 +269,19 @@ class ClassifierPredictor(FieldsModel):
         return [[(self.fields.labels[j], float(p)) for p, j in zip(ps, js, strict=True)]
                 for ps, js in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
 
+    @property
+    def reads_frames(self) -> bool:
+        """Whether this classifier reads series of frames (data.src_kind: frames)."""
+        return bool(self.fields.num_features)
+
+    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
+        """The top-k labels of every series of a .ts, .npz or .npy file (labels in it, if
+        any, are not used), one record each, its input the series' place in the file."""
+        series = read_series(path, labelled=False)
+        tops = self.predict([x for x, _, _ in series], topk)
+        return [{"input": where, "labels": [{"label": lab, "prob": p} for lab, p in top]}
+                for (_, _, where), top in zip(series, tops, strict=True)]
+
     def predict_lines(self, lines: list[str], topk: int = 1) -> list[dict[str, Any]]:
         """`predict` for the command line: one record per line, {"input", "labels": [{"label",
         "prob"}]}; a line empty after tokenization is refused naming it."""
@@ -298,15 +311,29 @@ class ClassifierPredictor(FieldsModel):
 
 
     def request_model(self, limits: Any) -> type:
-        """{"inputs": texts to classify, "topk": 1 .. the number of labels}."""
-        return request("PredictRequest",
-                       inputs=text_inputs(limits, "texts to classify", 1),
+        """{"inputs": texts to classify (or series of frames: each a list of at most
+        max_chars frames of num_features numbers), "topk": 1 .. the number of labels}."""
+        if self.reads_frames:
+            from typing import Annotated
+
+            from pydantic import Field
+
+            width = self.fields.num_features
+            frame = Annotated[list[float], Field(min_length=width, max_length=width)]
+            series = Annotated[list[frame], Field(min_length=1, max_length=limits.max_chars)]
+            inputs = (list[series], Field(min_length=1, max_length=limits.max_inputs,
+                                          description=f"series of frames of {width} numbers"))
+        else:
+            inputs = text_inputs(limits, "texts to classify", 1)
+        return request("PredictRequest", inputs=inputs,
                        topk=(whole_int(ge=1, le=len(self.labels)),
                              _field(1, "the most likely labels to return")))
 
     def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
         """Each text is an item; the batch key is topk. A text empty after tokenization is
         refused here, so it never fails a batch of other requests."""
+        if self.reads_frames:
+            return [np.asarray(x, np.float32) for x in req.inputs], req.topk
         for i, text in enumerate(req.inputs):
             if self.check_line(text) is not None:
                 raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
@@ -318,8 +345,8 @@ class ClassifierPredictor(FieldsModel):
 
     def answer(self, req: Any, key: Any, outputs: list[Any], ms: float) -> dict[str, Any]:
         """{"results": [{"input", "labels": [{"label", "prob"}]}], "ms"}."""
-        return {"results": [{"input": x, "labels": [{"label": lab, "prob": round(p, 6)}
-                                                    for lab, p in top]}
+        return {"results": [{"input": f"{len(x)} frames" if self.reads_frames else x,
+                             "labels": [{"label": lab, "prob": round(p, 6)} for lab, p in top]}
                             for x, top in zip(req.inputs, outputs, strict=True)],
                 "ms": ms}
 
