@@ -111,8 +111,8 @@ class Batcher:
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="tandem-decode")
         self.busy = False
-        self.batches = self.sentences = self.requests = 0
-        self.waiting = 0  # sentences queued, not yet taken into a batch
+        self.batches = self.items = self.requests = 0
+        self.waiting = 0  # items queued, not yet taken into a batch
         self._carry: _Job | None = None  # taken from the queue but too big for the last batch
 
     async def submit(self, inputs: list[Any], key: Key) -> list[Any]:
@@ -136,7 +136,7 @@ class Batcher:
 
     async def _gather(self) -> list[_Job]:
         """The next batch: the first job, then whatever arrives within max_wait_ms, up to
-        max_batch sentences (a job that would overflow waits for the next batch)."""
+        max_batch items (a job that would overflow waits for the next batch)."""
         jobs = [await self._next(None)]
         if not self.opts.batching:
             return jobs
@@ -187,7 +187,7 @@ class Batcher:
                             await self._answer_alone(j)
                     continue
                 self.batches += 1
-                self.sentences += len(texts)
+                self.items += len(texts)
                 for j in group:
                     part, out = out[:len(j.inputs)], out[len(j.inputs):]
                     self.requests += 1
@@ -205,7 +205,7 @@ class Batcher:
                 job.future.set_exception(e)
             return
         self.batches += 1
-        self.sentences += len(job.inputs)
+        self.items += len(job.inputs)
         self.requests += 1
         if not job.future.done():
             job.future.set_result(out)
@@ -313,7 +313,7 @@ def create_app(model: LoadedModel, opts: ServeOptions | None = None) -> FastAPI:
     @app.get("/v1/health")
     async def health() -> dict:
         return {"status": "ok", "busy": batcher.busy, "queued": batcher.queue.qsize(),
-                "batches": batcher.batches, "items": batcher.sentences,
+                "batches": batcher.batches, "items": batcher.items,
                 "requests": batcher.requests}
 
     @app.get("/v1/model")

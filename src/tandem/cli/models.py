@@ -38,12 +38,19 @@ def translator(a: argparse.Namespace):
     return model
 
 
+def given_flags(a: argparse.Namespace, options: frozenset[str] | None = None) -> list[str]:
+    """The decoding flags given on the command line (only those of `options`, DecodeConfig
+    field names, when given), then --quantize and --rescore, as the user wrote them."""
+    given = [f"--{k.replace('_', '-')}" for k, v in decode_overrides(a).items()
+             if v is not None and (options is None or k in options)]
+    return given + [f for f, v in (("--quantize", getattr(a, "quantize", None)),
+                                   ("--rescore", getattr(a, "rescore", None))) if v]
+
+
 def no_decode_flags(a: argparse.Namespace, model) -> None:
     """A ConfigError naming the decoding flags given for a model that does not translate
     (they would have no effect on it): a flag is never silently ignored."""
-    given = [f"--{k.replace('_', '-')}" for k, v in decode_overrides(a).items() if v is not None]
-    given += [f for f, v in (("--quantize", getattr(a, "quantize", None)),
-                             ("--rescore", getattr(a, "rescore", None))) if v]
+    given = given_flags(a)
     if given:
         raise ConfigError(f"{', '.join(given)}: decoding flags of a model that translates; "
                           f"{a.model[0]} is a {model.structure} model, which they do not "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tandem.cli.args import decode_args, decode_overrides
-from tandem.cli.models import load_model, no_decode_flags
+from tandem.cli.models import given_flags, load_model, no_decode_flags
 from tandem.errors import ConfigError
 
 
@@ -25,9 +25,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
         # one output per input unless --nbest says otherwise (not the model's decode.nbest)
         model.set_defaults(**{**decode_overrides(a), "nbest": a.nbest or 1})
     elif "generate" in model.verbs:  # its searches read all but its unused options
-        unused = [f"--{k.replace('_', '-')}" for k, v in decode_overrides(a).items()
-                  if v is not None and k in model.unused_options]
-        unused += [f for f, v in (("--quantize", a.quantize), ("--rescore", a.rescore)) if v]
+        unused = given_flags(a, model.unused_options)
         if unused:
             raise ConfigError(f"{', '.join(unused)}: {a.model[0]} is a {model.structure} "
                               "model, whose generation does not use them (leave them out)")

@@ -340,14 +340,20 @@ class GeneratorPredictor(Generating):
         return (f"labels to write from: {', '.join(labels[:20])}"
                 f"{' ...' if len(labels) > 20 else ''}")
 
-    def conditions(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The labels' ids as (N, 1), and ones; a generator conditioned on feature vectors
+    def check_inputs(self, items: list[str]) -> None:
+        """Every item a label the model knows; a generator conditioned on feature vectors
         takes none (its rows come through `generate(features=...)`)."""
         f = self.fields
         if f.num_features:
             raise DataError(f"this generator is conditioned on feature vectors of size "
                             f"{f.num_features}, not on labels: give an (N, {f.num_features}) "
                             "matrix to generate(features=...) or tandem generate --features")
+        for lab in items:
+            f.label_id(lab)
+
+    def conditions(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The labels' ids as (N, 1), and ones (`check_inputs` refuses what it cannot take)."""
+        self.check_inputs(items)
         cond = torch.tensor([[self.fields.label_id(lab)] for lab in items])
         return cond, torch.ones(cond.size(0), dtype=torch.long)
 

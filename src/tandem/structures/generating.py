@@ -68,6 +68,9 @@ class Generating(FieldsModel):
         """(cond, cond_len): what the model writes from for each prompt or label."""
         raise NotImplementedError
 
+    def check_inputs(self, items: list[str]) -> None:
+        """Refuse (DataError) an input `conditions` cannot take; any prompt is text."""
+
     @torch.no_grad()
     def write(self, items: list[str], opts: DecodeConfig, seed: int | None) -> list[str]:
         """One text written from each prompt or label (repeat an item for several)."""
@@ -135,7 +138,7 @@ class Generating(FieldsModel):
         except ConfigError as e:  # the schema allowed it: a disagreement, said as such
             raise LimitError(422, "options", f"{e} (the request schema allowed it; please "
                              "report this)") from None
-        self.conditions(list(req.inputs))  # a bad input is this request's error, not its batch's
+        self.check_inputs(list(req.inputs))  # a bad input: this request's error, not its batch's
         alone = object() if req.seed is not None else None
         return [x for x in req.inputs for _ in range(req.n)], (opts, req.seed, alone)
 
