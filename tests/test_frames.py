@@ -79,9 +79,14 @@ def test_a_file_without_data_is_refused(tmp_path):
         read_ts(p)
 
 
-def test_frames_are_for_a_classifier_reading_a_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"^data\.src_kind = 'frames' is not allowed: .*classify"):
-        from_dict({"data": {"src_kind": "frames", "train": "x.ts"}, "model": {"structure": "tag"}})
+def test_frames_are_for_an_encoder_reading_a_file(tmp_path):
+    for structure in ("lm", "generate"):
+        with pytest.raises(ConfigError, match=r"^data\.src_kind = 'frames' is not allowed: "
+                           r"'frames' with model.structure = classify, tag, seq2seq .*regression"):
+            from_dict({"data": {"src_kind": "frames", "train": "x.ts"},
+                       "model": {"structure": structure}})
+    with pytest.raises(ConfigError, match=r"^data\.streaming = True is not allowed"):
+        from_dict({"data": {"src_kind": "frames", "train": "x.npz", "streaming": True}})
     with pytest.raises(ConfigError, match=r"^data\.src_kind = 'frames' is not allowed: .*\.ts"):
         from_dict({"data": {"src_kind": "frames", "task": "copy"},
                    "model": {"structure": "classify"}})

@@ -193,9 +193,11 @@ class DataConfig:
     <Label>.txt files as data.train with no data.dev / data.test): an item goes to train, dev
     or test (80/10/10) by sha256 of "<seed>:<text>", so equal texts share a split."""
     src_kind: Literal["tokens", "frames"] = "tokens"
-    """What an input is: tokens of text, or frames = a sequence of feature vectors (classify:
-    data.train / data.dev / data.test are .ts files of the UEA/UCR archive), each projected
-    to model.emb_size instead of looked up."""
+    """What an input is: tokens of text, or frames = a sequence of feature vectors, each
+    projected to model.emb_size instead of looked up. data.train / data.dev / data.test are
+    then .ts files of the UEA/UCR archive or .npz arrays (x, y, lengths): classify, a label
+    per series; tag, a label per frame (.npz, y (N, T)); seq2seq, a target text per series.
+    lm and generate read tokens: predicting the next frame is regression, not a softmax."""
     frame_norm: bool = True
     """frames: normalise each channel by its mean and standard deviation over the training
     frames (stored in the checkpoint, applied to every input)."""
@@ -203,6 +205,9 @@ class DataConfig:
     """frames without data.dev: this share of the training series (drawn with
     data.split_seed) is the dev set; 0 = none."""
 
+
+FRAME_STRUCTURES = ("classify", "tag", "seq2seq")
+"""The structures whose encoder reads frames (data.src_kind: frames)."""
 
 StructureName = str
 """A key of STRUCTURE_DEFAULTS: the five built-in structures listed in the tables below, and
@@ -709,12 +714,16 @@ def validate(cfg: Config) -> None:
                f"with model.structure = {structure} the built-in corpora are "
                f"{', '.join(fits) or 'none'} ({d.corpus} is for "
                f"{' or '.join(CORPUS_STRUCTURES[d.corpus])})", d.corpus)
-    _check(d.src_kind == "tokens" or structure == "classify", "data.src_kind",
-           f"'frames' with model.structure = classify (here {structure}); the other "
-           "structures read tokens", d.src_kind)
+    _check(d.src_kind == "tokens" or structure in FRAME_STRUCTURES, "data.src_kind",
+           f"'frames' with model.structure = {', '.join(FRAME_STRUCTURES)} (here "
+           f"{structure}, which reads what it writes, tokens; predicting the next frame would be "
+           "regression, not a softmax over a vocabulary)", d.src_kind)
     _check(d.src_kind == "tokens" or (d.train is not None and d.corpus is None
                                       and d.task is None), "data.src_kind",
-           "'frames' reads data.train (a .ts file), not a built-in task or corpus", d.src_kind)
+           "'frames' reads data.train (a .ts or .npz file), not a built-in task or corpus",
+           d.src_kind)
+    _check(d.src_kind == "tokens" or not d.streaming, "data.streaming",
+           "false with data.src_kind: frames (series are read in memory)", d.streaming)
     _check(d.features is None or structure == "generate", "data.features",
            f"only with model.structure = generate (here {structure})", d.features)
     for split in ("dev", "test"):

@@ -16,7 +16,10 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
     variants); order of first appearance is kept.
 
     [(src, ref), ...] -> ([src, ...], [[ref, ...], ...]), one reference list per source.
+    Sources that are series of frames (arrays) are never equal: one reference each.
     """
+    if pairs and not isinstance(pairs[0][0], str):
+        return [s for s, _ in pairs], [[t] for _, t in pairs]
     refs: OrderedDict[str, list[str]] = OrderedDict()
     for s, t in pairs:
         refs.setdefault(s, []).append(t)

@@ -31,14 +31,24 @@ def cmd_translate(a: argparse.Namespace) -> int:
     show = a.progress if a.progress is not None else (a.input is not None and
                                                        sys.stderr.isatty())
     total = None
-    if show and a.input:
-        with open(a.input, "rb") as f:
-            total = sum(1 for _ in f)
+    if tr.reads_frames:  # series of frames: a file, read whole
+        if a.input is None:
+            raise DataError(f"tandem translate: {a.model[0]} reads series of frames; give "
+                            "--input FILE (.ts, .npz or .npy)")
+        from tandem.data.frames import read_series
+
+        inputs = [x for x, _, _ in read_series(a.input, labelled=False)]
+        total = len(inputs)
+    else:
+        inputs = iter_inputs(a.input)
+        if show and a.input:
+            with open(a.input, "rb") as f:
+                total = sum(1 for _ in f)
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="line", disable=not show, file=sys.stderr)
     started, out_tokens, lines = time.perf_counter(), 0, 0
-    for i, nb in enumerate(tr.stream(iter_inputs(a.input), a.chunk, opts=opts,
+    for i, nb in enumerate(tr.stream(inputs, a.chunk, opts=opts,
                                      attention=bool(a.attention), generator=gen)):
         bar.update(1)
         lines += 1

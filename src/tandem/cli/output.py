@@ -76,10 +76,18 @@ def print_scores(res: dict, as_json: bool, extra: dict) -> None:
 
 def write_prediction(out: TextIO, record: dict, as_json: bool, tags_only: bool) -> None:
     """One predicted line (a record of `LoadedModel.predict_lines`): its labels (a record with
-    `labels`) or its words' tags (one with `tags`)."""
+    `labels`), its words' tags (one with `tags`), or a series' tags per frame (one with
+    `segments`: its runs of one tag, FIRST-END:TAG)."""
     if "labels" in record:
         write_labels(out, record["input"], [(x["label"], x["prob"]) for x in record["labels"]],
                      as_json)
+    elif "segments" in record:  # a series of frames, a tag per frame
+        if as_json:
+            write_json_line(out, record)
+        elif tags_only:
+            out.write(" ".join(record["tags"]) + "\n")
+        else:  # its segments: FIRST-END:TAG, frames counted from 0, END exclusive
+            out.write(" ".join(f"{a}-{b}:{t}" for a, b, t in record["segments"]) + "\n")
     else:
         write_tags(out, record["input"], list(zip(record["words"], record["tags"], strict=True)),
                    as_json, tags_only)

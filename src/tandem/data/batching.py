@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tandem.data.vocab import PAD_ID
@@ -44,8 +45,15 @@ class Batch:
 
 
 def pad(seqs: list[list[int]], value: int = PAD_ID) -> torch.Tensor:
-    """(B, longest) long tensor, padded at the end; one tensor construction for the batch."""
+    """(B, longest) long tensor, padded at the end; one tensor construction for the batch.
+    Series of frames ((T, C) float32 arrays) give a (B, longest, C) float32 tensor padded
+    with zero frames (the model masks by length)."""
     width = max(len(s) for s in seqs)
+    if isinstance(seqs[0], np.ndarray):
+        out = np.zeros((len(seqs), width, seqs[0].shape[1]), np.float32)
+        for i, s in enumerate(seqs):
+            out[i, : len(s)] = s
+        return torch.from_numpy(out)
     return torch.tensor([list(s) + [value] * (width - len(s)) for s in seqs], dtype=torch.long)
 
 

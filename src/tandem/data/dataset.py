@@ -6,10 +6,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from tandem.config import DataConfig
 from tandem.data import tokenizers
 from tandem.data.batching import Example
 from tandem.data.corpora import Pair, read_split
+from tandem.data.frames import channel_stats, frame_splits, normalise
 from tandem.data.tokenizers import Tokenizer
 from tandem.data.vocab import BOS_ID, EOS_ID, Vocab
 from tandem.errors import ConfigError
@@ -27,14 +30,27 @@ class Fields:
     tgt_vocab: Vocab
     reverse_source: bool = False  # the model reads source tokens last to first
     reverse_target: bool = False  # the model writes target tokens last to first
+    # data.src_kind: frames: a source is a series of frames of this many numbers (src_tok and
+    # src_vocab are then unused), normalised by the training frames' mean and std when kept
+    frame_width: int = 0
+    frame_mean: list[float] = field(default_factory=list)
+    frame_std: list[float] = field(default_factory=list)
 
     def src_ids(self, tokens: list[str]) -> list[int]:
         """Source tokens (in reading order) -> the ids the model reads."""
         ids = self.src_vocab.encode(tokens)
         return ids[::-1] if self.reverse_source else ids
 
-    def encode_src(self, text: str) -> list[int]:
-        """Source text -> the ids the model reads."""
+    def src_frames(self, series) -> np.ndarray:
+        """A source series of frames (T, C) -> the normalised frames the model reads."""
+        arr = normalise(series, self.frame_width, self.frame_mean, self.frame_std)
+        return arr[::-1].copy() if self.reverse_source else arr
+
+    def encode_src(self, text) -> list[int] | np.ndarray:
+        """Source text (a series of frames, for a model over frames) -> what the model
+        reads."""
+        if self.frame_width:
+            return self.src_frames(text)
         return self.src_ids(self.src_tok.tokenize(text))
 
     def tgt_ids(self, tokens: list[str]) -> list[int]:
@@ -55,7 +71,9 @@ class Fields:
         """What a checkpoint stores to rebuild the fields (plain types only)."""
         return {"src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state(),
                 "src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos),
-                "reverse_source": self.reverse_source, "reverse_target": self.reverse_target}
+                "reverse_source": self.reverse_source, "reverse_target": self.reverse_target,
+                "frame_width": self.frame_width, "frame_mean": list(self.frame_mean),
+                "frame_std": list(self.frame_std)}
 
     @classmethod
     def from_state(cls, state: dict) -> Fields:
@@ -63,7 +81,10 @@ class Fields:
         return cls(tokenizers.from_state(state["src_tok"]), tokenizers.from_state(state["tgt_tok"]),
                    Vocab(state["src_vocab"][4:]), Vocab(state["tgt_vocab"][4:]),
                    bool(state.get("reverse_source", False)),
-                   bool(state.get("reverse_target", False)))
+                   bool(state.get("reverse_target", False)),
+                   int(state.get("frame_width", 0)),
+                   [float(x) for x in state.get("frame_mean") or ()],
+                   [float(x) for x in state.get("frame_std") or ()])
 
 
 @dataclass
@@ -98,6 +119,8 @@ def load_splits(cfg: DataConfig) -> Splits:
         return Splits(s["train"], s["dev"], s["test"])
     if cfg.train is None:
         raise ConfigError("data.train: no training data given")
+    if cfg.src_kind == "frames":  # (series of frames, target text) pairs
+        return Splits(*([(x, text) for x, text, _ in split] for split in frame_splits(cfg)))
 
     def read(path: str | None) -> list[Pair]:
         return [] if path is None else read_split(path, cfg.src_suffix, cfg.tgt_suffix,
@@ -107,9 +130,19 @@ def load_splits(cfg: DataConfig) -> Splits:
 
 
 def build_fields(cfg: DataConfig, train: list[Pair]) -> Fields:
-    """Tokenizers and vocabularies built on the training pairs, as `data.*` asks."""
+    """Tokenizers and vocabularies built on the training pairs, as `data.*` asks (sources
+    that are series of frames: their width and per-channel statistics)."""
     srcs = [s for s, _ in train]
     tgts = [t for _, t in train]
+    if cfg.src_kind == "frames":
+        tgt_tok = tokenizers.build(cfg.tgt_tokenizer, tgts, cfg.lowercase, cfg.sp_vocab_size,
+                                   cfg.sp_model_type)
+        tgt_vocab = Vocab.build((tgt_tok.tokenize(t) for t in tgts), cfg.tgt_min_freq,
+                                cfg.tgt_max_vocab)
+        mean, std = channel_stats(srcs) if cfg.frame_norm else ([], [])
+        return Fields(tgt_tok, tgt_tok, Vocab([]), tgt_vocab, cfg.reverse_source,
+                      cfg.reverse_target, srcs[0].shape[1], [float(v) for v in mean],
+                      [float(v) for v in std])
     if cfg.sp_joint and cfg.src_tokenizer == cfg.tgt_tokenizer == "sentencepiece":
         tok = tokenizers.build("sentencepiece", srcs + tgts, cfg.lowercase, cfg.sp_vocab_size,
                                cfg.sp_model_type)

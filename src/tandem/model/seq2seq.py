@@ -32,12 +32,14 @@ class Seq2Seq(nn.Module):
     sampling). Built from `ModelConfig` with the textbook kernels; `tandem.model.fast.prepare`
     chooses faster ones for a device, mode and precision."""
 
-    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> None:
+    def __init__(self, cfg: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
+                 frames: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         enc_size = cfg.enc_hidden_size if cfg.enc_hidden_size is not None else cfg.hidden_size
+        # frames > 0: the source is a series of frames of that many numbers, not token ids
         self.encoder = Encoder(cfg.cell, src_vocab_size, cfg.emb_size, enc_size, cfg.enc_layers,
-                               cfg.bidirectional, cfg.dropout)
+                               cfg.bidirectional, cfg.dropout, frames=frames)
         self.bridge = Bridge(cfg.bridge, cfg.cell, enc_size, cfg.hidden_size, cfg.enc_layers,
                              cfg.dec_layers)
         self.decoder = Decoder(cfg.cell, tgt_vocab_size, cfg.emb_size, cfg.hidden_size,
@@ -45,7 +47,7 @@ class Seq2Seq(nn.Module):
                                cfg.input_feeding, enc_size, cfg.tie_embeddings)
 
     def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> EncoderOutput:
-        """src (B, S), src_len (B,) -> EncoderOutput."""
+        """src (B, S) ids (or (B, S, frames) numbers), src_len (B,) -> EncoderOutput."""
         return self.encoder(src, src_len)
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:

@@ -58,24 +58,27 @@ class Tagger(nn.Module):
     words alone). Logits at padding positions are computed but mean nothing (the loss and
     the metrics mask them)."""
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int, n_chars: int, n_tags: int) -> None:
+    def __init__(self, cfg: ModelConfig, vocab_size: int, n_chars: int, n_tags: int,
+                 frames: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
-        char_size = cfg.char_hidden_size if cfg.char_emb_size and n_chars else 0
+        # frames > 0: each position is a frame of that many numbers (no words, no characters)
+        char_size = cfg.char_hidden_size if cfg.char_emb_size and n_chars and not frames else 0
         self.chars = (CharView(cfg.cell, n_chars, cfg.char_emb_size, char_size, cfg.dropout)
                       if char_size else None)
         enc_size = encoder_size(cfg)
         self.encoder = Encoder(cfg.cell, vocab_size, cfg.emb_size, enc_size, cfg.enc_layers,
-                               cfg.bidirectional, cfg.dropout, extra_size=char_size)
+                               cfg.bidirectional, cfg.dropout, extra_size=char_size,
+                               frames=frames)
         self.dropout = Dropout(cfg.dropout)
         self.out = nn.Linear(enc_size, n_tags)
 
     def forward(self, words: torch.Tensor, lengths: torch.Tensor,
                 chars: torch.Tensor | None = None, char_len: torch.Tensor | None = None
                 ) -> torch.Tensor:
-        """words (B, S) ids padded with PAD_ID, lengths (B,), chars (B, S, W) char ids of
-        each word padded with PAD_ID (needed when the tagger has a character view), char_len
-        (B, S) or None -> logits (B, S, n_tags)."""
+        """words (B, S) ids padded with PAD_ID (or frames (B, S, C), zero-padded), lengths
+        (B,), chars (B, S, W) char ids of each word padded with PAD_ID (needed when the
+        tagger has a character view), char_len (B, S) or None -> logits (B, S, n_tags)."""
         extra = None
         if self.chars is not None:
             if chars is None:

@@ -271,7 +271,7 @@ class LoadedModel:
         return {"structure": self.structure, "verbs": list(self.verbs),
                 "endpoint": self.endpoint, "model": asdict(cfg.model),
                 "parameters": sum(p.numel() for p in self.model.parameters()),
-                "trained_on": source,
+                "trained_on": source, "src_kind": cfg.data.src_kind,
                 "training": {**self.train_state, "valid_metric": cfg.train.valid_metric},
                 "device": str(self.device)}
 
@@ -300,9 +300,12 @@ class LoadedModel:
 
     item: ClassVar[str] = "input"
     """predict: what one input line holds, for messages ("text to classify")."""
-    reads_frames: bool = False
-    """predict: whether inputs are series of frames read from a file (`predict_file`), not
-    lines of text."""
+    @property
+    def reads_frames(self) -> bool:
+        """Whether inputs are series of frames (data.src_kind: frames), read from a file
+        (`predict_file`) rather than lines of text."""
+        return self.config.data.src_kind == "frames"
+
     continues: ClassVar[bool] = False
     """generate: whether each output continues its input (printed after it) rather than being
     written from it (printed beside it)."""

@@ -9,7 +9,6 @@ confusion matrix. Prediction: the top-k labels of each text with their probabili
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tandem.config import Config
 from tandem.cpu import autocast
 from tandem.data import readers, tokenizers
 from tandem.data.batching import pad
-from tandem.data.frames import channel_stats, read_series
+from tandem.data.frames import channel_stats, frame_splits, read_series
 from tandem.data.vocab import UNK_ID, Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.classifier import Classifier
@@ -41,7 +40,7 @@ from tandem.structures.common import (
     log_dropped,
     unknown,
 )
-from tandem.structures.schema import request, text_inputs, whole_int
+from tandem.structures.schema import frame_inputs, request, text_inputs, whole_int
 
 NAME = "classify"
 Example = tuple[list[int], int]
@@ -70,11 +69,6 @@ def collate(examples: list[Example], indices: list[int],
     srcs = [e[0] for e in examples]
     lens = torch.tensor([len(s) for s in srcs], dtype=torch.long)
     labels = torch.tensor([e[1] for e in examples], dtype=torch.long)
-    if isinstance(srcs[0], np.ndarray):
-        frames = np.zeros((len(srcs), int(lens.max()), srcs[0].shape[1]), np.float32)
-        for i, s in enumerate(srcs):
-            frames[i, : len(s)] = s
-        return ClassifyBatch(torch.from_numpy(frames), lens, labels, indices)
     return ClassifyBatch(pad(srcs), lens, labels, indices)
 
 
@@ -88,16 +82,7 @@ def load_frames(cfg: Config) -> StructData:
     data.frame_dev_fraction share of it drawn with data.split_seed, as dev; data.test), the
     labels and per-channel statistics of the training series, every series normalised."""
     d = cfg.data
-    train = read_series(d.train)
-    if d.dev is not None:
-        dev = read_series(d.dev)
-    else:
-        order = list(range(len(train)))
-        random.Random(d.split_seed).shuffle(order)
-        held = set(order[: int(round(len(train) * d.frame_dev_fraction))])
-        dev = [s for i, s in enumerate(train) if i in held]
-        train = [s for i, s in enumerate(train) if i not in held]
-    test = read_series(d.test) if d.test is not None else []
+    train, dev, test = frame_splits(d)
     width = train[0][0].shape[1]
     mean, std = channel_stats([x for x, _, _ in train]) if d.frame_norm else ([], [])
     fields = StructFields(NAME, Vocab([]), None, sorted({lab for _, lab, _ in train}),
@@ -269,11 +254,6 @@ class ClassifierPredictor(FieldsModel):
         return [[(self.fields.labels[j], float(p)) for p, j in zip(ps, js, strict=True)]
                 for ps, js in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
 
-    @property
-    def reads_frames(self) -> bool:
-        """Whether this classifier reads series of frames (data.src_kind: frames)."""
-        return bool(self.fields.num_features)
-
     def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
         """The top-k labels of every series of a .ts, .npz or .npy file (labels in it, if
         any, are not used), one record each, its input the series' place in the file."""
@@ -314,15 +294,7 @@ class ClassifierPredictor(FieldsModel):
         """{"inputs": texts to classify (or series of frames: each a list of at most
         max_chars frames of num_features numbers), "topk": 1 .. the number of labels}."""
         if self.reads_frames:
-            from typing import Annotated
-
-            from pydantic import Field
-
-            width = self.fields.num_features
-            frame = Annotated[list[float], Field(min_length=width, max_length=width)]
-            series = Annotated[list[frame], Field(min_length=1, max_length=limits.max_chars)]
-            inputs = (list[series], Field(min_length=1, max_length=limits.max_inputs,
-                                          description=f"series of frames of {width} numbers"))
+            inputs = frame_inputs(limits, self.fields.num_features, "series to classify")
         else:
             inputs = text_inputs(limits, "texts to classify", 1)
         return request("PredictRequest", inputs=inputs,

@@ -20,6 +20,7 @@ from tandem.config import Config, DataConfig
 from tandem.data import readers, tokenizers
 from tandem.data.batching import length_batches
 from tandem.data.corpora import corpus_dir
+from tandem.data.frames import normalise
 from tandem.data.readers import Labelled
 from tandem.data.tokenizers import Tokenizer
 from tandem.data.vocab import BOS_ID, EOS_ID, Vocab
@@ -129,18 +130,9 @@ class StructFields:
                    [float(x) for x in state.get("frame_std") or ()])
 
     def frames(self, series: np.ndarray) -> np.ndarray:
-        """A series of frames (T, C) as the model reads it: float32, each channel normalised
-        by the training data's mean and standard deviation (when data.frame_norm kept
-        them); a series of another width is a DataError."""
-        arr = np.asarray(series, dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != self.num_features or not len(arr):
-            raise DataError(f"a series of shape {tuple(arr.shape)}: the model reads frames of "
-                            f"{self.num_features} numbers, an array (T >= 1, "
-                            f"{self.num_features})")
-        if self.frame_mean:
-            arr = (arr - np.asarray(self.frame_mean, np.float32)) / np.asarray(self.frame_std,
-                                                                             np.float32)
-        return arr
+        """A series of frames (T, C) as the model reads it (`tandem.data.frames.normalise`
+        with the training data's statistics)."""
+        return normalise(series, self.num_features, self.frame_mean, self.frame_std)
 
 
 @dataclass
@@ -303,6 +295,7 @@ class FieldsModel(LoadedModel):
     its labels, vocabulary size and feature width."""
 
     def info(self) -> dict[str, Any]:
-        """The common model info, the labels (or tags), vocabulary size and feature width."""
+        """The common model info, the labels (or tags), vocabulary size and feature width
+        (of a condition vector for generate, of a frame for a model over frames)."""
         return {**super().info(), "labels": self.labels, "vocab": len(self.fields.vocab),
                 "num_features": self.fields.num_features}

@@ -88,6 +88,15 @@ def text_inputs(opts: ServeOptions, what: str, min_chars: int = 0) -> tuple[Any,
     return (list[text], Field(min_length=1, max_length=opts.max_inputs, description=what))
 
 
+def frame_inputs(opts: ServeOptions, width: int, what: str) -> tuple[Any, Any]:
+    """The `inputs` field of a request to a model over frames: 1 to max_inputs series, each
+    a list of 1 to max_chars frames of `width` numbers (the schema states all three)."""
+    frame = Annotated[list[float], Field(min_length=width, max_length=width)]
+    series = Annotated[list[frame], Field(min_length=1, max_length=opts.max_chars)]
+    return (list[series], Field(min_length=1, max_length=opts.max_inputs,
+                                description=f"{what}: series of frames of {width} numbers"))
+
+
 def decode_request_fields(defaults: DecodeConfig, opts: ServeOptions,
                           skip: frozenset[str] = frozenset()) -> dict[str, Any]:
     """One request field per decoding option that is neither SERVER_SIDE nor in `skip`, with

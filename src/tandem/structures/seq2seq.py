@@ -111,8 +111,9 @@ class Seq2SeqStructure(Structure):
 
     @classmethod
     def build(cls, cfg: Config, fields: Fields) -> torch.nn.Module:
-        """Seq2Seq over the source and target vocabularies."""
-        return Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab))
+        """Seq2Seq over the source and target vocabularies (or source frames)."""
+        return Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab),
+                       frames=fields.frame_width)
 
     def epoch(self, rng: random.Random) -> list[list[int]]:
         """Index lists of the training examples by token count (`token_batches`)."""

@@ -23,6 +23,7 @@ from tandem.cpu import autocast
 from tandem.data import readers
 from tandem.data.batching import pad
 from tandem.data.corpora import corpus_dir
+from tandem.data.frames import channel_stats, frame_splits, read_series, segments
 from tandem.data.readers import Tagged
 from tandem.data.vocab import PAD_ID, Vocab
 from tandem.errors import ConfigError, DataError
@@ -40,7 +41,7 @@ from tandem.structures.common import (
     log,
     unknown,
 )
-from tandem.structures.schema import request, text_inputs
+from tandem.structures.schema import frame_inputs, request, text_inputs
 
 NAME = "tag"
 Example = tuple[list[int], list[list[int]], list[int]]
@@ -64,10 +65,39 @@ def tagged_splits(d: DataConfig) -> tuple[list[Tagged], list[Tagged], list[Tagge
 
 
 
+def frame_example(fields: StructFields, x: np.ndarray, tags: list[str]) -> Example:
+    """A series of frames with a tag per frame -> (normalised frames, [], tag ids)."""
+    return fields.frames(x), [], [fields.label_ids[t] for t in tags]
+
+
+def load_frames(cfg: Config) -> StructData:
+    """data.src_kind = frames: series with a tag per frame (.npz, y (N, T)) of data.train /
+    data.dev (or a data.frame_dev_fraction share of train) / data.test, the tags and
+    per-channel statistics of the training series, every series normalised."""
+    d = cfg.data
+    splits = frame_splits(d, per_frame=True)
+    train = splits[0]
+    width = train[0][0].shape[1]
+    mean, std = channel_stats([x for x, _, _ in train]) if d.frame_norm else ([], [])
+    fields = StructFields(NAME, Vocab([]), None, sorted({t for _, ts, _ in train for t in ts}),
+                          num_features=width, frame_mean=[float(v) for v in mean],
+                          frame_std=[float(v) for v in std])
+    out = {}
+    for name, items in zip(("train", "dev", "test"), splits, strict=True):
+        unknown(fields.label_ids, [(t, w) for _, ts, w in items for t in ts], name, "tag")
+        out[name] = [frame_example(fields, x, ts) for x, ts, _ in items]
+    log.info("data: tag frames, %d / %d / %d series of %d channels, %d tags",
+             len(out["train"]), len(out["dev"]), len(out["test"]), width, len(fields.labels))
+    return StructData(NAME, fields, out["train"], out["dev"], out["test"],
+                      dict(zip(("train", "dev", "test"), splits, strict=True)))
+
+
 def load(cfg: Config) -> StructData:
     """Read the splits, build the word, character and tag vocabularies on the training
     sentences and encode every split (training sentences over data.max_src_len words are
-    dropped and counted)."""
+    dropped and counted). Frames: `load_frames`."""
+    if cfg.data.src_kind == "frames":
+        return load_frames(cfg)
     d = cfg.data
     splits = tagged_splits(d)
     train = splits[0]
@@ -121,7 +151,15 @@ class TagBatch(Tensors):
 
 def collate(examples: list[Example], indices: list[int],
             features: np.ndarray | None = None) -> TagBatch:
-    """Examples -> a TagBatch padded to the longest sentence and the longest word."""
+    """Examples -> a TagBatch padded to the longest sentence and the longest word (series of
+    frames: words (B, S, C) float32 frames, no characters)."""
+    if isinstance(examples[0][0], np.ndarray):
+        lengths = torch.tensor([len(e[0]) for e in examples], dtype=torch.long)
+        B, S = len(examples), int(lengths.max())
+        return TagBatch(pad([e[0] for e in examples]), lengths,
+                        torch.zeros((B, S, 0), dtype=torch.long),
+                        torch.zeros((B, S), dtype=torch.long),
+                        pad([e[2] for e in examples], TAG_PAD), indices)
     width = max(len(e[0]) for e in examples)
     longest = max(len(c) for e in examples for c in e[1])
     chars, char_len = [], []
@@ -147,6 +185,13 @@ def evaluation_data(cfg: Config, fields: StructFields, path: str | Path | None,
     `split` of the model's config, and what was read."""
     d = cfg.data
     what = str(path) if path is not None else f"the {split} split of the model's config"
+    if fields.num_features:  # a series of frames with a tag per frame
+        items = (load_frames(cfg).items[split] if path is None
+                 else read_series(path, per_frame=True))
+        unknown(fields.label_ids, [(t, w) for _, ts, w in items for t in ts], what, "tag")
+        if not items:
+            raise DataError(f"{what}: nothing to evaluate")
+        return [frame_example(fields, x, ts) for x, ts, _ in items], items, what
     items = (tagged_splits(d)[("train", "dev", "test").index(split)] if path is None
              else readers.read_tagged(path, d.tag_column, d.on_bad_line)[0])
     unknown(fields.label_ids, [(t, w) for _, ts, w in items for t in ts], what, "tag")
@@ -190,13 +235,16 @@ class Tag(ExampleStructure):
 
     def __init__(self, cfg: Config, data: StructData, device: torch.device) -> None:
         super().__init__(cfg, data, device)
-        self.dev_unseen = [self.fields.unseen(words) for words, _, _ in data.items.get("dev", [])]
+        self.dev_unseen = ([] if self.fields.num_features else
+                           [self.fields.unseen(words) for words, _, _ in data.items.get("dev", [])])
 
     @classmethod
     def build(cls, cfg: Config, fields: StructFields) -> torch.nn.Module:
-        """A Tagger over the words, their characters and the tags."""
+        """A Tagger over the words, their characters and the tags (or over frames of
+        fields.num_features numbers)."""
         chars = len(fields.chars) if fields.chars is not None else 0
-        return Tagger(cfg.model, len(fields.vocab), chars, len(fields.labels))
+        return Tagger(cfg.model, len(fields.vocab), chars, len(fields.labels),
+                      frames=fields.num_features)
 
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy of the tags; n = real words."""
@@ -225,9 +273,32 @@ class TaggerPredictor(FieldsModel):
     endpoint = "/v1/predict"
 
     @torch.no_grad()
+    def tag_frames(self, series: list) -> list[list[str]]:
+        """A tag for every frame of each series (a (T, C) array of numbers)."""
+        examples = [(self.fields.frames(x), [], [0] * len(x)) for x in series]
+        tags: list[list[int]] = [[] for _ in examples]
+        for idx in Tag.batches(examples, self._batch_tokens(), None):
+            b = collate([examples[i] for i in idx], idx).to(self.device)
+            best = forward(self.model, b).argmax(-1).tolist()
+            for row, i in enumerate(idx):
+                tags[i] = best[row][: len(examples[i][0])]
+        return [[self.fields.labels[t] for t in ts] for ts in tags]
+
+    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
+        """The tag of every frame of every series of a .ts, .npz or .npy file (tags in it,
+        if any, are not used), one record each: its place in the file, the tags and the
+        segments (runs of one tag: first frame, end, tag)."""
+        series = read_series(path, labelled=False)
+        return [_frame_record(where, tags) for (_, _, where), tags
+                in zip(series, self.tag_frames([x for x, _, _ in series]), strict=True)]
+
+    @torch.no_grad()
     def tag(self, sentences: list[str | list[str]]) -> list[list[tuple[str, str]]]:
         """(word, tag) pairs of each sentence; a sentence is a list of words or a string
-        split on whitespace (give word lists for text tokenized another way)."""
+        split on whitespace (give word lists for text tokenized another way). A tagger over
+        frames: `tag_frames`."""
+        if self.reads_frames:
+            raise DataError("this tagger reads series of frames: call tag_frames(series)")
         words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
         examples = []
         for i, ws in enumerate(words):
@@ -261,15 +332,20 @@ class TaggerPredictor(FieldsModel):
             raise DataError("--features is for generators conditioned on feature vectors; "
                             "a tagger reads words")
         exs, items, what = evaluation_data(self.config, self.fields, path, split)
-        unseen = [self.fields.unseen(ws) for ws, _, _ in items]
+        unseen = (None if self.reads_frames else
+                  [self.fields.unseen(ws) for ws, _, _ in items])
         res = evaluate(self.model, exs, unseen, self._batch_tokens(), self.device)
         res.pop("predictions")
-        return {"data": what, "sentences": len(exs), "tokens": sum(len(e[0]) for e in exs),
+        return {"data": what, ("series" if self.reads_frames else "sentences"): len(exs),
+                ("frames" if self.reads_frames else "tokens"): sum(len(e[0]) for e in exs),
                 **res}
 
 
     def request_model(self, limits: Any) -> type:
-        """{"inputs": sentences to tag, split on whitespace}."""
+        """{"inputs": sentences to tag, split on whitespace (or series of frames)}."""
+        if self.reads_frames:
+            return request("PredictRequest", inputs=frame_inputs(
+                limits, self.fields.num_features, "series to tag frame by frame"))
         return request("PredictRequest",
                        inputs=text_inputs(limits, "sentences to tag (split on whitespace)", 1))
 
@@ -282,14 +358,23 @@ class TaggerPredictor(FieldsModel):
         return list(req.inputs), None
 
     def run(self, items: list[str], key: Any) -> list[Any]:
-        """The (word, tag) pairs of each sentence."""
-        return self.tag(items)
+        """The (word, tag) pairs of each sentence (the tags of each series' frames)."""
+        return self.tag_frames(items) if self.reads_frames else self.tag(items)
 
     def answer(self, req: Any, key: Any, outputs: list[Any], ms: float) -> dict[str, Any]:
-        """{"results": [{"input", "words", "tags"}], "ms"}."""
+        """{"results": [{"input", "words", "tags"}], "ms"} (series of frames: {"input",
+        "tags", "segments"})."""
+        if self.reads_frames:
+            return {"results": [_frame_record(f"{len(x)} frames", tags)
+                                for x, tags in zip(req.inputs, outputs, strict=True)], "ms": ms}
         return {"results": [{"input": x, "words": [w for w, _ in pairs],
                              "tags": [t for _, t in pairs]}
                             for x, pairs in zip(req.inputs, outputs, strict=True)], "ms": ms}
+
+
+def _frame_record(where: str, tags: list[str]) -> dict[str, Any]:
+    return {"input": where, "tags": tags,
+            "segments": [list(seg) for seg in segments(tags)]}
 
 
 STRUCTURE = Tag

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tandem import checkpoint
@@ -149,6 +150,10 @@ class Translator(LoadedModel):
             if not pairs:
                 raise DataError(f"{path} is empty; give a TSV of source<TAB>reference "
                                 "(tandem evaluate --data)")
+        elif self.reads_frames:  # series of frames, each with its reference
+            from tandem.data.frames import read_series
+
+            pairs = [(x, text) for x, text, _ in read_series(path)]
         else:
             pairs = read_references(path, src_suffix, tgt_suffix)
         srcs, refs = group_references(pairs)
@@ -175,14 +180,17 @@ class Translator(LoadedModel):
 
         from tandem.structures.schema import (
             decode_request_fields,
+            frame_inputs,
             request,
             server_defaults,
             text_inputs,
         )
 
         defaults = server_defaults(self.decode_cfg, limits)
+        inputs = (frame_inputs(limits, self.fields.frame_width, "series to translate")
+                  if self.reads_frames else text_inputs(limits, "texts to translate"))
         return request(
-            "TranslateRequest", inputs=text_inputs(limits, "texts to translate"),
+            "TranslateRequest", inputs=inputs,
             attention=(bool, Field(False, description="return attention weights (output "
                                    "tokens x source tokens)")),
             **decode_request_fields(defaults, limits))
@@ -193,6 +201,8 @@ class Translator(LoadedModel):
 
         opts = asked_options(req, server_defaults(self.decode_cfg, limits),
                              {"inputs", "attention"})
+        if self.reads_frames:
+            return [np.asarray(x, np.float32) for x in req.inputs], (opts, req.attention)
         return list(req.inputs), (opts, req.attention)
 
     def run(self, items: list[str], key: Any) -> list[list[Result]]:
@@ -206,7 +216,8 @@ class Translator(LoadedModel):
         "ms"}."""
         return {
             "outputs": [r[0].text for r in outputs],
-            "results": [{"input": r[0].source, "src_tokens": r[0].src_tokens,
+            "results": [{"input": (f"{len(r[0].source)} frames" if self.reads_frames
+                                   else r[0].source), "src_tokens": r[0].src_tokens,
                          "unknown": r[0].unknown,
                          "hypotheses": [_hypothesis(h, req.attention) for h in r]}
                         for r in outputs],
@@ -226,11 +237,10 @@ class Translator(LoadedModel):
         Sources longer than the model's limit are an error, or cut to it ('truncate')."""
         if len(sources) != len(targets):
             raise DataError(f"score: {len(sources)} sources but {len(targets)} targets")
-        src_ids = [self.fields.src_ids(t)
-                   for t in self._source_tokens(list(sources), on_long_input)]
-        if not all(src_ids):
-            raise DataError(f"score: source {src_ids.index([]) + 1} is empty after "
-                            "tokenization")
+        src_ids = self._sources(list(sources), on_long_input)[1]
+        empty = [i for i, x in enumerate(src_ids) if not len(x)]
+        if empty:
+            raise DataError(f"score: source {empty[0] + 1} is empty after tokenization")
         tgt_ids = [self.fields.tgt_ids(self.fields.tgt_tok.tokenize(t) if isinstance(t, str)
                                         else list(t)) for t in targets]
         out = [0.0] * len(sources)
@@ -244,10 +254,9 @@ class Translator(LoadedModel):
         return out
 
     def _rerank(self, texts: list[str], results: list[list[Result]], opts: DecodeConfig,
-                scorer: Scorer) -> list[list[Result]]:
-        """Rerank each input's candidates by the mean score of this model and the rescorers
-        (normalised by `scorer`); keep opts.nbest."""
-        todo = [i for i, r in enumerate(results) if r and r[0].src_tokens]
+                scorer: Scorer, todo: list[int]) -> list[list[Result]]:
+        """Rerank the candidates of the inputs `todo` (those not empty) by the mean score of
+        this model and the rescorers (normalised by `scorer`); keep opts.nbest."""
         cands = [(texts[i], c.tokens) for i in todo for c in results[i]]
         columns = [r.score([s for s, _ in cands], [t for _, t in cands], opts.batch_size,
                            opts.on_long_input) for r in self.rescorers]
@@ -304,10 +313,9 @@ class Translator(LoadedModel):
         # when reranking, the search returns every beam candidate; opts.nbest are kept after
         search_opts = replace(opts, nbest=opts.beam) if reranking else opts
         texts = list(inputs)
-        src_toks = self._source_tokens(texts, opts.on_long_input, first_number)
-        ids = [self.fields.src_ids(t) for t in src_toks]
+        src_toks, ids = self._sources(texts, opts.on_long_input, first_number)
         results: list[list[Result]] = [[] for _ in texts]
-        todo = [i for i, x in enumerate(ids) if x]
+        todo = [i for i, x in enumerate(ids) if len(x)]
         for i in set(range(len(texts))) - set(todo):  # nothing to translate
             results[i] = [Result("", [], 0.0, 0.0, [], source=texts[i])
                           for _ in range(opts.nbest)]
@@ -318,24 +326,40 @@ class Translator(LoadedModel):
             hyps = self._search(src, src_len, search_opts, scorer, attention, generator)
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
-        return self._rerank(texts, results, opts, scorer) if reranking else results
+        if reranking:
+            return self._rerank(texts, results, opts, scorer, todo)
+        return results
 
-    def _source_tokens(self, texts: list[str], on_long_input: str, first_number: int = 1
-                       ) -> list[list[str]]:
-        """Tokenized inputs, each cut to the model's data.max_src_len (with a warning), or an
-        error naming the input when on_long_input is 'error'."""
+    def _sources(self, texts: list, on_long_input: str, first_number: int = 1
+                 ) -> tuple[list[list[str]], list]:
+        """(the tokens of each input, what the model reads of it: ids, or normalised frames
+        for a model over frames, whose inputs have no tokens), each cut to the model's
+        data.max_src_len (with a warning), or an error naming the input when on_long_input
+        is 'error'."""
         limit = self.config.data.max_src_len
-        src_toks = [self.fields.src_tok.tokenize(t) for t in texts]
-        for i, toks in enumerate(src_toks):
-            if len(toks) > limit:
+        frames = bool(self.fields.frame_width)
+        what = "frames" if frames else "tokens"
+        src_toks = [[] if frames else self.fields.src_tok.tokenize(t) for t in texts]
+        lengths = [len(x) if frames else len(t) for x, t in zip(texts, src_toks, strict=True)]
+        cut = list(texts) if frames else src_toks
+        for i, n in enumerate(lengths):
+            if n > limit:
                 if on_long_input == "error":
-                    raise DataError(f"input {i + first_number} has {len(toks)} tokens, more "
-                                    f"than this model's limit (data.max_src_len = {limit}); "
-                                    "shorten it, or allow truncation (on_long_input: truncate)")
-                log.warning("input %d has %d tokens; truncated to data.max_src_len=%d",
-                            i + first_number, len(toks), limit)
-                src_toks[i] = toks[:limit]
-        return src_toks
+                    raise DataError(f"input {i + first_number} has {n} {what}, more than this "
+                                    f"model's limit (data.max_src_len = {limit}); shorten it, "
+                                    "or allow truncation (on_long_input: truncate)")
+                log.warning("input %d has %d %s; truncated to data.max_src_len=%d",
+                            i + first_number, n, what, limit)
+                cut[i] = cut[i][:limit]
+        if frames:
+            read = []
+            for i, x in enumerate(cut):
+                try:
+                    read.append(self.fields.src_frames(x))
+                except DataError as e:
+                    raise DataError(f"input {i + first_number}: {e}") from None
+            return src_toks, read
+        return src_toks, [self.fields.src_ids(t) for t in src_toks]
 
     def _search(self, src, src_len, opts: DecodeConfig, scorer: Scorer, attention, generator):
         self._prepare("bf16" if opts.bf16 else "fp32")
