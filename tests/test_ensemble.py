@@ -6,7 +6,8 @@ import torch
 from conftest import padded_batch, tiny_model
 from tandem import checkpoint
 from tandem.config import Config, DataConfig, DecodeConfig
-from tandem.data.dataset import Fields, build_fields
+from tandem.data.dataset import build_fields
+from tandem.data.fields import Fields
 from tandem.data.vocab import BOS_ID, EOS_ID
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tandem.config import DataConfig, from_dict
-from tandem.data.dataset import Fields, build_fields, encode_pairs
+from tandem.data.dataset import build_fields, encode_pairs
+from tandem.data.fields import Fields
 from tandem.errors import CheckpointError
 from tandem.structures.translator import Translator, load
 from tandem.train.trainer import train

@@ -17,13 +17,14 @@ import torch
 
 from tandem.config import from_dict
 from tandem.data import readers
+from tandem.data.fields import StructFields
 from tandem.data.tokenizers import CharTokenizer, WordTokenizer
 from tandem.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from tandem.errors import ConfigError, DataError
 from tandem.structures import get
 from tandem.structures.classify import Classify
 from tandem.structures.classify import collate as collate_classify
-from tandem.structures.common import TAG_PAD, StructFields
+from tandem.structures.common import TAG_PAD
 from tandem.structures.generate import collate as collate_generate
 from tandem.structures.lm import NEWLINE, stream_text, stream_tokens
 from tandem.structures.lm import stream_batches as lm_stream_batches

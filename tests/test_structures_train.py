@@ -19,9 +19,9 @@ import torch
 from structdata import STRUCTURES, config_dict, feature_data  # tests/structdata.py
 from tandem import checkpoint
 from tandem.config import from_dict
+from tandem.data.fields import StructFields
 from tandem.errors import ConfigError
 from tandem.metrics import higher_is_better
-from tandem.structures.common import StructFields
 from tandem.train.run import claim_run
 from tandem.train.trainer import Trainer, train
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from tandem import metrics
-from tandem.data.dataset import Fields
+from tandem.data.fields import Fields
 
 
 def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list[str]]]:

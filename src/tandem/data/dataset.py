@@ -6,85 +6,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from tandem.config import DataConfig
 from tandem.data import tokenizers
 from tandem.data.batching import Example
 from tandem.data.corpora import Pair, read_split
-from tandem.data.frames import channel_stats, frame_splits, normalise
-from tandem.data.tokenizers import Tokenizer
-from tandem.data.vocab import BOS_ID, EOS_ID, Vocab
+from tandem.data.fields import Fields
+from tandem.data.frames import channel_stats, frame_splits
+from tandem.data.vocab import Vocab
 from tandem.errors import ConfigError
 
 log = logging.getLogger("tandem")
-
-
-@dataclass
-class Fields:
-    """Everything needed to turn text into ids and back, for both sides."""
-
-    src_tok: Tokenizer
-    tgt_tok: Tokenizer
-    src_vocab: Vocab
-    tgt_vocab: Vocab
-    reverse_source: bool = False  # the model reads source tokens last to first
-    reverse_target: bool = False  # the model writes target tokens last to first
-    # data.src_kind: frames: a source is a series of frames of this many numbers (src_tok and
-    # src_vocab are then unused), normalised by the training frames' mean and std when kept
-    frame_width: int = 0
-    frame_mean: list[float] = field(default_factory=list)
-    frame_std: list[float] = field(default_factory=list)
-
-    def src_ids(self, tokens: list[str]) -> list[int]:
-        """Source tokens (in reading order) -> the ids the model reads."""
-        ids = self.src_vocab.encode(tokens)
-        return ids[::-1] if self.reverse_source else ids
-
-    def src_frames(self, series) -> np.ndarray:
-        """A source series of frames (T, C) -> the normalised frames the model reads."""
-        arr = normalise(series, self.frame_width, self.frame_mean, self.frame_std)
-        return arr[::-1].copy() if self.reverse_source else arr
-
-    def encode_src(self, text) -> list[int] | np.ndarray:
-        """Source text (a series of frames, for a model over frames) -> what the model
-        reads."""
-        if self.frame_width:
-            return self.src_frames(text)
-        return self.src_ids(self.src_tok.tokenize(text))
-
-    def tgt_ids(self, tokens: list[str]) -> list[int]:
-        """Target tokens (in reading order) -> the ids the model writes, without bos/eos."""
-        return self.tgt_vocab.encode(tokens[::-1] if self.reverse_target else tokens)
-
-    def encode_pair(self, src: str, tgt: str) -> Example:
-        """(source, target) text -> (source ids, target ids with bos and eos)."""
-        return (self.encode_src(src),
-                [BOS_ID] + self.tgt_ids(self.tgt_tok.tokenize(tgt)) + [EOS_ID])
-
-    def tgt_tokens(self, ids: list[int]) -> list[str]:
-        """Ids the model wrote -> target tokens in reading order."""
-        toks = self.tgt_vocab.decode(ids)
-        return toks[::-1] if self.reverse_target else toks
-
-    def state(self) -> dict:
-        """What a checkpoint stores to rebuild the fields (plain types only)."""
-        return {"src_tok": self.src_tok.state(), "tgt_tok": self.tgt_tok.state(),
-                "src_vocab": list(self.src_vocab.itos), "tgt_vocab": list(self.tgt_vocab.itos),
-                "reverse_source": self.reverse_source, "reverse_target": self.reverse_target,
-                "frame_width": self.frame_width, "frame_mean": list(self.frame_mean),
-                "frame_std": list(self.frame_std)}
-
-    @classmethod
-    def from_state(cls, state: dict) -> Fields:
-        """The fields a checkpoint's `state()` describes."""
-        return cls(tokenizers.from_state(state["src_tok"]), tokenizers.from_state(state["tgt_tok"]),
-                   Vocab(state["src_vocab"][4:]), Vocab(state["tgt_vocab"][4:]),
-                   bool(state.get("reverse_source", False)),
-                   bool(state.get("reverse_target", False)),
-                   int(state.get("frame_width", 0)),
-                   [float(x) for x in state.get("frame_mean") or ()],
-                   [float(x) for x in state.get("frame_std") or ()])
 
 
 @dataclass

@@ -24,13 +24,14 @@ from tandem.config import Config, DataConfig
 from tandem.cpu import autocast
 from tandem.data import readers, tokenizers
 from tandem.data.corpora import corpus_dir
+from tandem.data.fields import StructFields
 from tandem.data.tokenizers import CharTokenizer, Tokenizer
 from tandem.data.vocab import Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.lm import LanguageModel, detach_hidden
 from tandem.model.loss import token_nll
 from tandem.structures.base import Structure, floats
-from tandem.structures.common import StructData, StructFields, Tensors, ce_sum, log
+from tandem.structures.common import StructData, Tensors, ce_sum, log
 from tandem.structures.generating import Generating
 
 NAME = "lm"

@@ -24,7 +24,8 @@ from tandem.config import Config, DataConfig
 from tandem.cpu import autocast
 from tandem.data.batching import Batch, Example, collate, token_batches
 from tandem.data.corpora import read_split
-from tandem.data.dataset import Fields, build_fields, encode_pairs, load_splits
+from tandem.data.dataset import build_fields, encode_pairs, load_splits
+from tandem.data.fields import Fields
 from tandem.data.streaming import PairStream, StreamPosition, streamed_batches
 from tandem.errors import ConfigError
 from tandem.evaluate import evaluate_outputs, group_references

@@ -17,7 +17,7 @@ from tandem import checkpoint
 from tandem.config import Config, DecodeConfig, decode_options, from_dict
 from tandem.cpu import autocast, resolve_device
 from tandem.data.batching import pad, size_batches
-from tandem.data.dataset import Fields
+from tandem.data.fields import Fields
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
 from tandem.decode.rescore import force_score, rerank
@@ -169,7 +169,8 @@ class Translator(LoadedModel):
         return {**super().info(), "src_vocab": len(self.fields.src_vocab),
                 "tgt_vocab": len(self.fields.tgt_vocab), "src_tokenizer": data.src_tokenizer,
                 "tgt_tokenizer": data.tgt_tokenizer,
-                "decode_defaults": asdict(self.decode_cfg), "max_src_len": data.max_src_len}
+                "decode_defaults": asdict(self.decode_cfg), "max_src_len": data.max_src_len,
+                "frame_width": self.fields.frame_width}
 
     # --- serving ------------------------------------------------------------------------
     def request_model(self, limits: Any) -> type:
