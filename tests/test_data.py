@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from tandem import checkpoint
 from tandem.config import DataConfig
-from tandem.data.batching import collate, size_batches, token_batches
+from tandem.data.batching import collate, token_batches
 from tandem.data.corpora import ReadStats, read_paired, read_sources, read_split, read_tsv
 from tandem.data.dataset import build_fields, encode_pairs
 from tandem.data.fields import Fields
+from tandem.data.order import size_batches
 from tandem.data.tokenizers import (
     CharTokenizer,
     SentencePieceTokenizer,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from tandem.data.order import length_batches
 from tandem.data.vocab import PAD_ID
 
 Example = tuple[list[int], list[int]]
@@ -84,49 +85,3 @@ def token_batches(examples: list[Example], batch_tokens: int, rng: random.Random
     """
     return length_batches([_cost(e) for e in examples], max(1, batch_tokens // 2), rng,
                           bucket_factor)
-
-
-def length_batches(lengths: list[int], budget: int, rng: random.Random | None,
-                   bucket_factor: int = 100) -> list[list[int]]:
-    """Index lists (into `lengths`) whose (size x longest length) stays within `budget`: the
-    batching of token_batches for items of one length each (a classifier's text, a tagger's
-    sentence, a generator's target).
-
-    With `rng`, items are shuffled, sorted by length inside buckets of about `bucket_factor`
-    batches, and the batch order is shuffled (the same rng state gives the same batches);
-    without it, the order is by length (for evaluation). A single over-long item still gets a
-    batch of its own.
-    """
-    order = list(range(len(lengths)))
-    budget = max(1, budget)
-    if rng is None:
-        order.sort(key=lambda i: lengths[i])
-        chunks = [order]
-    else:
-        rng.shuffle(order)
-        avg = max(1, sum(lengths[i] for i in order[:1000]) // max(1, len(order[:1000])))
-        chunk = max(1, bucket_factor * budget // avg)
-        chunks = [sorted(order[i:i + chunk], key=lambda j: lengths[j])
-                  for i in range(0, len(order), chunk)]
-    batches: list[list[int]] = []
-    for ch in chunks:
-        cur: list[int] = []
-        longest = 0
-        for i in ch:
-            c = lengths[i]
-            if cur and max(longest, c) * (len(cur) + 1) > budget:
-                batches.append(cur)
-                cur, longest = [], 0
-            cur.append(i)
-            longest = max(longest, c)
-        if cur:
-            batches.append(cur)
-    if rng is not None:
-        rng.shuffle(batches)
-    return batches
-
-
-def size_batches(n: int, lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Fixed-size batches of similar length, for decoding (order restored by the caller)."""
-    order = sorted(range(n), key=lambda i: lengths[i])
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]

@@ -9,14 +9,17 @@ strategy's shared n-gram blocking):
 - bans: <unk> (unless allowed) and any token that would repeat an n-gram already output get
   log-probability -inf before the search chooses.
 
-The fields are named as the options they come from (decode.length_penalty, ...).
+The fields are named as the options they come from (decode.length_penalty, ...). The scorer
+works on torch tensors and numpy arrays alike (the PyTorch searches and the lean runtime's),
+and imports no torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import torch
+import numpy as np
 
 from tandem.config import DecodeConfig
 from tandem.data.vocab import UNK_ID
@@ -56,10 +59,14 @@ class Scorer:
         """Whether the search must add up the attention each source token receives."""
         return bool(self.coverage_penalty)
 
-    def coverage(self, att: torch.Tensor) -> float:
-        """GNMT's coverage penalty of attention `att` (steps, S): beta * sum over source
-        tokens of log(min(total attention received, 1)); 0 when nothing was under-attended."""
-        return self.coverage_penalty * float(att.sum(0).clamp(min=1e-6, max=1.0).log().sum())
+    def coverage(self, att: Any) -> float:
+        """GNMT's coverage penalty of attention `att` (steps, S), a tensor or an array: beta *
+        sum over source tokens of log(min(total attention received, 1)); 0 when nothing was
+        under-attended."""
+        total = att.sum(0)
+        if isinstance(total, np.ndarray):
+            return self.coverage_penalty * float(np.log(np.clip(total, 1e-6, 1.0)).sum())
+        return self.coverage_penalty * float(total.clamp(min=1e-6, max=1.0).log().sum())
 
     # --- bans ---------------------------------------------------------------------------
 
@@ -68,7 +75,7 @@ class Scorer:
         """Whether `ban` does anything (the searches skip it otherwise)."""
         return self.no_repeat_ngram_size > 0 or not self.allow_unk
 
-    def ban(self, logp: torch.Tensor, history: list[list[int]]) -> None:
+    def ban(self, logp: Any, history: list[list[int]]) -> None:
         """In place on `logp` (rows, V): -inf for <unk> (unless allowed) and, per row, for
         every token that would repeat an n-gram already in that row's `history` (its output
         ids so far, one list per row)."""

@@ -106,6 +106,16 @@ class Structure:
         torch's global generator)."""
         raise NotImplementedError
 
+    @classmethod
+    def export_graphs(cls, model: torch.nn.Module, fields: Any, cfg: Config, folder: Path
+                      ) -> dict[str, Any]:
+        """Write `model` (built by `build`, textbook kernels) as ONNX graphs into `folder`;
+        -> the manifest's structure-specific part: at least `graphs` ({name: {"file",
+        "inputs", "outputs"}}). `tandem.runtime` reads them back."""
+        from tandem.errors import ConfigError
+
+        raise ConfigError(f"tandem export: a {cls.name} model cannot be exported yet")
+
     def build_model(self) -> torch.nn.Module:
         """A freshly initialised model for this data (on the CPU)."""
         return self.build(self.cfg, self.fields)

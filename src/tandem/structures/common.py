@@ -18,9 +18,9 @@ import torch.nn.functional as F
 
 from tandem.config import Config, DataConfig
 from tandem.data import readers
-from tandem.data.batching import length_batches
 from tandem.data.corpora import corpus_dir
 from tandem.data.fields import StructFields
+from tandem.data.order import length_batches
 from tandem.data.readers import Labelled
 from tandem.errors import DataError
 from tandem.structures.base import LoadedModel, Structure

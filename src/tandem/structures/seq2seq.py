@@ -16,6 +16,7 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -115,6 +116,14 @@ class Seq2SeqStructure(Structure):
         """Seq2Seq over the source and target vocabularies (or source frames)."""
         return Seq2Seq(cfg.model, len(fields.src_vocab), len(fields.tgt_vocab),
                        frames=fields.frame_width)
+
+    @classmethod
+    def export_graphs(cls, model: torch.nn.Module, fields: Fields, cfg: Config, folder: Path
+                      ) -> dict[str, Any]:
+        """The `encoder` and `step` graphs (`tandem.model.onnx.seq2seq_graphs`)."""
+        from tandem.model.onnx import seq2seq_graphs
+
+        return seq2seq_graphs(model, fields.frame_width, folder)
 
     def epoch(self, rng: random.Random) -> list[list[int]]:
         """Index lists of the training examples by token count (`token_batches`)."""

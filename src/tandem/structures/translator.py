@@ -5,8 +5,7 @@ part of the one server (/v1/translate)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,14 @@ import numpy as np
 import torch
 
 from tandem import checkpoint
-from tandem.config import Config, DecodeConfig, decode_options, from_dict
+from tandem.config import Config, DecodeConfig, from_dict
 from tandem.cpu import autocast, resolve_device
-from tandem.data.batching import pad, size_batches
+from tandem.data.batching import pad
 from tandem.data.fields import Fields
+from tandem.data.order import size_batches
 from tandem.decode import search
 from tandem.decode.ensemble import Ensemble
+from tandem.decode.frontend import Result, TextDecoder
 from tandem.decode.rescore import force_score, rerank
 from tandem.decode.scoring import Scorer
 from tandem.errors import CheckpointError, ConfigError, DataError
@@ -33,26 +34,7 @@ STRUCTURE = "seq2seq"
 """The structure whose loaded model this is (tandem.structures.seq2seq)."""
 
 
-@dataclass
-class Result:
-    """One output for one input, in reading order."""
-
-    text: str
-    tokens: list[str]
-    score: float  # sum of log-probabilities
-    norm_score: float  # length-normalised score used for ranking
-    src_tokens: list[str] = field(default_factory=list)
-    attention: list[list[float]] | None = None  # (output tokens [+ eos], source tokens)
-    unknown: list[str] = field(default_factory=list)  # source tokens never seen in training
-    source: str = ""  # the input text
-
-    @property
-    def token_attention(self) -> list[list[float]] | None:
-        """Attention rows of the output tokens only (the end-of-sentence row left out)."""
-        return None if self.attention is None else self.attention[:len(self.tokens)]
-
-
-class Translator(LoadedModel):
+class Translator(TextDecoder, LoadedModel):
     """A model (or ensemble) with its vocabularies and config, ready to decode text: text in,
     tokenized, batched, searched with the decoding options (the model's decode section as
     defaults, overridden per call by DecodeConfig field names), detokenized, text out."""
@@ -121,11 +103,6 @@ class Translator(LoadedModel):
                     "be trained on the same task's targets")
         self.rescorers = rescorers
         return self
-
-    @property
-    def decode_defaults(self) -> DecodeConfig:
-        """The decoding options requests start from (`set_defaults` may have changed them)."""
-        return self.decode_cfg
 
     def evaluate(self, path: str | Path | None = None, features: str | Path | None = None,
                  split: str = "test", *, src_suffix: str | None = None,
@@ -289,133 +266,15 @@ class Translator(LoadedModel):
                                       f"{paths[0]}'s; an ensemble needs identical ones")
         return cls(Ensemble([m for m, _, _, _ in loaded]), fields, cfg)
 
-    def options(self, opts: DecodeConfig | None = None, **overrides) -> DecodeConfig:
-        """The decoding options of a call: `opts` (default: this translator's, i.e. the
-        model's decode section or what `set_defaults` made of it) with `overrides`, any
-        DecodeConfig fields by name (None keeps the value), applied and checked."""
-        return decode_options(opts or self.decode_cfg, **overrides)
-
-    def set_defaults(self, **overrides) -> Translator:
-        """Change this translator's default decoding options (checked as `options` does)."""
-        self.decode_cfg = self.options(**overrides)
-        return self
-
-    def translate_full(self, inputs: Iterable[str], *, opts: DecodeConfig | None = None,
-                       attention: bool = False, generator: torch.Generator | None = None,
-                       first_number: int = 1, **options) -> list[list[Result]]:
-        """n-best Results per input. The decoding options are `opts` (default: this
-        translator's) with `options` applied: any DecodeConfig field by name (beam=3,
-        sample=True, ...; see docs/config.md). `attention`: return attention weights;
-        `generator`: the random numbers of sampling. Messages number the inputs from
-        `first_number`."""
-        opts = self.options(opts, **options)
-        scorer = Scorer.from_options(opts)
-        reranking = bool(self.rescorers) and not opts.sample
-        # when reranking, the search returns every beam candidate; opts.nbest are kept after
-        search_opts = replace(opts, nbest=opts.beam) if reranking else opts
-        texts = list(inputs)
-        src_toks, ids = self._sources(texts, opts.on_long_input, first_number)
-        results: list[list[Result]] = [[] for _ in texts]
-        todo = [i for i, x in enumerate(ids) if len(x)]
-        for i in set(range(len(texts))) - set(todo):  # nothing to translate
-            results[i] = [Result("", [], 0.0, 0.0, [], source=texts[i])
-                          for _ in range(opts.nbest)]
-        for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
-            idx = [todo[j] for j in chunk]
-            src = pad([ids[i] for i in idx]).to(self.device)
-            src_len = torch.tensor([len(ids[i]) for i in idx], device=self.device)
-            hyps = self._search(src, src_len, search_opts, scorer, attention, generator)
-            for i, nb in zip(idx, hyps, strict=True):
-                results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
-        if reranking:
-            return self._rerank(texts, results, opts, scorer, todo)
-        return results
-
-    def _sources(self, texts: list, on_long_input: str, first_number: int = 1
-                 ) -> tuple[list[list[str]], list]:
-        """(the tokens of each input, what the model reads of it: ids, or normalised frames
-        for a model over frames, whose inputs have no tokens), each cut to the model's
-        data.max_src_len (with a warning), or an error naming the input when on_long_input
-        is 'error'."""
-        limit = self.config.data.max_src_len
-        frames = bool(self.fields.frame_width)
-        what = "frames" if frames else "tokens"
-        src_toks = [[] if frames else self.fields.src_tok.tokenize(t) for t in texts]
-        lengths = [len(x) if frames else len(t) for x, t in zip(texts, src_toks, strict=True)]
-        cut = list(texts) if frames else src_toks
-        for i, n in enumerate(lengths):
-            if n > limit:
-                if on_long_input == "error":
-                    raise DataError(f"input {i + first_number} has {n} {what}, more than this "
-                                    f"model's limit (data.max_src_len = {limit}); shorten it, "
-                                    "or allow truncation (on_long_input: truncate)")
-                log.warning("input %d has %d %s; truncated to data.max_src_len=%d",
-                            i + first_number, n, what, limit)
-                cut[i] = cut[i][:limit]
-        if frames:
-            read = []
-            for i, x in enumerate(cut):
-                try:
-                    read.append(self.fields.src_frames(x))
-                except DataError as e:
-                    raise DataError(f"input {i + first_number}: {e}") from None
-            return src_toks, read
-        return src_toks, [self.fields.src_ids(t) for t in src_toks]
-
-    def _search(self, src, src_len, opts: DecodeConfig, scorer: Scorer, attention, generator):
+    def _search_batch(self, inputs: list, opts: DecodeConfig, scorer: Scorer, attention: bool,
+                      generator: torch.Generator | None) -> list[list[search.Hyp]]:
+        """The PyTorch searches over one padded batch, on this translator's device."""
+        src = pad(inputs).to(self.device)
+        src_len = torch.tensor([len(x) for x in inputs], device=self.device)
         self._prepare("bf16" if opts.bf16 else "fp32")
         with autocast(opts.bf16, self.device.type):
             return search.run(self.model, src, src_len, opts, scorer, attention=attention,
                               generator=generator)
-
-    def _result(self, h: search.Hyp, src_toks: list[str], source: str) -> Result:
-        toks = self.fields.tgt_tokens(h.tokens)
-        att = None if h.attention is None else self._reading_order(h.attention, len(h.tokens))
-        return Result(
-            text=self.fields.tgt_tok.detokenize(toks), tokens=toks, score=h.score,
-            norm_score=h.norm_score, src_tokens=src_toks,
-            attention=att,
-            unknown=self.fields.src_vocab.unknown(src_toks), source=source,
-        )
-
-    def _reading_order(self, att: torch.Tensor, n: int) -> list[list[float]]:
-        """Attention rows and columns in reading order when the model reads or writes reversed
-        (the n output tokens' rows; the end-of-sentence row, when there is one, stays last)."""
-        if self.fields.reverse_source:
-            att = att.flip(1)
-        if self.fields.reverse_target:
-            att = torch.cat([att[:n].flip(0), att[n:]])
-        return att.tolist()
-
-    def translate(self, inputs: Iterable[str], *, opts: DecodeConfig | None = None,
-                  generator: torch.Generator | None = None, **options
-                  ) -> list[str] | list[list[str]]:
-        """Plain strings: one output per input, or a list of n-best outputs when nbest > 1
-        (options as in `translate_full`)."""
-        opts = self.options(opts, **options)
-        full = self.translate_full(inputs, opts=opts, generator=generator)
-        if opts.nbest == 1:
-            return [r[0].text for r in full]
-        return [[x.text for x in r] for r in full]
-
-    def stream(self, lines: Iterable[str], chunk: int = 1000, *, opts: DecodeConfig | None = None,
-               attention: bool = False, generator: torch.Generator | None = None, **options
-               ) -> Iterator[list[Result]]:
-        """Translate an arbitrarily long stream in chunks, in order, in constant memory
-        (options as in `translate_full`, checked once before the first line is read)."""
-        opts = self.options(opts, **options)
-        buf: list[str] = []
-        done = 0
-        for line in lines:
-            buf.append(line)
-            if len(buf) >= chunk:
-                yield from self.translate_full(buf, opts=opts, attention=attention,
-                                               generator=generator, first_number=done + 1)
-                done += len(buf)
-                buf = []
-        if buf:
-            yield from self.translate_full(buf, opts=opts, attention=attention,
-                                           generator=generator, first_number=done + 1)
 
 
 def _load_model(path: str | Path, ckpt: dict | None = None

@@ -1,0 +1,285 @@
+"""Exported models at work with numpy and onnxruntime only: a seq2seq model's searches
+(`RuntimeTranslator`), a classifier's labels and a tagger's tags, each answering as the
+PyTorch path's loaded model does (same methods, same decoding options, same results)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tandem.config import Config, DecodeConfig, from_dict
+from tandem.data.fields import Fields, StructFields
+from tandem.data.frames import read_series, segments
+from tandem.data.order import length_batches
+from tandem.data.vocab import PAD_ID
+from tandem.decode.frontend import TextDecoder
+from tandem.decode.scoring import Scorer
+from tandem.errors import CheckpointError, DataError
+from tandem.runtime import search
+
+
+class Graph:
+    """One ONNX graph in an onnxruntime session on the CPU: call it with its inputs by name,
+    get its outputs by name."""
+
+    def __init__(self, folder: Path, spec: dict[str, Any], threads: int | None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or 0  # 0: onnxruntime's choice, one per core
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        path = folder / spec["file"]
+        try:
+            self.session = ort.InferenceSession(str(path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for a bad graph
+            raise CheckpointError(f"{path}: onnxruntime cannot load it ({e})") from None
+        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the graph on the inputs it has (the exporter drops inputs a graph never
+        reads)."""
+        got = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
+        return dict(zip(self.outputs, got, strict=True))
+
+
+class RuntimeModel:
+    """An export loaded for prediction: its manifest, config and graphs."""
+
+    structure = ""
+    verbs: tuple[str, ...] = ()
+
+    def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
+        self.folder = folder
+        self.manifest = body
+        self.config: Config = from_dict(body["config"])
+        self.graphs = {name: Graph(folder, spec, threads)
+                       for name, spec in body["graphs"].items()}
+
+    @property
+    def reads_frames(self) -> bool:
+        """Whether inputs are series of frames (data.src_kind: frames)."""
+        return self.config.data.src_kind == "frames"
+
+    def info(self) -> dict[str, Any]:
+        """The structure, precision, files and the export's source checkpoint."""
+        return {"structure": self.structure, "verbs": list(self.verbs), "backend": "onnxruntime",
+                "precision": self.manifest.get("precision", "float32"),
+                "export": str(self.folder), "files": sorted(self.manifest["files"]),
+                "source": self.manifest.get("source", {}), "src_kind": self.config.data.src_kind}
+
+    def _batch_tokens(self) -> int:
+        return max(self.config.train.batch_tokens, 1000)
+
+
+def pad(inputs: list) -> tuple[np.ndarray, np.ndarray]:
+    """Id lists (or (T, C) frames) -> a padded (B, S) int64 (or (B, S, C) float32) array and
+    the lengths (B,) int64."""
+    lengths = np.array([len(x) for x in inputs], dtype=np.int64)
+    if isinstance(inputs[0], np.ndarray) and inputs[0].ndim == 2:
+        out = np.zeros((len(inputs), int(lengths.max()), inputs[0].shape[1]), np.float32)
+    else:
+        out = np.full((len(inputs), int(lengths.max())), PAD_ID, dtype=np.int64)
+    for i, x in enumerate(inputs):
+        out[i, : len(x)] = x
+    return out, lengths
+
+
+class State:
+    """A seq2seq search's state in the runtime: the decoder's recurrent arrays (`state`,
+    reordered with the beams) and the encoder's (`memory`, per sentence), each with its
+    batch axis; `group` rows per sentence."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], axes: dict[str, int], reordered: set[str],
+                 group: int = 1) -> None:
+        self.arrays, self.axes, self.reordered, self.group = arrays, axes, reordered, group
+
+    def _map(self, fn, names) -> dict[str, np.ndarray]:
+        return {n: (fn(a, self.axes[n]) if n in names else a) for n, a in self.arrays.items()}
+
+    def expand(self, k: int) -> State:
+        """k rows per sentence (beam search): rows b*k .. b*k+k-1 are sentence b."""
+        return State(self._map(lambda a, ax: np.repeat(a, k, axis=ax), self.arrays),
+                     self.axes, self.reordered, k)
+
+    def reorder(self, idx: np.ndarray) -> State:
+        """Reorder the rows of the recurrent state; idx keeps rows within their sentence,
+        where the encoder's arrays are equal."""
+        return State(self._map(lambda a, ax: np.take(a, idx, axis=ax), self.reordered),
+                     self.axes, self.reordered, self.group)
+
+    def keep(self, sentences: np.ndarray) -> State:
+        """Keep only these sentences with all their rows."""
+        rows = sentences
+        if self.group > 1:
+            rows = (sentences[:, None] * self.group + np.arange(self.group)).reshape(-1)
+        return State(self._map(lambda a, ax: np.take(a, rows, axis=ax), self.arrays),
+                     self.axes, self.reordered, self.group)
+
+
+class RuntimeTranslator(TextDecoder, RuntimeModel):
+    """An exported seq2seq model: `translate`, `translate_full`, `stream`, `evaluate`-free
+    decoding with the same options and results as `tandem.Translator`."""
+
+    structure = "seq2seq"
+    verbs = ("translate",)
+
+    def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
+        RuntimeModel.__init__(self, folder, body, threads)
+        self.fields = Fields.from_state(body["fields"])
+        self.decode_cfg: DecodeConfig = self.config.decode
+        self.rescorers: list = []
+        self.axes = {**body["state"], **body["memory"]}
+        self.reordered = set(body["state"])
+
+    def encode(self, src: np.ndarray, src_len: np.ndarray) -> State:
+        """The encoder graph: the decoder's first state and the encoder's memory."""
+        out = self.graphs["encoder"](src=src, src_len=src_len)
+        return State(out, self.axes, self.reordered)
+
+    def decode_step(self, prev: np.ndarray, state: State
+                    ) -> tuple[np.ndarray, State, np.ndarray | None]:
+        """The step graph: log-probabilities (N, V), the next state, attention or None."""
+        out = self.graphs["step"](prev=prev, **state.arrays)
+        arrays = dict(state.arrays)
+        for n in self.reordered:
+            arrays[n] = out[f"next_{n}"]
+        return out["log_probs"], State(arrays, self.axes, self.reordered, state.group), \
+            out.get("attention")
+
+    def _search_batch(self, inputs: list, opts: DecodeConfig, scorer: Scorer, attention: bool,
+                      generator: Any) -> list[list[search.Hyp]]:
+        src, src_len = pad(inputs)
+        return search.run(self, src, src_len, opts, scorer, attention=attention, rng=generator)
+
+    def translate_full(self, inputs, *, opts=None, attention=False, generator=None,
+                       first_number=1, seed: int | None = None, **options):
+        """As `tandem.Translator.translate_full`; sampling draws from `generator` (a numpy
+        Generator) or a fresh one seeded with `seed`."""
+        if generator is None and seed is not None:
+            generator = np.random.default_rng(seed)
+        return super().translate_full(inputs, opts=opts, attention=attention,
+                                      generator=generator, first_number=first_number,
+                                      **options)
+
+    def info(self) -> dict[str, Any]:
+        """The export's info, the vocabularies and decoding defaults."""
+        from dataclasses import asdict
+
+        return {**super().info(), "src_vocab": len(self.fields.src_vocab),
+                "tgt_vocab": len(self.fields.tgt_vocab),
+                "decode_defaults": asdict(self.decode_cfg),
+                "max_src_len": self.config.data.max_src_len,
+                "frame_width": self.fields.frame_width}
+
+
+class RuntimeFieldsModel(RuntimeModel):
+    """An exported classifier or tagger: its `StructFields`."""
+
+    def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
+        super().__init__(folder, body, threads)
+        self.fields = StructFields.from_state(body["fields"])
+
+    @property
+    def labels(self) -> list[str]:
+        """The labels (classes or tags) in id order."""
+        return list(self.fields.labels)
+
+
+class RuntimeClassifier(RuntimeFieldsModel):
+    """An exported classifier: `predict` / `probabilities` as `ClassifierPredictor`."""
+
+    structure = "classify"
+    verbs = ("predict",)
+
+    def probabilities(self, inputs: list) -> np.ndarray:
+        """P(label | input) (N, labels); an input is a text, or a (T, C) series of frames."""
+        if self.fields.num_features:
+            ids = [self.fields.frames(x) for x in inputs]
+        else:
+            ids = [self.fields.encode_text(t) for t in inputs]
+        for i, x in enumerate(ids):
+            if not len(x):
+                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
+        out = np.zeros((len(ids), len(self.fields.labels)), np.float32)
+        for idx in length_batches([len(x) for x in ids], self._batch_tokens(), None):
+            src, src_len = pad([ids[i] for i in idx])
+            out[idx] = self.graphs["model"](src=src, src_len=src_len)["probs"]
+        return out
+
+    def predict(self, texts: list, topk: int = 1) -> list[list[tuple[str, float]]]:
+        """The `topk` most likely labels of each input with their probabilities."""
+        if topk < 1:
+            raise DataError(f"topk = {topk}: give at least 1")
+        probs = self.probabilities(texts)
+        k = min(topk, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        return [[(self.fields.labels[j], float(p[j])) for j in row]
+                for p, row in zip(probs, order, strict=True)]
+
+
+class RuntimeTagger(RuntimeFieldsModel):
+    """An exported tagger: `tag` (words) or `tag_frames` (series), as `TaggerPredictor`."""
+
+    structure = "tag"
+    verbs = ("predict",)
+
+    def _logits(self, examples: list) -> list[np.ndarray]:
+        out: list[np.ndarray] = [np.empty(0)] * len(examples)
+        for idx in length_batches([len(e[0]) for e in examples], self._batch_tokens(), None):
+            words, lengths = pad([examples[i][0] for i in idx])
+            feeds = {"words": words, "lengths": lengths}
+            if not self.fields.num_features:
+                longest = max(len(c) for i in idx for c in examples[i][1])
+                chars = np.full((len(idx), words.shape[1], longest), PAD_ID, np.int64)
+                char_len = np.zeros((len(idx), words.shape[1]), np.int64)
+                for row, i in enumerate(idx):
+                    for j, c in enumerate(examples[i][1]):
+                        chars[row, j, : len(c)] = c
+                        char_len[row, j] = len(c)
+                feeds.update(chars=chars, char_len=char_len)
+            logits = self.graphs["model"](**feeds)["logits"]
+            for row, i in enumerate(idx):
+                out[i] = logits[row, : len(examples[i][0])]
+        return out
+
+    def tag(self, sentences: list) -> list[list[tuple[str, str]]]:
+        """(word, tag) pairs of each sentence (a list of words, or a string split on
+        whitespace)."""
+        if self.reads_frames:
+            raise DataError("this tagger reads series of frames: call tag_frames(series)")
+        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+        examples = []
+        for i, ws in enumerate(words):
+            if not ws:
+                raise DataError(f"input {i + 1}: no words to tag")
+            examples.append(self.fields.encode_words(ws))
+        return [[(w, self.fields.labels[int(t)]) for w, t in zip(ws, lg.argmax(-1), strict=True)]
+                for ws, lg in zip(words, self._logits(examples), strict=True)]
+
+    def tag_frames(self, series: list) -> list[list[str]]:
+        """A tag for every frame of each series (a (T, C) array)."""
+        examples = [(self.fields.frames(x), []) for x in series]
+        return [[self.fields.labels[int(t)] for t in lg.argmax(-1)]
+                for lg in self._logits(examples)]
+
+    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
+        """The tags of every frame of every series of a file, with its segments."""
+        items = read_series(path, labelled=False)
+        return [{"input": where, "tags": tags, "segments": [list(s) for s in segments(tags)]}
+                for (_, _, where), tags in zip(items, self.tag_frames([x for x, _, _ in items]),
+                                               strict=True)]
+
+
+MODELS = {"seq2seq": RuntimeTranslator, "classify": RuntimeClassifier, "tag": RuntimeTagger}
+
+
+def threads_from_env() -> int | None:
+    """TANDEM_THREADS, when set: the runtime's intra-op threads."""
+    v = os.environ.get("TANDEM_THREADS")
+    return int(v) if v and v.isdigit() else None
