@@ -27,14 +27,19 @@ LAYERS: dict[str, int] = {
     # what both training and decoding use without importing each other
     "tandem.checkpoint": 3, "tandem.evaluate": 3,
     "tandem.decode": 4,
+    # the torch-free halves of the classifier's and tagger's verbs, for both backends
+    "tandem.verbs": 4,
     # one module per structure: its data, model, loss, metrics, prediction and requests (the
     # searches are decode's; seq2seq's validation decodes the dev set)
     "tandem.structures": 5,
+    # the lean runtime: exported models with numpy and onnxruntime (never torch, nor the
+    # structures and model modules that import it)
+    "tandem.runtime": 5,
     "tandem.train": 6,  # one loop that drives every structure
     # what people run: the package's public API, the command line (the tandem.cli package:
     # every tandem.cli.* module), server, demo, pictures
     "tandem": 7, "tandem.cli": 7, "tandem.serve": 7, "tandem.demo": 7, "tandem.bench": 7,
-    "tandem.plots": 7, "tandem.__main__": 7, "tandem.pronounce": 7,
+    "tandem.plots": 7, "tandem.__main__": 7, "tandem.pronounce": 7, "tandem.export": 7,
 }
 
 

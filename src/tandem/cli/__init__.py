@@ -5,6 +5,7 @@
   the other structures too)
 - predict.py: predict, generate (classifiers and taggers; language models and generators)
 - serve.py: serve (the HTTP API and web page)
+- export.py: export (ONNX graphs and a manifest for the lean runtime)
 - g2p.py: g2p (English pronunciations)
 - plots.py: plot-attention, plot-run (pictures)
 
@@ -21,7 +22,7 @@ import logging
 import os
 import sys
 
-from tandem.cli import decode, g2p, plots, predict, serve, train
+from tandem.cli import decode, export, g2p, plots, predict, serve, train
 from tandem.cli.g2p import G2P_CHUNK, G2P_FIRST_CHUNK, g2p_chunks
 from tandem.errors import TandemError
 
@@ -29,8 +30,8 @@ __all__ = ["COMMANDS", "G2P_CHUNK", "G2P_FIRST_CHUNK", "build_parser", "g2p_chun
 
 log = logging.getLogger("tandem")
 
-COMMANDS = ("train", "translate", "predict", "generate", "evaluate", "average", "g2p",
-            "distill", "bench", "data", "serve", "chat", "plot-attention", "plot-run")
+COMMANDS = ("train", "translate", "predict", "generate", "evaluate", "average", "export",
+            "g2p", "distill", "bench", "data", "serve", "chat", "plot-attention", "plot-run")
 """Every command, in the order `tandem --help` and docs/cli.md list them, whichever module
 holds it."""
 
@@ -85,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tandem", description="RNN encoder-decoder toolkit")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = p.add_subparsers(dest="command", required=True)
-    parsers = {name: add for module in (train, decode, predict, serve, g2p, plots)
+    parsers = {name: add for module in (train, decode, predict, export, serve, g2p, plots)
                for name, add in module.PARSERS.items()}
     for name in sorted(parsers, key=COMMANDS.index):  # a command not in COMMANDS fails here
         parsers[name](sub)

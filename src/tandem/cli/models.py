@@ -14,10 +14,19 @@ def load_model(a: argparse.Namespace):
     structure has them), on --device; a model that translates is reranked with --rescore and
     quantized when --quantize asks for it (int8 runs on the CPU, so --device auto then means
     the CPU)."""
-    from tandem import structures
+    from tandem import runtime, structures
     from tandem.cpu import resolve_device
 
     quantize = getattr(a, "quantize", None)
+    if runtime.is_export(a.model[0]):  # the lean runtime: one model, CPU, as exported
+        given = [f for f, v in (("--quantize", quantize),
+                                ("--rescore", getattr(a, "rescore", None))) if v]
+        if given or len(a.model) > 1:
+            what = ", ".join(given) or "several --model paths"
+            raise ConfigError(f"{what}: {a.model[0]} is an export, which runs as exported "
+                              "(quantize with `tandem export --quantize int8`; ensembles and "
+                              "rescoring load checkpoints)")
+        return structures.load(a.model[0], device=getattr(a, "device", "auto"))
     device = resolve_device("cpu" if quantize and a.device == "auto" else a.device, "--device")
     model = structures.load(*a.model, device=device)
     if "translate" not in model.verbs:
@@ -66,7 +75,12 @@ def need(model, command: str, verb: str) -> None:
 
 
 def sampling_generator(tr, seed: int | None):
-    """The random numbers of sampling: seeded (repeatable outputs) when `seed` is given."""
+    """The random numbers of sampling: seeded (repeatable outputs) when `seed` is given (a
+    numpy Generator for an export in the lean runtime)."""
+    if not hasattr(tr, "device"):
+        import numpy as np
+
+        return np.random.default_rng(seed) if seed is not None else None
     import torch
 
     return torch.Generator(device=tr.device).manual_seed(seed) if seed is not None else None

@@ -17,23 +17,61 @@ recurrence, as in training; the dynamo exporter cannot export packed sequences.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from tandem.model.decoder import DecoderState
+from tandem.model.encoder import Encoder, packed_rnn
 from tandem.model.seq2seq import NEVER_OUTPUT, Seq2Seq
 
 OPSET = 17
 BATCH = "batch"
 
 
+@contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """The exporter's C++ side writes shape-inference notes about packed sequences straight
+    to file descriptor 2; they say nothing a user can act on (the graphs are checked against
+    the model by the tests), so they are dropped while it runs."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no real stderr (some embedded interpreters): nothing to quiet
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def traced_rnn(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor):
+    """`packed_rnn` for tracing: the final state gains an empty sum over the padded states
+    (exactly 0), so the states stay in the graph when a model reads only the final state (a
+    classifier's last bridge, a tagger's character view): the exporter fails on an unused
+    padded output."""
+    states, hidden = packed_rnn(rnn, x, lengths)
+    anchor = states[:, :0].sum()
+    if isinstance(hidden, tuple):
+        return states, (hidden[0] + anchor, hidden[1] + anchor)
+    return states, hidden + anchor
+
+
 def export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[str],
                  outputs: list[str], axes: dict[str, dict[int, str]]) -> dict:
     """Trace `module` on `args` into `path`; -> the manifest's entry for the graph."""
-    with warnings.catch_warnings(), torch.no_grad():
+    for m in module.modules():
+        if isinstance(m, Encoder):
+            m.run_rnn = traced_rnn
+    with warnings.catch_warnings(), torch.no_grad(), _quiet_native_stderr():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
         torch.onnx.export(module.eval(), args, str(path), input_names=inputs,
                           output_names=outputs, dynamic_axes=axes, opset_version=OPSET,
@@ -134,7 +172,42 @@ def seq2seq_graphs(model: Seq2Seq, frames: int, folder: Path) -> dict:
             "state": {n: axis[n] for n in state}, "memory": {n: axis[n] for n in memory}}
 
 
-def forward_graph(module: nn.Module, args: tuple, names: list[str], axes: dict, output: str,
-                  out_axes: dict[int, str], path: Path) -> dict:
-    """Export a whole forward pass (`module(*args)` -> one output) as `path`."""
-    return export_graph(module, args, path, names, [output], {**axes, output: out_axes})
+class _Probabilities(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(src, src_len).float(), -1)
+
+
+def classifier_graphs(model: nn.Module, frames: int, folder: Path) -> dict:
+    """A classifier as one graph `model`: src (B, S) ids (or (B, S, C) frames), src_len ->
+    probs (B, labels), the softmax of its logits."""
+    src, src_len = source_example(frames)
+    axes = {"src": {0: BATCH, 1: "src_len"}, "src_len": {0: BATCH}, "probs": {0: BATCH}}
+    return {"graphs": {"model": export_graph(_Probabilities(model), (src, src_len),
+                                             folder / "model.onnx", ["src", "src_len"],
+                                             ["probs"], axes)}}
+
+
+def tagger_graphs(model: nn.Module, frames: int, folder: Path) -> dict:
+    """A tagger as one graph `model`: words (B, S) ids and lengths, with its character view
+    chars (B, S, W) and char_len (B, S) (or frames (B, S, C) and lengths) -> logits
+    (B, S, tags)."""
+    words, lengths = source_example(frames)
+    axes = {"words": {0: BATCH, 1: "words"}, "lengths": {0: BATCH},
+            "logits": {0: BATCH, 1: "words"}}
+    if frames or model.chars is None:
+        return {"graphs": {"model": export_graph(model, (words, lengths), folder / "model.onnx",
+                                                 ["words", "lengths"], ["logits"], axes)}}
+    chars = torch.randint(4, 6, (*words.shape, 3))
+    char_len = torch.full(words.shape, 3)
+    char_len[1, 2] = 1
+    for i, n in enumerate(lengths.tolist()):
+        chars[i, n:], char_len[i, n:] = 0, 0
+    axes.update(chars={0: BATCH, 1: "words", 2: "chars"}, char_len={0: BATCH, 1: "words"})
+    return {"graphs": {"model": export_graph(model, (words, lengths, chars, char_len),
+                                             folder / "model.onnx",
+                                             ["words", "lengths", "chars", "char_len"],
+                                             ["logits"], axes)}}

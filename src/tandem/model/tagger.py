@@ -44,7 +44,8 @@ class CharView(nn.Module):
         if real.numel():
             words = chars.reshape(B * S, W).index_select(0, real)
             lens = flat_len.index_select(0, real)
-            words = words[:, : int(lens.max())]
+            if not torch.jit.is_tracing():  # a traced graph would keep this width for good
+                words = words[:, : int(lens.max())]
             summary = self.encoder(words, lens).final_h[-1]  # (N, size)
             out = out.to(summary.dtype).index_copy(0, real, summary)
         return out.view(B, S, self.size)

@@ -12,13 +12,13 @@ import numpy as np
 
 from tandem.config import Config, DecodeConfig, from_dict
 from tandem.data.fields import Fields, StructFields
-from tandem.data.frames import read_series, segments
 from tandem.data.order import length_batches
 from tandem.data.vocab import PAD_ID
 from tandem.decode.frontend import TextDecoder
 from tandem.decode.scoring import Scorer
 from tandem.errors import CheckpointError, DataError
 from tandem.runtime import search
+from tandem.verbs import ClassifierVerbs, TaggerVerbs
 
 
 class Graph:
@@ -167,6 +167,13 @@ class RuntimeTranslator(TextDecoder, RuntimeModel):
                                       generator=generator, first_number=first_number,
                                       **options)
 
+    def translate(self, inputs, *, opts=None, generator=None, seed: int | None = None,
+                  **options):
+        """As `tandem.Translator.translate` (`seed`: as in `translate_full`)."""
+        if generator is None and seed is not None:
+            generator = np.random.default_rng(seed)
+        return super().translate(inputs, opts=opts, generator=generator, **options)
+
     def info(self) -> dict[str, Any]:
         """The export's info, the vocabularies and decoding defaults."""
         from dataclasses import asdict
@@ -191,7 +198,7 @@ class RuntimeFieldsModel(RuntimeModel):
         return list(self.fields.labels)
 
 
-class RuntimeClassifier(RuntimeFieldsModel):
+class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
     """An exported classifier: `predict` / `probabilities` as `ClassifierPredictor`."""
 
     structure = "classify"
@@ -223,7 +230,7 @@ class RuntimeClassifier(RuntimeFieldsModel):
                 for p, row in zip(probs, order, strict=True)]
 
 
-class RuntimeTagger(RuntimeFieldsModel):
+class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
     """An exported tagger: `tag` (words) or `tag_frames` (series), as `TaggerPredictor`."""
 
     structure = "tag"
@@ -267,14 +274,6 @@ class RuntimeTagger(RuntimeFieldsModel):
         examples = [(self.fields.frames(x), []) for x in series]
         return [[self.fields.labels[int(t)] for t in lg.argmax(-1)]
                 for lg in self._logits(examples)]
-
-    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
-        """The tags of every frame of every series of a file, with its segments."""
-        items = read_series(path, labelled=False)
-        return [{"input": where, "tags": tags, "segments": [list(s) for s in segments(tags)]}
-                for (_, _, where), tags in zip(items, self.tag_frames([x for x, _, _ in items]),
-                                               strict=True)]
-
 
 MODELS = {"seq2seq": RuntimeTranslator, "classify": RuntimeClassifier, "tag": RuntimeTagger}
 

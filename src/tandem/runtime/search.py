@@ -52,9 +52,9 @@ def run(model: Any, src: np.ndarray, src_len: np.ndarray, opts: DecodeConfig,
             if top_k:
                 kth = -np.sort(-logits, axis=1)[:, min(top_k, logits.shape[1]) - 1:][:, :1]
                 logits = np.where(logits < kth, -np.inf, logits)
-            p = np.exp(logits - logits.max(1, keepdims=True))
+            p = np.exp((logits - logits.max(1, keepdims=True)).astype(np.float64))
             p /= p.sum(1, keepdims=True)
-            return np.array([rng.choice(len(row), p=row) for row in p.astype(np.float64)])
+            return np.array([rng.choice(len(row), p=row) for row in p])
 
         return _feed_back(model, src, src_len, opts, scorer, attention, draw, normalise=False)
     if opts.beam == 1:

@@ -77,12 +77,21 @@ def loaded_class(name: str) -> type[LoadedModel]:
 
 def load(*paths: str | Path, device: str = "auto", first: dict | None = None) -> LoadedModel:
     """Load a trained model of any structure, on `device` (auto, cpu, cuda or cuda:N): the
-    structure's LoadedModel (a Translator for seq2seq, where several paths are an ensemble).
+    structure's LoadedModel (a Translator for seq2seq, where several paths are an ensemble);
+    an export folder (`tandem export`) loads in the lean runtime (`tandem.runtime.load`).
     `first`: the first checkpoint's contents when the caller has read them already."""
-    from tandem import checkpoint
+    from tandem import checkpoint, runtime
 
     if not paths:
         raise CheckpointError("tandem.load: give a checkpoint path")
+    if runtime.is_export(paths[0]):  # an export folder: the lean runtime runs it
+        if len(paths) > 1:
+            raise CheckpointError(f"{paths[0]}: an export is one model; ensembles load "
+                                  "from checkpoints")
+        if str(device) not in ("auto", "cpu"):
+            raise CheckpointError(f"{paths[0]}: an export runs on the CPU (onnxruntime); "
+                                  f"device {device!r} is for checkpoints")
+        return runtime.load(paths[0])
     ckpt = first if first is not None else checkpoint.load(paths[0])
     name = ckpt.get("structure", "seq2seq")
     if name not in _discover():

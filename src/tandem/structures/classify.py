@@ -41,6 +41,7 @@ from tandem.structures.common import (
     unknown,
 )
 from tandem.structures.schema import frame_inputs, request, text_inputs, whole_int
+from tandem.verbs import ClassifierVerbs
 
 NAME = "classify"
 Example = tuple[list[int], int]
@@ -197,6 +198,14 @@ class Classify(ExampleStructure):
         return Classifier(cfg.model, len(fields.vocab), len(fields.labels),
                           frames=fields.num_features)
 
+    @classmethod
+    def export_graphs(cls, model: torch.nn.Module, fields: StructFields, cfg: Config,
+                      folder: Path) -> dict[str, Any]:
+        """One graph, `model`: the label probabilities (`tandem.model.onnx`)."""
+        from tandem.model.onnx import classifier_graphs
+
+        return classifier_graphs(model, fields.num_features, folder)
+
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy of the labels; n = items in the batch."""
         t = self.cfg.train
@@ -213,7 +222,7 @@ class Classify(ExampleStructure):
         return floats(res, ("loss", "accuracy", "macro_f1"))
 
 
-class ClassifierPredictor(FieldsModel):
+class ClassifierPredictor(ClassifierVerbs, FieldsModel):
     """A trained classifier: a label for each text, with its probability.
 
         clf = tandem.load("runs/sst2/best.pt")
@@ -253,29 +262,6 @@ class ClassifierPredictor(FieldsModel):
         top = probs.topk(k, -1)
         return [[(self.fields.labels[j], float(p)) for p, j in zip(ps, js, strict=True)]
                 for ps, js in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
-
-    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
-        """The top-k labels of every series of a .ts, .npz or .npy file (labels in it, if
-        any, are not used), one record each, its input the series' place in the file."""
-        series = read_series(path, labelled=False)
-        tops = self.predict([x for x, _, _ in series], topk)
-        return [{"input": where, "labels": [{"label": lab, "prob": p} for lab, p in top]}
-                for (_, _, where), top in zip(series, tops, strict=True)]
-
-    def predict_lines(self, lines: list[str], topk: int = 1) -> list[dict[str, Any]]:
-        """`predict` for the command line: one record per line, {"input", "labels": [{"label",
-        "prob"}]}; a line empty after tokenization is refused naming it."""
-        return [{"input": x, "labels": [{"label": lab, "prob": p} for lab, p in top]}
-                for x, top in zip(lines, self.predict(lines, topk), strict=True)]
-
-    item = "text to classify"
-
-    def check_line(self, line: str) -> str | None:
-        """Why `line` cannot be classified (nothing left after tokenization), or None."""
-        if self.fields.encode_text(line):
-            return None
-        return (f"empty after tokenization (the model's {self.fields.tok.kind} tokenizer "
-                "keeps none of its characters)")
 
     def evaluate(self, path=None, features=None, split="test") -> dict[str, Any]:
         """accuracy, macro_f1 (percent), loss, f1 per label, the confusion matrix

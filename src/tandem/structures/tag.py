@@ -23,7 +23,7 @@ from tandem.cpu import autocast
 from tandem.data import readers
 from tandem.data.batching import pad
 from tandem.data.corpora import corpus_dir
-from tandem.data.frames import channel_stats, frame_splits, read_series, segments
+from tandem.data.frames import channel_stats, frame_splits, read_series
 from tandem.data.readers import Tagged
 from tandem.data.vocab import PAD_ID, Vocab
 from tandem.errors import ConfigError, DataError
@@ -42,6 +42,7 @@ from tandem.structures.common import (
     unknown,
 )
 from tandem.structures.schema import frame_inputs, request, text_inputs
+from tandem.verbs import TaggerVerbs, frame_record
 
 NAME = "tag"
 Example = tuple[list[int], list[list[int]], list[int]]
@@ -246,6 +247,14 @@ class Tag(ExampleStructure):
         return Tagger(cfg.model, len(fields.vocab), chars, len(fields.labels),
                       frames=fields.num_features)
 
+    @classmethod
+    def export_graphs(cls, model: torch.nn.Module, fields: StructFields, cfg: Config,
+                      folder: Path) -> dict[str, Any]:
+        """One graph, `model`: the tag logits of every position (`tandem.model.onnx`)."""
+        from tandem.model.onnx import tagger_graphs
+
+        return tagger_graphs(model, fields.num_features, folder)
+
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """Summed cross-entropy of the tags; n = real words."""
         t = self.cfg.train
@@ -262,7 +271,7 @@ class Tag(ExampleStructure):
         return floats(res, ("loss", "token_acc", "unseen_acc"))
 
 
-class TaggerPredictor(FieldsModel):
+class TaggerPredictor(TaggerVerbs, FieldsModel):
     """A trained tagger: a tag for every word.
 
         tandem.load("runs/ud_ewt/best.pt").tag(["The cat sat ."])  # [[('The', 'DET'), ...]]
@@ -283,14 +292,6 @@ class TaggerPredictor(FieldsModel):
             for row, i in enumerate(idx):
                 tags[i] = best[row][: len(examples[i][0])]
         return [[self.fields.labels[t] for t in ts] for ts in tags]
-
-    def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
-        """The tag of every frame of every series of a .ts, .npz or .npy file (tags in it,
-        if any, are not used), one record each: its place in the file, the tags and the
-        segments (runs of one tag: first frame, end, tag)."""
-        series = read_series(path, labelled=False)
-        return [_frame_record(where, tags) for (_, _, where), tags
-                in zip(series, self.tag_frames([x for x, _, _ in series]), strict=True)]
 
     @torch.no_grad()
     def tag(self, sentences: list[str | list[str]]) -> list[list[tuple[str, str]]]:
@@ -313,17 +314,6 @@ class TaggerPredictor(FieldsModel):
                 tags[i] = best[row][: len(words[i])]
         return [[(w, self.fields.labels[t]) for w, t in zip(ws, ts, strict=True)]
                 for ws, ts in zip(words, tags, strict=True)]
-
-    item = "sentence to tag"
-
-    def predict_lines(self, lines: list[str], topk: int = 1) -> list[dict[str, Any]]:
-        """`tag` for the command line: one record per line, {"input", "words", "tags"}."""
-        return [{"input": x, "words": [w for w, _ in pairs], "tags": [t for _, t in pairs]}
-                for x, pairs in zip(lines, self.tag(lines), strict=True)]
-
-    def check_line(self, line: str) -> str | None:
-        """Every non-blank line has words to tag."""
-        return None
 
     def evaluate(self, path=None, features=None, split="test") -> dict[str, Any]:
         """token_acc, and unseen_acc / unseen_tokens (accuracy on words never seen in
@@ -352,6 +342,8 @@ class TaggerPredictor(FieldsModel):
     def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
         """Each sentence is an item; every request batches with every other. A sentence of
         no words is refused here, so it never fails a batch of other requests."""
+        if self.reads_frames:
+            return [np.asarray(x, np.float32) for x in req.inputs], None
         for i, text in enumerate(req.inputs):
             if not text.split():
                 raise DataError(f"input {i + 1}: no words to tag")
@@ -365,16 +357,11 @@ class TaggerPredictor(FieldsModel):
         """{"results": [{"input", "words", "tags"}], "ms"} (series of frames: {"input",
         "tags", "segments"})."""
         if self.reads_frames:
-            return {"results": [_frame_record(f"{len(x)} frames", tags)
+            return {"results": [frame_record(f"{len(x)} frames", tags)
                                 for x, tags in zip(req.inputs, outputs, strict=True)], "ms": ms}
         return {"results": [{"input": x, "words": [w for w, _ in pairs],
                              "tags": [t for _, t in pairs]}
                             for x, pairs in zip(req.inputs, outputs, strict=True)], "ms": ms}
-
-
-def _frame_record(where: str, tags: list[str]) -> dict[str, Any]:
-    return {"input": where, "tags": tags,
-            "segments": [list(seg) for seg in segments(tags)]}
 
 
 STRUCTURE = Tag
