@@ -442,9 +442,9 @@ def test_batch_size_and_on_long_input_shape_the_search(tmp_path, capsys, monkeyp
                                                        attention_checkpoint):
     want = load(attention_checkpoint, device="cpu").translate(TEXTS)
     widths = []
-    real = Translator._search
-    monkeypatch.setattr(Translator, "_search", lambda self, src, *a: (
-        widths.append(src.size(0)) or real(self, src, *a)))
+    real = Translator._search_batch
+    monkeypatch.setattr(Translator, "_search_batch", lambda self, inputs, *a: (
+        widths.append(len(inputs)) or real(self, inputs, *a)))
     assert translate(tmp_path, "--model", str(attention_checkpoint), "--batch-size", "3") == want
     assert sorted(widths) == [1, 3, 3, 3]  # 10 inputs, at most 3 searched together
     # the model reads at most data.max_src_len tokens: a longer input is cut, or refused

@@ -346,7 +346,7 @@ IMPOSSIBLE = [
     _bad("data.lm_dev_fraction", 1.0),
     _bad("data.lm_dev_fraction", -0.1),
     _bad("data.frame_dev_fraction", 1.0),
-    _bad("data.src_kind", "frames", {**FILE, "model.structure": "tag"}),
+    _bad("data.src_kind", "frames", {**FILE, "model.structure": "lm"}),
     _bad("data.features", "f.npy"),  # only for model.structure = generate
     _bad("data.dev_features", "d.npy"),  # only with data.features
     _bad("data.test_features", "t.npy"),

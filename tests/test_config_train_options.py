@@ -511,13 +511,13 @@ def test_the_decode_batch_size_is_the_most_sentences_searched_together(tmp_path,
                                                                         attention_checkpoint,
                                                                         monkeypatch):
     sizes = []
-    search = translator_module.Translator._search
+    search = translator_module.Translator._search_batch
 
-    def spy(self, src, *args):
-        sizes.append(src.size(0))
-        return search(self, src, *args)
+    def spy(self, inputs, *args):
+        sizes.append(len(inputs))
+        return search(self, inputs, *args)
 
-    monkeypatch.setattr(translator_module.Translator, "_search", spy)
+    monkeypatch.setattr(translator_module.Translator, "_search_batch", spy)
     path = _with_decode(attention_checkpoint, tmp_path, {"batch_size": 3})
     got = load(path, device="cpu").translate(TEXTS)
     assert sorted(sizes) == [1, 3, 3, 3] and sum(sizes) == len(TEXTS)

@@ -29,6 +29,8 @@ LAYERS: dict[str, int] = {
     "tandem.decode": 4,
     # the torch-free halves of the classifier's and tagger's verbs, for both backends
     "tandem.verbs": 4,
+    # the server's limits and request schemas (pydantic), for both backends
+    "tandem.requests": 4,
     # one module per structure: its data, model, loss, metrics, prediction and requests (the
     # searches are decode's; seq2seq's validation decodes the dev set)
     "tandem.structures": 5,

@@ -58,7 +58,7 @@ def random_options(rng: random.Random) -> DecodeConfig:
         no_repeat_ngram_size=rng.choice([0, 0, 1, 2, 3]), allow_unk=rng.random() < 0.7)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2, 3))])
 def test_the_numpy_searches_equal_the_torch_searches(seed):
     rng = random.Random(seed)
     torch.manual_seed(seed)

@@ -49,7 +49,7 @@ def model_of(structure: str, cell: str = "lstm", features: bool = False, **kw):
     """The model `structure`'s module builds for fields of these sizes."""
     fields = SimpleNamespace(vocab=[0] * V, labels=[0] * LABELS, chars=[0] * CHARS,
                              src_vocab=[0] * V, tgt_vocab=[0] * V,
-                             num_features=FEATS if features else 0)
+                             num_features=FEATS if features else 0, frame_width=0)
     return get(structure).build(SimpleNamespace(model=cfg(structure, cell, **kw)), fields)
 
 

@@ -23,10 +23,10 @@ from tandem.data.vocab import Vocab
 from tandem.errors import DataError
 from tandem.model.encoder import Encoder
 from tandem.model.loss import token_nll
+from tandem.requests import request, text_inputs
 from tandem.structures import register
 from tandem.structures.base import LoadedModel
 from tandem.structures.common import TAG_PAD, ExampleStructure, StructData, Tensors
-from tandem.structures.schema import request, text_inputs
 
 NAME = "vowels"
 LABELS = ["c", "v"]

@@ -34,13 +34,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tandem.errors import TandemError
-from tandem.structures.base import LoadedModel
-from tandem.structures.schema import (
+from tandem.requests import (
     SERVER_SIDE,
     LimitError,
     ServeOptions,
     server_defaults,
 )
+from tandem.structures.base import LoadedModel
 
 log = logging.getLogger("tandem")
 

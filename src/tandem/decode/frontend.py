@@ -2,7 +2,8 @@
 `RuntimeTranslator`: decoding options (the model's decode section as defaults, overridden per
 call), inputs tokenized (or series of frames normalised) and cut to the model's limit, batched
 by length, searched by the backend (`_search_batch`), and outputs detokenized into `Result`s in
-reading order. Imports no torch.
+reading order; and its part of the server (/v1/translate: the request schema, batching key and
+answer). Imports no torch.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from tandem.config import Config, DecodeConfig, decode_options
 from tandem.data.fields import Fields
@@ -49,6 +52,10 @@ class TextDecoder:
     config: Config
     decode_cfg: DecodeConfig
     rescorers: list
+    structure = "seq2seq"
+    verbs = ("translate",)
+    endpoint = "/v1/translate"
+    page = "index.html"
 
     @property
     def decode_defaults(self) -> DecodeConfig:
@@ -188,3 +195,64 @@ class TextDecoder:
         if buf:
             yield from self.translate_full(buf, opts=opts, attention=attention,
                                            generator=generator, first_number=done + 1)
+
+    # --- serving ------------------------------------------------------------------------
+    def request_model(self, limits: Any) -> type:
+        """{"inputs": texts, "attention": bool} and one field per decoding option a request
+        may set (`tandem.requests.decode_request_fields`), from the server's
+        defaults (the beam cut to max_beam)."""
+        from pydantic import Field
+
+        from tandem.requests import (
+            decode_request_fields,
+            frame_inputs,
+            request,
+            server_defaults,
+            text_inputs,
+        )
+
+        defaults = server_defaults(self.decode_cfg, limits)
+        inputs = (frame_inputs(limits, self.fields.frame_width, "series to translate")
+                  if self.reads_frames else text_inputs(limits, "texts to translate"))
+        return request(
+            "TranslateRequest", inputs=inputs,
+            attention=(bool, Field(False, description="return attention weights (output "
+                                   "tokens x source tokens)")),
+            **decode_request_fields(defaults, limits))
+
+    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
+        """Each text is an item; the key is (the decoding options, attention)."""
+        from tandem.requests import asked_options, server_defaults
+
+        opts = asked_options(req, server_defaults(self.decode_cfg, limits),
+                             {"inputs", "attention"})
+        if self.reads_frames:
+            return ([np.asarray(x, np.float32) for x in req.inputs],
+                    (opts, req.attention))
+        return list(req.inputs), (opts, req.attention)
+
+    def run(self, items: list[str], key: Any) -> list[list[Result]]:
+        """The n-best Results of each text."""
+        opts, attention = key
+        return self.translate_full(items, opts=opts, attention=attention)
+
+    def answer(self, req: Any, key: Any, outputs: list[list[Result]], ms: float) -> dict[str, Any]:
+        """{"outputs": the best texts, "results": [{"input", "src_tokens", "unknown",
+        "hypotheses": [{"text", "tokens", "score", "norm_score"[, "attention"]}]}], "beam",
+        "ms"}."""
+        return {
+            "outputs": [r[0].text for r in outputs],
+            "results": [{"input": (f"{len(r[0].source)} frames" if self.reads_frames
+                                   else r[0].source), "src_tokens": r[0].src_tokens,
+                         "unknown": r[0].unknown,
+                         "hypotheses": [_hypothesis(h, req.attention) for h in r]}
+                        for r in outputs],
+            "beam": key[0].beam, "ms": ms}
+
+
+def _hypothesis(r: Result, attention: bool) -> dict:
+    d = {"text": r.text, "tokens": r.tokens, "score": round(r.score, 4),
+         "norm_score": round(r.norm_score, 4)}
+    if attention and r.token_attention is not None:
+        d["attention"] = [[round(w, 4) for w in row] for row in r.token_attention]
+    return d

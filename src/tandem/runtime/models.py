@@ -16,7 +16,7 @@ from tandem.data.order import length_batches
 from tandem.data.vocab import PAD_ID
 from tandem.decode.frontend import TextDecoder
 from tandem.decode.scoring import Scorer
-from tandem.errors import CheckpointError, DataError
+from tandem.errors import CheckpointError, ConfigError, DataError
 from tandem.runtime import search
 from tandem.verbs import ClassifierVerbs, TaggerVerbs
 
@@ -49,10 +49,16 @@ class Graph:
 
 
 class RuntimeModel:
-    """An export loaded for prediction: its manifest, config and graphs."""
+    """An export loaded for prediction: its manifest, config and graphs; what the command
+    line and the server ask of every loaded model (`tandem.structures.base.LoadedModel`)."""
 
     structure = ""
     verbs: tuple[str, ...] = ()
+    endpoint = ""
+    page = "structures.html"
+    reads_features = False
+    continues = False
+    unused_options: frozenset[str] = frozenset()
 
     def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
         self.folder = folder
@@ -75,6 +81,21 @@ class RuntimeModel:
 
     def _batch_tokens(self) -> int:
         return max(self.config.train.batch_tokens, 1000)
+
+    @property
+    def decode_defaults(self) -> DecodeConfig:
+        """The decoding options requests start from (the model's decode section)."""
+        return self.config.decode
+
+    @property
+    def train_state(self) -> dict[str, Any]:
+        """The source checkpoint's training summary, as the manifest keeps it."""
+        return dict(self.manifest.get("source", {}))
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Scoring runs on checkpoints (it reads the model's data with PyTorch's loaders)."""
+        raise ConfigError(f"{self.folder}: an export predicts; evaluate its checkpoint "
+                          f"({self.manifest.get('source', {}).get('checkpoint', 'the .pt')})")
 
 
 def pad(inputs: list) -> tuple[np.ndarray, np.ndarray]:
@@ -125,9 +146,6 @@ class State:
 class RuntimeTranslator(TextDecoder, RuntimeModel):
     """An exported seq2seq model: `translate`, `translate_full`, `stream`, `evaluate`-free
     decoding with the same options and results as `tandem.Translator`."""
-
-    structure = "seq2seq"
-    verbs = ("translate",)
 
     def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
         RuntimeModel.__init__(self, folder, body, threads)
@@ -201,8 +219,6 @@ class RuntimeFieldsModel(RuntimeModel):
 class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
     """An exported classifier: `predict` / `probabilities` as `ClassifierPredictor`."""
 
-    structure = "classify"
-    verbs = ("predict",)
 
     def probabilities(self, inputs: list) -> np.ndarray:
         """P(label | input) (N, labels); an input is a text, or a (T, C) series of frames."""
@@ -233,8 +249,6 @@ class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
 class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
     """An exported tagger: `tag` (words) or `tag_frames` (series), as `TaggerPredictor`."""
 
-    structure = "tag"
-    verbs = ("predict",)
 
     def _logits(self, examples: list) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(examples)

@@ -288,12 +288,12 @@ class LoadedModel:
     # --- serving: one batch of many requests' items ----------------------------------------
     def request_model(self, limits: Any) -> type:
         """The pydantic model of a request body under the server's `limits`
-        (`tandem.structures.schema.ServeOptions`)."""
+        (`tandem.requests.ServeOptions`)."""
         raise NotImplementedError
 
     def plan(self, request: Any, limits: Any) -> tuple[list[Any], Any]:
         """(the items `request` adds to a batch, the hashable key of the options they run
-        with); a request over a limit raises `tandem.structures.schema.LimitError`."""
+        with); a request over a limit raises `tandem.requests.LimitError`."""
         raise NotImplementedError
 
     def run(self, items: list[Any], key: Any) -> list[Any]:

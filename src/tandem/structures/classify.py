@@ -40,7 +40,6 @@ from tandem.structures.common import (
     log_dropped,
     unknown,
 )
-from tandem.structures.schema import frame_inputs, request, text_inputs, whole_int
 from tandem.verbs import ClassifierVerbs
 
 NAME = "classify"
@@ -229,9 +228,6 @@ class ClassifierPredictor(ClassifierVerbs, FieldsModel):
         clf.predict(["a gorgeous , witty film"], topk=2)  # [[('positive', 0.93), ...]]
     """
 
-    structure = NAME
-    verbs = ("predict",)
-    endpoint = "/v1/predict"
 
     @torch.no_grad()
     def probabilities(self, inputs: list) -> torch.Tensor:
@@ -274,45 +270,6 @@ class ClassifierPredictor(ClassifierVerbs, FieldsModel):
                        self.device)
         res.pop("predictions")
         return {"data": what, "items": len(exs), "labels": self.labels, **res}
-
-
-    def request_model(self, limits: Any) -> type:
-        """{"inputs": texts to classify (or series of frames: each a list of at most
-        max_chars frames of num_features numbers), "topk": 1 .. the number of labels}."""
-        if self.reads_frames:
-            inputs = frame_inputs(limits, self.fields.num_features, "series to classify")
-        else:
-            inputs = text_inputs(limits, "texts to classify", 1)
-        return request("PredictRequest", inputs=inputs,
-                       topk=(whole_int(ge=1, le=len(self.labels)),
-                             _field(1, "the most likely labels to return")))
-
-    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
-        """Each text is an item; the batch key is topk. A text empty after tokenization is
-        refused here, so it never fails a batch of other requests."""
-        if self.reads_frames:
-            return [np.asarray(x, np.float32) for x in req.inputs], req.topk
-        for i, text in enumerate(req.inputs):
-            if self.check_line(text) is not None:
-                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
-        return list(req.inputs), req.topk
-
-    def run(self, items: list[str], key: Any) -> list[Any]:
-        """The top-`key` labels of each text."""
-        return self.predict(items, key)
-
-    def answer(self, req: Any, key: Any, outputs: list[Any], ms: float) -> dict[str, Any]:
-        """{"results": [{"input", "labels": [{"label", "prob"}]}], "ms"}."""
-        return {"results": [{"input": f"{len(x)} frames" if self.reads_frames else x,
-                             "labels": [{"label": lab, "prob": round(p, 6)} for lab, p in top]}
-                            for x, top in zip(req.inputs, outputs, strict=True)],
-                "ms": ms}
-
-
-def _field(default: Any, doc: str) -> Any:
-    from pydantic import Field
-
-    return Field(default, description=doc)
 
 
 STRUCTURE = Classify

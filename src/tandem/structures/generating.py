@@ -13,8 +13,7 @@ import torch
 from tandem.config import DecodeConfig, decode_options
 from tandem.decode import search
 from tandem.errors import ConfigError, DataError
-from tandem.structures.common import FieldsModel
-from tandem.structures.schema import (
+from tandem.requests import (
     LimitError,
     decode_request_fields,
     request,
@@ -22,6 +21,7 @@ from tandem.structures.schema import (
     text_inputs,
     whole_int,
 )
+from tandem.structures.common import FieldsModel
 
 GENERATE_MAX_LEN = 200
 """Tokens generated when the caller gives no max_len (a language model never ends by itself;

@@ -41,8 +41,7 @@ from tandem.structures.common import (
     log,
     unknown,
 )
-from tandem.structures.schema import frame_inputs, request, text_inputs
-from tandem.verbs import TaggerVerbs, frame_record
+from tandem.verbs import TaggerVerbs
 
 NAME = "tag"
 Example = tuple[list[int], list[list[int]], list[int]]
@@ -277,9 +276,6 @@ class TaggerPredictor(TaggerVerbs, FieldsModel):
         tandem.load("runs/ud_ewt/best.pt").tag(["The cat sat ."])  # [[('The', 'DET'), ...]]
     """
 
-    structure = NAME
-    verbs = ("predict",)
-    endpoint = "/v1/predict"
 
     @torch.no_grad()
     def tag_frames(self, series: list) -> list[list[str]]:
@@ -329,39 +325,6 @@ class TaggerPredictor(TaggerVerbs, FieldsModel):
         return {"data": what, ("series" if self.reads_frames else "sentences"): len(exs),
                 ("frames" if self.reads_frames else "tokens"): sum(len(e[0]) for e in exs),
                 **res}
-
-
-    def request_model(self, limits: Any) -> type:
-        """{"inputs": sentences to tag, split on whitespace (or series of frames)}."""
-        if self.reads_frames:
-            return request("PredictRequest", inputs=frame_inputs(
-                limits, self.fields.num_features, "series to tag frame by frame"))
-        return request("PredictRequest",
-                       inputs=text_inputs(limits, "sentences to tag (split on whitespace)", 1))
-
-    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
-        """Each sentence is an item; every request batches with every other. A sentence of
-        no words is refused here, so it never fails a batch of other requests."""
-        if self.reads_frames:
-            return [np.asarray(x, np.float32) for x in req.inputs], None
-        for i, text in enumerate(req.inputs):
-            if not text.split():
-                raise DataError(f"input {i + 1}: no words to tag")
-        return list(req.inputs), None
-
-    def run(self, items: list[str], key: Any) -> list[Any]:
-        """The (word, tag) pairs of each sentence (the tags of each series' frames)."""
-        return self.tag_frames(items) if self.reads_frames else self.tag(items)
-
-    def answer(self, req: Any, key: Any, outputs: list[Any], ms: float) -> dict[str, Any]:
-        """{"results": [{"input", "words", "tags"}], "ms"} (series of frames: {"input",
-        "tags", "segments"})."""
-        if self.reads_frames:
-            return {"results": [frame_record(f"{len(x)} frames", tags)
-                                for x, tags in zip(req.inputs, outputs, strict=True)], "ms": ms}
-        return {"results": [{"input": x, "words": [w for w, _ in pairs],
-                             "tags": [t for _, t in pairs]}
-                            for x, pairs in zip(req.inputs, outputs, strict=True)], "ms": ms}
 
 
 STRUCTURE = Tag

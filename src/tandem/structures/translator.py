@@ -9,7 +9,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from tandem import checkpoint
@@ -56,10 +55,6 @@ class Translator(TextDecoder, LoadedModel):
         self._prepare("fp32", again=True)
         return self
 
-    structure = STRUCTURE
-    verbs = ("translate",)
-    endpoint = "/v1/translate"
-    page = "index.html"
 
     def _prepare(self, precision: fast.Precision = "fp32", again: bool = False) -> None:
         """Choose the model's inference kernels for its device and `precision` (int8 once
@@ -148,58 +143,6 @@ class Translator(TextDecoder, LoadedModel):
                 "tgt_tokenizer": data.tgt_tokenizer,
                 "decode_defaults": asdict(self.decode_cfg), "max_src_len": data.max_src_len,
                 "frame_width": self.fields.frame_width}
-
-    # --- serving ------------------------------------------------------------------------
-    def request_model(self, limits: Any) -> type:
-        """{"inputs": texts, "attention": bool} and one field per decoding option a request
-        may set (`tandem.structures.schema.decode_request_fields`), from the server's
-        defaults (the beam cut to max_beam)."""
-        from pydantic import Field
-
-        from tandem.structures.schema import (
-            decode_request_fields,
-            frame_inputs,
-            request,
-            server_defaults,
-            text_inputs,
-        )
-
-        defaults = server_defaults(self.decode_cfg, limits)
-        inputs = (frame_inputs(limits, self.fields.frame_width, "series to translate")
-                  if self.reads_frames else text_inputs(limits, "texts to translate"))
-        return request(
-            "TranslateRequest", inputs=inputs,
-            attention=(bool, Field(False, description="return attention weights (output "
-                                   "tokens x source tokens)")),
-            **decode_request_fields(defaults, limits))
-
-    def plan(self, req: Any, limits: Any) -> tuple[list[str], Any]:
-        """Each text is an item; the key is (the decoding options, attention)."""
-        from tandem.structures.schema import asked_options, server_defaults
-
-        opts = asked_options(req, server_defaults(self.decode_cfg, limits),
-                             {"inputs", "attention"})
-        if self.reads_frames:
-            return [np.asarray(x, np.float32) for x in req.inputs], (opts, req.attention)
-        return list(req.inputs), (opts, req.attention)
-
-    def run(self, items: list[str], key: Any) -> list[list[Result]]:
-        """The n-best Results of each text."""
-        opts, attention = key
-        return self.translate_full(items, opts=opts, attention=attention)
-
-    def answer(self, req: Any, key: Any, outputs: list[list[Result]], ms: float) -> dict[str, Any]:
-        """{"outputs": the best texts, "results": [{"input", "src_tokens", "unknown",
-        "hypotheses": [{"text", "tokens", "score", "norm_score"[, "attention"]}]}], "beam",
-        "ms"}."""
-        return {
-            "outputs": [r[0].text for r in outputs],
-            "results": [{"input": (f"{len(r[0].source)} frames" if self.reads_frames
-                                   else r[0].source), "src_tokens": r[0].src_tokens,
-                         "unknown": r[0].unknown,
-                         "hypotheses": [_hypothesis(h, req.attention) for h in r]}
-                        for r in outputs],
-            "beam": key[0].beam, "ms": ms}
 
     @classmethod
     def from_checkpoints(cls, paths: tuple[str | Path, ...], first: dict,
@@ -298,11 +241,3 @@ def load(*paths: str | Path, device: str = "auto", first: dict | None = None) ->
     Several paths give an ensemble that averages the models' log-probabilities. `device`:
     auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N."""
     return Translator.from_checkpoint(*paths, first=first).to(device)
-
-
-def _hypothesis(r: Result, attention: bool) -> dict:
-    d = {"text": r.text, "tokens": r.tokens, "score": round(r.score, 4),
-         "norm_score": round(r.norm_score, 4)}
-    if attention and r.token_attention is not None:
-        d["attention"] = [[round(w, 4) for w in row] for row in r.token_attention]
-    return d
