@@ -231,3 +231,32 @@ def test_the_export_command_writes_a_folder_the_commands_run(tmp_path, capsys):
         n.op_type for n in onnx.load(str(export(ckpt, tmp_path / "plain") / "step.onnx"))
         .graph.node}
     assert len(tandem.runtime.load(out).translate(["abc", "hello"])) == 2
+
+
+def test_an_export_serves_as_its_checkpoint_does(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tandem.serve import ServeOptions, create_app
+
+    ckpt = checkpoint_of(seq2seq_cfg(tmp_path), tmp_path / "m.pt", steps=3)
+    rt = tandem.runtime.load(export(ckpt, tmp_path / "export"))
+    pt = tandem.load(ckpt, device="cpu")
+    body = {"inputs": ["abc", "hello"], "beam": 3, "nbest": 2}
+    answers = []
+    for model in (rt, pt):
+        with TestClient(create_app(model, ServeOptions())) as c:
+            r = c.post("/v1/translate", json=body)
+            assert r.status_code == 200, r.text
+            answers.append(r.json())
+            assert c.get("/v1/model").json()["structure"] == "seq2seq"
+    assert answers[0]["outputs"] == answers[1]["outputs"]
+    assert [[h["text"] for h in r["hypotheses"]] for r in answers[0]["results"]] == \
+        [[h["text"] for h in r["hypotheses"]] for r in answers[1]["results"]]
+    (tmp_path / "c").mkdir()
+    cls = checkpoint_of(classify_cfg(tmp_path / "c"), tmp_path / "c.pt", steps=2)
+    rtc = tandem.runtime.load(export(cls, tmp_path / "cexport"))
+    with TestClient(create_app(rtc, ServeOptions())) as c:
+        r = c.post("/v1/predict", json={"inputs": ["good film"], "topk": 2})
+        assert r.status_code == 200, r.text
+        got = [x["label"] for x in r.json()["results"][0]["labels"]]
+    assert got == [lab for lab, _ in tandem.load(cls, device="cpu").predict(["good film"], 2)[0]]

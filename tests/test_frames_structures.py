@@ -232,3 +232,34 @@ def test_bad_frame_inputs_are_refused_by_name(tmp_path, trained):
         models["s2s"].translate([np.zeros((4, 3)), np.zeros((4, 2))])
     with pytest.raises(DataError, match="NaN or infinity"):
         models["tag"].tag_frames([np.full((2, 3), np.inf)])
+
+
+def test_a_classifier_over_frames_ignores_padding(tmp_path):
+    from tandem.train.trainer import Trainer
+
+    from test_frames import config as classify_config
+
+    trainer = Trainer.from_config(classify_config(tmp_path))
+    model = get("classify").build(trainer.cfg, trainer.structure.fields)
+    model.load_state_dict(trainer.model.state_dict())
+    from tandem.structures.classify import ClassifierPredictor
+
+    clf = ClassifierPredictor(model, trainer.structure.fields, trainer.cfg)
+    series = [x for x, _, _ in read_series(tmp_path / "test.ts")][:10]
+    assert len({len(x) for x in series}) > 1
+    together = clf.probabilities(series)
+    alone = torch.cat([clf.probabilities([x]) for x in series])
+    assert torch.allclose(together, alone, atol=1e-6)
+
+
+def test_models_over_frames_export_and_run_alike(trained, tmp_path):
+    import tandem.runtime
+    from tandem.export import export
+
+    src, models = trained
+    tagger = tandem.runtime.load(export(src / "tag" / "best.pt", tmp_path / "tag"))
+    series = [x for x, _, _ in read_series(src / "tag_test.npz", per_frame=True)]
+    assert tagger.tag_frames(series) == models["tag"].tag_frames(series)
+    tr = tandem.runtime.load(export(src / "s2s" / "best.pt", tmp_path / "s2s"))
+    series = [x for x, _, _ in read_series(src / "s2s_test.npz")]
+    assert tr.translate(series, beam=3) == models["s2s"].translate(series, beam=3)
