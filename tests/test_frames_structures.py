@@ -236,7 +236,6 @@ def test_bad_frame_inputs_are_refused_by_name(tmp_path, trained):
 
 def test_a_classifier_over_frames_ignores_padding(tmp_path):
     from tandem.train.trainer import Trainer
-
     from test_frames import config as classify_config
 
     trainer = Trainer.from_config(classify_config(tmp_path))

