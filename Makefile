@@ -8,7 +8,7 @@ $(VENV_OK): pyproject.toml
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[train,dev]"
 	touch $(VENV_OK)
 
 demo: $(VENV_OK)

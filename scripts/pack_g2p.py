@@ -1,13 +1,18 @@
 """Pack a trained G2P run into the model shipped in the package (`make g2p-model` runs it after
 training configs/g2p_en_release.yaml): the mean of the run's last checkpoints, weights stored
 as float16 (half the size; the model computes in float32 after loading), no optimizer state,
-written atomically to src/tandem/models/g2p_en.pt with its facts and sha256 in g2p_en.json.
+written atomically to models/g2p_en.pt (the release checkpoint, kept in the repository, not in
+the package) with its facts and sha256 in g2p_en.json; then exported for the lean runtime into
+the package: src/tandem/models/g2p_en (float32 arithmetic, the float16 weights stored as such)
+and src/tandem/models/g2p_en_int8 (`tandem export --quantize int8`).
 
-    python scripts/pack_g2p.py runs/g2p_en_release [--last 5] [--out src/tandem/models]
-    python scripts/pack_g2p.py --rescore [--out src/tandem/models]
+    python scripts/pack_g2p.py runs/g2p_en_release [--last 5] [--out models]
+    python scripts/pack_g2p.py --rescore [--out models]
+    python scripts/pack_g2p.py --export [--out models] [--package src/tandem/models]
 
 --rescore scores the packed model again on the held-out words and rewrites only the card's
-`held_out` field (the model file and its sha256 stay as they are).
+`held_out` field (the model file and its sha256 stay as they are); --export only exports the
+packed model again.
 """
 
 from __future__ import annotations
@@ -106,17 +111,46 @@ def pack(run: Path, out_dir: Path, last: int) -> dict:
     return card
 
 
+def export_release(out_dir: Path, package: Path) -> dict:
+    """Export the release checkpoint in `out_dir` into the package folder: g2p_en (float32)
+    and g2p_en_int8; -> the files and sizes."""
+    from tandem.export import describe, export
+
+    card = json.loads((out_dir / "g2p_en.json").read_text(encoding="utf-8"))
+    model = out_dir / card["file"]
+    if file_sha256(model) != card["sha256"]:
+        raise SystemExit(f"{model}: its sha256 does not match its card; repack it instead")
+    done = {}
+    for name, quantize in (("g2p_en", None), ("g2p_en_int8", "int8")):
+        folder = export(model, package / name, quantize, overwrite=True)
+        done[name] = describe(folder)
+    total = sum(sum(d["files"].values()) for d in done.values()) / 1e6
+    if total > LIMIT_MB:
+        raise SystemExit(f"{package}: the exports take {total:.1f} MB, over {LIMIT_MB} MB")
+    return done
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("run", type=Path, nargs="?")
     p.add_argument("--last", type=int, default=5, help="checkpoints to average")
-    p.add_argument("--out", type=Path, default=Path("src/tandem/models"))
+    p.add_argument("--out", type=Path, default=Path("models"),
+                   help="where the release checkpoint and its card are")
+    p.add_argument("--package", type=Path, default=Path("src/tandem/models"),
+                   help="where the exports the package ships go")
     p.add_argument("--rescore", action="store_true",
                    help="score the packed model in --out again (no run needed)")
+    p.add_argument("--export", action="store_true",
+                   help="export the packed model in --out again (no run needed)")
     a = p.parse_args()
-    if a.rescore == (a.run is not None):
-        p.error("give a run to pack, or --rescore, not both")
-    print(json.dumps(rescore(a.out) if a.rescore else pack(a.run, a.out, a.last), indent=2))
+    if (a.rescore or a.export) == (a.run is not None):
+        p.error("give a run to pack, or --rescore / --export, not both")
+    if a.rescore:
+        print(json.dumps(rescore(a.out), indent=2))
+    if a.run is not None:
+        print(json.dumps(pack(a.run, a.out, a.last), indent=2))
+    if a.run is not None or a.export:
+        print(json.dumps(export_release(a.out, a.package), indent=2))
 
 
 if __name__ == "__main__":

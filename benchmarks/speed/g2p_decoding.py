@@ -7,8 +7,10 @@ accuracy (WER/PER, word by word against the first setting) and speed, in one run
 --words heldout (the default) is the 3,000 words the release recipe holds out of the whole
 dictionary by hash (for the shipped model, trained on the rest); dev and test are the standard
 split's, for a checkpoint trained on the split (its config names the data). A setting is
-PRECISION:BEAM with PRECISION fp32, int8 or bf16 (bf16 is skipped, and the report says so, on a
-CPU without native bfloat16 instructions). Every setting decodes every word once for accuracy;
+PRECISION:BEAM with PRECISION fp32, int8 or bf16 (the PyTorch path; bf16 is skipped, and the
+report says so, on a CPU without native bfloat16 instructions), or onnx / onnx-int8 (the model
+exported, float32 or int8, run by the lean runtime). Each setting also counts the words whose
+output equals the first setting's. Every setting decodes every word once for accuracy;
 speed is the median words/s of --rounds timed passes per setting, the order of the settings
 rotating from round to round after one warm-up pass each. Accuracy is paired: for each setting,
 how many words it gets right that the first setting gets wrong, and the reverse. Scores are
@@ -37,7 +39,10 @@ from tandem.evaluate import group_references
 from tandem.pronounce import PACKAGE_MODEL, pronunciation_scores
 from tandem.structures.translator import Translator, load
 
-PRECISIONS = ("fp32", "int8", "bf16")
+PRECISIONS = ("fp32", "int8", "bf16", "onnx", "onnx-int8")
+"""fp32 / int8 / bf16: the PyTorch path (int8: its dynamic quantization); onnx / onnx-int8:
+the model exported (`tandem.export`, float32 or --quantize int8) and run by the lean runtime
+(`tandem.runtime`, numpy + onnxruntime)."""
 
 
 def word_set(tr: Translator, which: str, heldout_words: int) -> tuple[list[str], list[list[str]]]:
@@ -84,6 +89,15 @@ def main() -> int:
         if precision == "bf16" and not native_bf16():
             skipped.append(s)
             continue
+        if precision not in by_precision and precision.startswith("onnx"):
+            import tempfile
+
+            import tandem.runtime
+            from tandem.export import export
+
+            folder = Path(tempfile.mkdtemp()) / precision
+            export(a.model, folder, "int8" if precision == "onnx-int8" else None)
+            by_precision[precision] = tandem.runtime.load(folder, threads=a.threads)
         if precision not in by_precision:
             tr = by_precision[precision] = load(a.model, device="cpu")
             if precision == "int8":
@@ -101,14 +115,16 @@ def main() -> int:
                                    batch_size=a.batch_size, sample=False)
         return tr.translate(items, opts=opts)
 
-    rows, right = {}, {}
+    rows, right, outputs = {}, {}, {}
     for name in runs:
-        hyps = decode(name, words)
+        hyps = outputs[name] = decode(name, words)
         rows[name], right[name] = pronunciation_scores(hyps, refs), right_words(hyps, refs)
     base = next(iter(runs))
     for name in runs:
         pairs = list(zip(right[name], right[base], strict=True))
         rows[name]["right_only_here"] = sum(r and not b for r, b in pairs)
+        rows[name]["same_output_as_" + base] = sum(
+            x == y for x, y in zip(outputs[name], outputs[base], strict=True))
         rows[name][f"right_only_in_{base}"] = sum(b and not r for r, b in pairs)
     rates: dict[str, list[float]] = {n: [] for n in runs}
     names = list(runs)

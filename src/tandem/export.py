@@ -13,6 +13,8 @@ and an existing export is replaced only by a complete one (or kept, without --ov
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -52,9 +54,11 @@ def export(model_path: str | Path, out: str | Path, quantize: str | None = None,
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         parts = structure.export_graphs(model, fields, cfg, work)
-        if quantize:
-            for g in parts["graphs"].values():
+        for g in parts["graphs"].values():
+            if quantize:
                 _quantize(work / g["file"])
+            else:
+                _halve_exact_weights(work / g["file"])
         manifest.write(work, {
             "tandem_version": __version__, "structure": name,
             "precision": "int8" if quantize else "float32",
@@ -62,6 +66,7 @@ def export(model_path: str | Path, out: str | Path, quantize: str | None = None,
             "source": {"checkpoint": Path(model_path).name,
                        **checkpoint.training_summary(ckpt)},
             **parts})
+        work.chmod(0o777 & ~_umask())  # mkdtemp's folder is private; an export is not
         if out.exists():
             shutil.rmtree(out)
         work.rename(out)
@@ -71,6 +76,12 @@ def export(model_path: str | Path, out: str | Path, quantize: str | None = None,
     return out
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _quantize(path: Path) -> None:
     """Dynamic int8 weights for a graph's MatMul / Gemm / LSTM nodes, in place."""
     try:
@@ -78,8 +89,49 @@ def _quantize(path: Path) -> None:
     except ImportError:  # pragma: no cover - onnxruntime is a dependency
         raise CheckpointError("--quantize int8 needs onnxruntime's quantization tools") from None
     tmp = path.with_suffix(".int8.onnx")
-    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+    # the quantizer logs advice about pre-processing on the root logger; the graphs are
+    # checked against the model by tests and benchmarks instead
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
     tmp.replace(path)
+
+
+def _halve_exact_weights(path: Path, min_size: int = 256) -> int:
+    """Store every float32 weight (of at least `min_size` numbers) whose values float16 holds
+    exactly as float16, cast back to float32 by the graph (onnxruntime folds the cast when it
+    loads the graph): a smaller file, the same numbers. A model trained or packed in float16
+    (the shipped G2P model) halves; weights derived at export (summed biases) stay float32.
+    -> the number of weights stored as float16."""
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph, casts, done = model.graph, [], 0
+    for init in list(graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < min_size:
+            continue
+        half = arr.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), arr):
+            continue
+        graph.initializer.remove(init)
+        graph.initializer.append(numpy_helper.from_array(half, f"{init.name}__float16"))
+        casts.append(helper.make_node("Cast", [f"{init.name}__float16"], [init.name],
+                                      to=onnx.TensorProto.FLOAT,
+                                      name=f"{init.name}__to_float32"))
+        done += 1
+    if done:
+        nodes = casts + list(graph.node)
+        del graph.node[:]
+        graph.node.extend(nodes)
+        onnx.save(model, str(path))
+    return done
 
 
 def describe(folder: str | Path) -> dict[str, Any]:

