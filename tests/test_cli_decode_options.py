@@ -736,7 +736,7 @@ def test_serve_decoding_flags_are_a_generating_models_request_defaults(
 
 def test_generate_skips_the_options_generation_never_reads():
     from tandem.cli.predict import GENERATE_SKIPS
-    from tandem.structures.generating import UNUSED_OPTIONS
+    from tandem.verbs import UNUSED_OPTIONS
 
     assert set(GENERATE_SKIPS) == UNUSED_OPTIONS
 

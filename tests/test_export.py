@@ -260,3 +260,38 @@ def test_an_export_serves_as_its_checkpoint_does(tmp_path):
         assert r.status_code == 200, r.text
         got = [x["label"] for x in r.json()["results"][0]["labels"]]
     assert got == [lab for lab, _ in tandem.load(cls, device="cpu").predict(["good film"], 2)[0]]
+
+
+def test_language_models_and_generators_write_alike_in_the_runtime(structure_models,
+                                                                   tmp_path):
+    lm_pt, gen_pt = structure_models["lm"], structure_models["generate"]
+    lm = tandem.runtime.load(export(lm_pt, tmp_path / "lm"))
+    assert sorted(lm.graphs) == ["prefix", "step"]
+    ref = tandem.load(lm_pt, device="cpu")
+    prompts = ["the cat", "", "a dog sat on"]
+    for opts in ({"sample": False}, {"beam": 3, "sample": False}):
+        assert lm.generate(prompts, max_len=20, **opts) == \
+            ref.generate(prompts, max_len=20, **opts)
+    drawn = lm.generate(prompts, n=2, max_len=15, seed=4, temperature=1.5)
+    assert lm.generate(prompts, n=2, max_len=15, seed=4, temperature=1.5) == drawn
+    gen = tandem.runtime.load(export(gen_pt, tmp_path / "gen"))
+    ref = tandem.load(gen_pt, device="cpu")
+    assert gen.labels == ref.labels
+    for opts in ({"sample": False}, {"beam": 2, "sample": False}):
+        assert gen.generate(ref.labels, max_len=12, **opts) == \
+            ref.generate(ref.labels, max_len=12, **opts)
+    with pytest.raises(tandem.DataError, match="is not one of the"):
+        gen.generate(["no such label"])
+
+
+def test_a_generator_of_feature_vectors_writes_alike_in_the_runtime(tmp_path):
+    from structdata import config_dict, feature_data
+
+    raw = config_dict("generate", tmp_path / "run")
+    raw["data"] = feature_data(tmp_path / "data", 60, 10)
+    raw["train"] = {**raw["train"], **TRAIN}
+    ckpt = checkpoint_of(raw, tmp_path / "g.pt", steps=3)
+    rt = tandem.runtime.load(export(ckpt, tmp_path / "export"))
+    rows = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]], np.float32)
+    assert rt.generate(features=rows, max_len=10, sample=False) == \
+        tandem.load(ckpt, device="cpu").generate(features=rows, max_len=10, sample=False)

@@ -180,8 +180,6 @@ def decoder_graphs(model: nn.Module, src: torch.Tensor, src_len: torch.Tensor,
     axes: dict[str, dict[int, str]] = {"src": src_axes, "src_len": {0: BATCH}}
     for n in state + memory:
         axes[n] = {AXIS[n]: BATCH, **({1: "src_len"} if n in PER_POSITION else {})}
-    encoder = export_graph(_Encode(model, state + memory), (src, src_len),
-                           folder / "encoder.onnx", ["src", "src_len"], state + memory, axes)
     prev = torch.full((src.size(0),), 1, dtype=torch.long)
     outs = ["log_probs"] + [f"next_{n}" for n in state]
     step_axes = {**{n: axes[n] for n in state + memory}, "prev": {0: BATCH},
@@ -191,8 +189,61 @@ def decoder_graphs(model: nn.Module, src: torch.Tensor, src_len: torch.Tensor,
         step_axes["attention"] = {0: BATCH, 1: "src_len"}
     step = export_graph(_Step(dec, state, memory), (prev, *(first[n] for n in state + memory)),
                         folder / "step.onnx", ["prev", *state, *memory], outs, step_axes)
+    # the memory the step reads (the exporter drops inputs a graph never uses: every-step
+    # conditioning's c under attention, keys once projected): only those are kept and fed
+    import onnx
+
+    used = {i.name for i in onnx.load(str(folder / "step.onnx")).graph.input}
+    memory = [n for n in memory if n in used]
+    step["inputs"] = ["prev", *state, *memory]
+    encoder = export_graph(_Encode(model, state + memory), (src, src_len),
+                           folder / "encoder.onnx", ["src", "src_len"], state + memory, axes)
     return {"graphs": {"encoder": encoder, "step": step},
             "state": {n: AXIS[n] for n in state}, "memory": {n: AXIS[n] for n in memory}}
+
+
+def generator_graphs(model: nn.Module, features: int, folder: Path) -> dict:
+    """A ConditionalGenerator's `encoder` (cond: label ids (B, 1), or feature vectors (B, F))
+    and `step` graphs (`decoder_graphs`)."""
+    cond = torch.randn(2, features) if features else torch.tensor([[0], [1]])
+    return decoder_graphs(model, cond, torch.ones(2, dtype=torch.long), {0: BATCH}, folder)
+
+
+class _Prefix(nn.Module):
+    def __init__(self, decoder: Decoder, state: list[str]) -> None:
+        super().__init__()
+        self.decoder, self.state = decoder, state
+
+    def forward(self, tokens: torch.Tensor, *hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        st = DecoderState(hidden=hidden if len(hidden) == 2 else hidden[0], feed=None, c=None,
+                          values=None, keys=None, mask=None)
+        new = self.decoder(tokens, st)[1].hidden
+        return new if isinstance(new, tuple) else (new,)
+
+
+def lm_graphs(model: nn.Module, folder: Path) -> dict:
+    """A LanguageModel as `prefix` (tokens (B, T) all read, from a state -> the state after
+    them: how prompts are consumed, prompts of one length together) and `step` (the previous
+    token and the state -> log-probabilities and the next state)."""
+    search_kernels(model)
+    dec = model.decoder
+    state = ["h"] + (["c"] if dec.lstm else [])
+    B, T = 2, 4
+    zeros = torch.zeros(dec.layers, B, dec.hidden_size)
+    hidden = [zeros] * len(state)
+    axes = {n: {1: BATCH} for n in state}
+    prefix = export_graph(_Prefix(dec, state), (torch.randint(4, 6, (B, T)), *hidden),
+                          folder / "prefix.onnx", ["tokens", *state],
+                          [f"next_{n}" for n in state],
+                          {"tokens": {0: BATCH, 1: "tokens"}, **axes,
+                           **{f"next_{n}": {1: BATCH} for n in state}})
+    step = export_graph(_Step(dec, state, []), (torch.full((B,), 4), *hidden),
+                        folder / "step.onnx", ["prev", *state],
+                        ["log_probs", *(f"next_{n}" for n in state)],
+                        {"prev": {0: BATCH}, "log_probs": {0: BATCH}, **axes,
+                         **{f"next_{n}": {1: BATCH} for n in state}})
+    return {"graphs": {"prefix": prefix, "step": step}, "state": {n: 1 for n in state},
+            "memory": {}}
 
 
 def seq2seq_graphs(model: Seq2Seq, frames: int, folder: Path) -> dict:

@@ -18,7 +18,7 @@ from tandem.decode.frontend import TextDecoder
 from tandem.decode.scoring import Scorer
 from tandem.errors import CheckpointError, ConfigError, DataError
 from tandem.runtime import search
-from tandem.verbs import ClassifierVerbs, TaggerVerbs
+from tandem.verbs import ClassifierVerbs, GeneratingVerbs, GeneratorVerbs, LMVerbs, TaggerVerbs
 
 
 class Graph:
@@ -42,6 +42,11 @@ class Graph:
             raise CheckpointError(f"{path}: onnxruntime cannot load it ({e})") from None
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def shape_of(self, name: str, batch: int) -> tuple[int, ...]:
+        """The shape of input `name` with its symbolic batch axis set to `batch`."""
+        spec = next(i for i in self.session.get_inputs() if i.name == name)
+        return tuple(d if isinstance(d, int) else batch for d in spec.shape)
 
     def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
         """Run the graph on the inputs it has (the exporter drops inputs a graph never
@@ -145,17 +150,16 @@ class State:
                      self.axes, self.reordered, self.group)
 
 
-class RuntimeTranslator(TextDecoder, RuntimeModel):
-    """An exported seq2seq model: `translate`, `translate_full`, `stream`, `evaluate`-free
-    decoding with the same options and results as `tandem.Translator`."""
+class Steps:
+    """The searches' interface over an `encoder` and a `step` graph (`tandem.model.onnx`):
+    `encode` gives the first State, `decode_step` one step; the manifest's `state` arrays
+    follow the beams, its `memory` arrays stay with their sentence."""
 
-    def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
-        RuntimeModel.__init__(self, folder, body, threads)
-        self.fields = Fields.from_state(body["fields"])
-        self.decode_cfg: DecodeConfig = self.config.decode
-        self.rescorers: list = []
-        self.axes = {**body["state"], **body["memory"]}
-        self.reordered = set(body["state"])
+    graphs: dict[str, Graph]
+
+    def _steps(self, body: dict[str, Any]) -> None:
+        self.axes = {**body.get("state", {}), **body.get("memory", {})}
+        self.reordered = set(body.get("state", {}))
 
     def encode(self, src: np.ndarray, src_len: np.ndarray) -> State:
         """The encoder graph: the decoder's first state and the encoder's memory."""
@@ -171,6 +175,18 @@ class RuntimeTranslator(TextDecoder, RuntimeModel):
             arrays[n] = out[f"next_{n}"]
         return out["log_probs"], State(arrays, self.axes, self.reordered, state.group), \
             out.get("attention")
+
+
+class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
+    """An exported seq2seq model: `translate`, `translate_full`, `stream`, `evaluate`-free
+    decoding with the same options and results as `tandem.Translator`."""
+
+    def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
+        RuntimeModel.__init__(self, folder, body, threads)
+        self.fields = Fields.from_state(body["fields"])
+        self.decode_cfg: DecodeConfig = self.config.decode
+        self.rescorers: list = []
+        self._steps(body)
 
     def _search_batch(self, inputs: list, opts: DecodeConfig, scorer: Scorer, attention: bool,
                       generator: Any) -> list[list[search.Hyp]]:
@@ -291,7 +307,66 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
         return [[self.fields.labels[int(t)] for t in lg.argmax(-1)]
                 for lg in self._logits(examples)]
 
-MODELS = {"seq2seq": RuntimeTranslator, "classify": RuntimeClassifier, "tag": RuntimeTagger}
+class RuntimeGenerating(GeneratingVerbs, Steps, RuntimeFieldsModel):
+    """An exported model that writes text: the numpy searches over its graphs, one output per
+    condition row (`tandem.verbs.GeneratingVerbs.write` drives it)."""
+
+    def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
+        super().__init__(folder, body, threads)
+        self._steps(body)
+
+    def _search(self, cond: np.ndarray, cond_len: np.ndarray, opts: DecodeConfig,
+                seed: int | None) -> list[search.Hyp]:
+        rng = np.random.default_rng(seed) if seed is not None else None
+        return [h[0] for h in search.run(self, cond, cond_len, opts, rng=rng)]
+
+    def info(self) -> dict[str, Any]:
+        """The export's info and the decoding options requests start from."""
+        from dataclasses import asdict
+
+        return {**super().info(), "labels": self.labels,
+                "decode_defaults": asdict(self.generation_defaults)}
+
+
+class RuntimeGenerator(GeneratorVerbs, RuntimeGenerating):
+    """An exported conditional generator: `generate(labels=... | features=...)`."""
+
+
+class RuntimeLM(LMVerbs, RuntimeGenerating):
+    """An exported language model: `generate(prompts)`. A prompt is read by the `prefix`
+    graph (prompts of one length together) up to its last token, which the first step reads
+    instead of the search's bos, as `LanguageModel.encode` does."""
+
+    def encode(self, src: np.ndarray, src_len: np.ndarray) -> State:
+        """Each prompt read but its last token, which waits as `pending` (PAD_ID: none)."""
+        B = len(src)
+        read = np.maximum(src_len - 1, 0)
+        pending = np.where(src_len > 0, src[np.arange(B), read], PAD_ID).astype(np.int64)
+        arrays = {n: np.zeros(self.graphs["prefix"].shape_of(n, B), np.float32)
+                  for n in self.reordered}
+        for n in sorted(set(read.tolist()) - {0}):
+            rows = np.flatnonzero(read == n)
+            out = self.graphs["prefix"](tokens=src[rows, :n],
+                                        **{k: a[:, rows] for k, a in arrays.items()})
+            for k in arrays:
+                arrays[k][:, rows] = out[f"next_{k}"]
+        arrays["pending"] = pending
+        axes = {**self.axes, "pending": 0}
+        return State(arrays, axes, self.reordered | {"pending"})
+
+    def decode_step(self, prev: np.ndarray, state: State
+                    ) -> tuple[np.ndarray, State, np.ndarray | None]:
+        """A step; the pending prompt token replaces `prev` once."""
+        if "pending" in state.arrays:
+            pending = state.arrays["pending"]
+            prev = np.where(pending != PAD_ID, pending, prev)
+            arrays = {k: v for k, v in state.arrays.items() if k != "pending"}
+            state = State(arrays, self.axes, self.reordered, state.group)
+        return super().decode_step(prev, state)
+
+
+MODELS = {"seq2seq": RuntimeTranslator, "classify": RuntimeClassifier, "tag": RuntimeTagger,
+          "generate": RuntimeGenerator, "lm": RuntimeLM}
 
 
 def usable_cpus() -> int:

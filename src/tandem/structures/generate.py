@@ -40,6 +40,7 @@ from tandem.structures.common import (
     unknown,
 )
 from tandem.structures.generating import Generating
+from tandem.verbs import GeneratorVerbs
 
 NAME = "generate"
 Example = tuple[int, list[int]]
@@ -250,6 +251,14 @@ class Generate(ExampleStructure):
             return ConditionalGenerator(m, width, len(fields.vocab), features=True)
         return ConditionalGenerator(m, len(fields.labels), len(fields.vocab))
 
+    @classmethod
+    def export_graphs(cls, model: torch.nn.Module, fields: StructFields, cfg: Config,
+                      folder: Path) -> dict[str, Any]:
+        """The `encoder` (the condition -> the first state) and `step` graphs."""
+        from tandem.model.onnx import generator_graphs
+
+        return generator_graphs(model, fields.num_features, folder)
+
     def loss(self, model: torch.nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, int]:
         """Summed token cross-entropy; n = target tokens."""
         t = self.cfg.train
@@ -266,96 +275,10 @@ class Generate(ExampleStructure):
         return floats(res, ("loss", "ppl"))
 
 
-class GeneratorPredictor(Generating):
-    """one-to-many: a sequence written from one input (a label, or a feature vector)."""
+class GeneratorPredictor(GeneratorVerbs, Generating):
+    """one-to-many on the PyTorch path: `GeneratorVerbs` over `Generating`'s search."""
 
     structure = NAME
-    continues = False
-    reads_features = True
-
-    def cli_inputs(self, prompts: list[str] | None, labels: list[str] | None,
-                   features: str | None) -> tuple[Any, list[str]]:
-        """`tandem generate`'s --label (default: every label) or the rows of --features (a
-        .npy file), as (items, what is shown: the label or "row i"); --prompt is refused."""
-        f = self.fields
-        if prompts:
-            raise ConfigError("tandem generate: --prompt is for a language model; a "
-                              "conditional generator writes from --label (or --features)")
-        if labels and f.num_features:
-            raise ConfigError(f"--label: this generator writes from feature vectors of "
-                              f"{f.num_features} numbers, not from a label; give --features "
-                              "(a .npy matrix, one row per output)")
-        if features is not None:
-            rows = feature_rows(features, self)
-            return ("features", rows), [f"row {i}" for i in range(len(rows))]
-        labels = labels or (self.labels if not f.num_features else None)
-        return ("labels", labels), list(labels or [])
-
-    def generate_from(self, items: Any, n: int = 1, max_len: int | None = None,
-                      seed: int | None = None, **options: Any) -> list[str]:
-        """`generate` over the items `cli_inputs` gave."""
-        kind, value = items
-        if kind == "features":
-            return self.generate(None, value, n, max_len, seed, **options)
-        return self.generate(value, None, n, max_len, seed, **options)
-
-    @torch.no_grad()
-    def generate(self, labels: list[str] | str | None = None,
-                 features: np.ndarray | None = None, n: int = 1, max_len: int | None = None,
-                 seed: int | None = None, **options: Any) -> list[str]:
-        """`n` outputs for each label (or each row of `features`, an (N, F) matrix for a
-        model conditioned on feature vectors), in order. Options: DecodeConfig fields
-        (temperature, top_k, beam, sample...); sampling by default, `seed` repeatable."""
-        if n < 1:
-            raise DataError(f"n = {n}: give at least 1")
-        f = self.fields
-        if f.num_features:
-            if features is None or labels is not None:
-                raise DataError(f"this generator is conditioned on feature vectors of size "
-                                f"{f.num_features}: give features (an (N, {f.num_features}) "
-                                "matrix), not labels")
-            arr = np.asarray(features, dtype=np.float32)
-            if arr.ndim != 2 or arr.shape[1] != f.num_features:
-                raise DataError(f"features of shape {tuple(arr.shape)}: the model reads rows "
-                                f"of {f.num_features} numbers, an (N, {f.num_features}) matrix")
-            cond = torch.from_numpy(np.repeat(arr, n, axis=0))
-        else:
-            if features is not None:
-                raise DataError("this generator is conditioned on a label: give labels, not "
-                                f"features (its labels: {', '.join(f.labels[:20])})")
-            if labels is None:
-                raise DataError(f"give the labels to write from: {', '.join(f.labels[:20])}"
-                                f"{' ...' if len(f.labels) > 20 else ''}")
-            if isinstance(labels, str):
-                labels = [labels]
-            cond = torch.tensor([[f.label_id(lab)] for lab in labels for _ in range(n)])
-        opts = self.options(max_len, **options)
-        hyps = self._search(cond, torch.ones(cond.size(0), dtype=torch.long), opts, seed)
-        return [f.decode(h.tokens) for h in hyps]
-
-    @property
-    def inputs_doc(self) -> str:
-        """What a request's inputs are: the labels it knows."""
-        labels = self.labels
-        return (f"labels to write from: {', '.join(labels[:20])}"
-                f"{' ...' if len(labels) > 20 else ''}")
-
-    def check_inputs(self, items: list[str]) -> None:
-        """Every item a label the model knows; a generator conditioned on feature vectors
-        takes none (its rows come through `generate(features=...)`)."""
-        f = self.fields
-        if f.num_features:
-            raise DataError(f"this generator is conditioned on feature vectors of size "
-                            f"{f.num_features}, not on labels: give an (N, {f.num_features}) "
-                            "matrix to generate(features=...) or tandem generate --features")
-        for lab in items:
-            f.label_id(lab)
-
-    def conditions(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The labels' ids as (N, 1), and ones (`check_inputs` refuses what it cannot take)."""
-        self.check_inputs(items)
-        cond = torch.tensor([[self.fields.label_id(lab)] for lab in items])
-        return cond, torch.ones(cond.size(0), dtype=torch.long)
 
     def evaluate(self, path=None, features=None, split="test") -> dict[str, Any]:
         """loss (cross-entropy per output token, eos included) and ppl of the references
@@ -363,37 +286,6 @@ class GeneratorPredictor(Generating):
         exs, matrix, what = evaluation_data(self.config, self.fields, path, features, split)
         res = evaluate(self.model, exs, matrix, self._batch_tokens(), self.device)
         return {"data": what, "items": len(exs), **res}
-
-
-def feature_rows(path: str, pred: GeneratorPredictor) -> np.ndarray:
-    """`generate --features`: the (N, F) matrix of a .npy file for a generator conditioned on
-    vectors of F numbers; anything else is one error naming --features, the file and what
-    the model reads."""
-    width = pred.fields.num_features
-    if not width:
-        raise ConfigError(f"--features {path}: this generator writes from a label, not from "
-                          f"feature vectors; give --label (one of {', '.join(pred.labels[:20])}"
-                          f"{' ...' if len(pred.labels) > 20 else ''})")
-    need = f"a .npy file (numpy.save) of an (N, {width}) matrix of numbers, one row per output"
-    if not Path(path).is_file():
-        raise DataError(f"--features {path}: file not found; give {need}")
-    try:
-        with open(path, "rb") as f:
-            arr = np.load(f, allow_pickle=False)
-    except (OSError, ValueError, EOFError):  # text, pickle, truncated: numpy's words mislead
-        arr = None
-    if not isinstance(arr, np.ndarray):  # also an .npz, which holds several arrays
-        raise DataError(f"--features {path}: not a .npy file; give {need}")
-    numeric = np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) \
-        or arr.dtype == np.bool_
-    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != width or not numeric:
-        raise DataError(f"--features {path}: an array of shape {tuple(arr.shape)} "
-                        f"({arr.dtype}); give {need}")
-    finite = np.isfinite(arr.astype(np.float32)).all(axis=1)
-    if not finite.all():
-        raise DataError(f"--features {path}: row {int(np.argmin(finite))} holds NaN or infinity "
-                        "(or a value too large for float32); give finite numbers")
-    return arr
 
 
 STRUCTURE = Generate

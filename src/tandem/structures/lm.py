@@ -33,9 +33,9 @@ from tandem.model.loss import token_nll
 from tandem.structures.base import Structure, floats
 from tandem.structures.common import StructData, Tensors, ce_sum, log
 from tandem.structures.generating import Generating
+from tandem.verbs import NEWLINE, LMVerbs
 
 NAME = "lm"
-NEWLINE = "\n"
 """The token of a line break in lm streams (word and sentencepiece tokenizers read line by
 line; the char tokenizer keeps every character, '\\n' included)."""
 
@@ -234,6 +234,14 @@ class LM(Structure):
     name = NAME
     load = staticmethod(load)
 
+    @classmethod
+    def export_graphs(cls, model: torch.nn.Module, fields: StructFields, cfg: Config,
+                      folder: Path) -> dict[str, Any]:
+        """The `prefix` (a prompt read) and `step` graphs (`tandem.model.onnx.lm_graphs`)."""
+        from tandem.model.onnx import lm_graphs
+
+        return lm_graphs(model, folder)
+
     def __init__(self, cfg: Config, data: StructData, device: torch.device) -> None:
         super().__init__(cfg, data, device)
         self.data = data
@@ -356,60 +364,14 @@ class LM(Structure):
                 f"{len(self.data.train)} training tokens")
 
 
-class LMPredictor(Generating):
-    """A trained language model: text continued from a prompt, and the model's probability
-    of a text.
+class LMPredictor(LMVerbs, Generating):
+    """A trained language model: text continued from a prompt (`LMVerbs`), and the model's
+    probability of a text.
 
         tandem.load("runs/shakespeare/best.pt").generate(["ROMEO:"], max_len=200, seed=1)
     """
 
     structure = NAME
-    inputs_doc = "prompts to continue ('' = from a line break)"
-    min_chars = 0
-    continues = True
-
-    def cli_inputs(self, prompts: list[str] | None, labels: list[str] | None,
-                   features: str | None) -> tuple[list[str], list[str]]:
-        """`tandem generate`'s --prompt (default: a line break) as (items, what is shown);
-        --label and --features are refused."""
-        if labels or features:
-            raise ConfigError("tandem generate: --label and --features are for a conditional "
-                              "generator; a language model continues --prompt")
-        prompts = prompts or [""]
-        return prompts, prompts
-
-    def generate_from(self, items: Any, n: int = 1, max_len: int | None = None,
-                      seed: int | None = None, **options: Any) -> list[str]:
-        """`generate` over the items `cli_inputs` gave."""
-        return self.generate(items, n, max_len, seed, **options)
-
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        """A prompt's ids; the empty prompt is a line break, the context the training
-        stream gives at the start of every line (the model never saw bos)."""
-        ids = self.fields.encode_text(prompt) if prompt else []
-        return ids or self.fields.vocab.encode([NEWLINE])
-
-    @torch.no_grad()
-    def generate(self, prompts: list[str] | str = "", n: int = 1, max_len: int | None = None,
-                 seed: int | None = None, **options: Any) -> list[str]:
-        """The text that follows each prompt (`n` continuations of each, in order; the
-        prompt itself not repeated). Options: DecodeConfig fields (temperature, top_k,
-        beam, sample...). Sampling by default; `seed` makes it repeatable."""
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if n < 1:
-            raise DataError(f"n = {n}: give at least 1")
-        opts = self.options(max_len, **options)
-        return self.write([p for p in prompts for _ in range(n)], opts, seed)
-
-    def conditions(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The prompts' ids, padded: (cond (N, longest), cond_len (N,))."""
-        ids = [self._prompt_ids(p) for p in items]
-        width = max(len(x) for x in ids)
-        cond = torch.zeros(len(ids), width, dtype=torch.long)
-        for i, x in enumerate(ids):
-            cond[i, : len(x)] = torch.tensor(x)
-        return cond, torch.tensor([len(x) for x in ids])
 
     @torch.no_grad()
     def score(self, text: str) -> dict[str, float]:
