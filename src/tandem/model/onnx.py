@@ -102,6 +102,8 @@ def source_example(frames: int, batch: int = 2, length: int = 5
 
 AXIS = {"h": 1, "c": 1, "feed": 0, "cvec": 0, "values": 0, "keys": 0, "cache": 0, "mask": 0}
 """The batch axis of each array of a search's state."""
+SENTENCES = "sentences"
+"""The memory's batch axis in a step graph: one row per sentence, shared by its hypotheses."""
 PER_POSITION = ("values", "keys", "cache", "mask")
 """The encoder-side arrays with a source position axis (axis 1)."""
 
@@ -142,10 +144,32 @@ class _Encode(nn.Module):
         return tuple(got[n] for n in self.names)
 
 
+class _GroupedAttention(nn.Module):
+    """Attention for a step whose N hypotheses (rows) share their sentence's memory row (B
+    rows, N = B x k): the rows of one sentence are folded into its time axis, as
+    `Attention.forward` does for a search's groups, with k read from the shapes so the graph
+    takes any beam."""
+
+    def __init__(self, attention: Attention) -> None:
+        super().__init__()
+        self.inner = attention
+
+    def project_keys(self, keys: torch.Tensor):
+        return self.inner.project_keys(keys)
+
+    def forward(self, query, keys, values, mask, group=1, cache=None):
+        N, T = query.shape[0], query.shape[1]
+        ctx, w = self.inner(query.reshape(values.size(0), -1, query.size(-1)), keys, values,
+                            mask, 1, cache)
+        return ctx.reshape(N, T, -1), w.reshape(N, T, -1)
+
+
 class _Step(nn.Module):
-    def __init__(self, decoder: Decoder, state: list[str], memory: list[str]) -> None:
+    def __init__(self, decoder: Decoder, state: list[str], memory: list[str],
+                 carried: list[str] | None = None) -> None:
         super().__init__()
         self.decoder, self.state, self.memory = decoder, state, memory
+        self.carried = carried or []
         # decode_step's exclusion of pad and bos as an added row of -inf and zeros: the same
         # log-probabilities, where its in-place index write does not trace to valid ONNX
         never = torch.zeros(decoder.generator.out_features)
@@ -153,7 +177,7 @@ class _Step(nn.Module):
         self.register_buffer("never", never)
 
     def forward(self, prev: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        got = dict(zip(self.state + self.memory, tensors, strict=True))
+        got = dict(zip(self.state + self.carried + self.memory, tensors, strict=True))
         hidden = (got["h"], got["c"]) if "c" in got else got["h"]
         st = DecoderState(hidden=hidden, feed=got.get("feed"), c=got.get("cvec"),
                           values=got.get("values"), keys=got.get("keys"),
@@ -176,30 +200,42 @@ def decoder_graphs(model: nn.Module, src: torch.Tensor, src_len: torch.Tensor,
     with torch.no_grad():
         first = _first_state(model.init_state(model.encode(src, src_len)), dec, src.size(0))
     state = [n for n in ("h", "c", "feed") if first[n] is not None]
-    memory = [n for n in ("cvec", "values", "keys", "cache", "mask") if first[n] is not None]
+    # every-step conditioning's c goes with each hypothesis (the RNN's input); attention's
+    # memory stays one row per sentence, its hypotheses folded together (_GroupedAttention)
+    carried = ["cvec"] if first["cvec"] is not None else []
+    memory = [n for n in ("values", "keys", "cache", "mask") if first[n] is not None]
     axes: dict[str, dict[int, str]] = {"src": src_axes, "src_len": {0: BATCH}}
-    for n in state + memory:
+    for n in state + carried + memory:
         axes[n] = {AXIS[n]: BATCH, **({1: "src_len"} if n in PER_POSITION else {})}
     prev = torch.full((src.size(0),), 1, dtype=torch.long)
     outs = ["log_probs"] + [f"next_{n}" for n in state]
-    step_axes = {**{n: axes[n] for n in state + memory}, "prev": {0: BATCH},
+    step_axes = {**{n: axes[n] for n in state + carried}, "prev": {0: BATCH},
+                 **{n: {0: SENTENCES, 1: "src_len"} for n in memory},
                  "log_probs": {0: BATCH}, **{f"next_{n}": {AXIS[n]: BATCH} for n in state}}
     if dec.attention is not None:
         outs.append("attention")
         step_axes["attention"] = {0: BATCH, 1: "src_len"}
-    step = export_graph(_Step(dec, state, memory), (prev, *(first[n] for n in state + memory)),
-                        folder / "step.onnx", ["prev", *state, *memory], outs, step_axes)
+        dec.attention = _GroupedAttention(dec.attention)
+    step = export_graph(_Step(dec, state, memory, carried),
+                        (prev, *(first[n] for n in state + carried + memory)),
+                        folder / "step.onnx", ["prev", *state, *carried, *memory], outs,
+                        step_axes)
     # the memory the step reads (the exporter drops inputs a graph never uses: every-step
     # conditioning's c under attention, keys once projected): only those are kept and fed
     import onnx
 
     used = {i.name for i in onnx.load(str(folder / "step.onnx")).graph.input}
+    carried = [n for n in carried if n in used]
     memory = [n for n in memory if n in used]
-    step["inputs"] = ["prev", *state, *memory]
-    encoder = export_graph(_Encode(model, state + memory), (src, src_len),
-                           folder / "encoder.onnx", ["src", "src_len"], state + memory, axes)
+    step["inputs"] = ["prev", *state, *carried, *memory]
+    if dec.attention is not None:
+        dec.attention = dec.attention.inner
+    encoder = export_graph(_Encode(model, state + carried + memory), (src, src_len),
+                           folder / "encoder.onnx", ["src", "src_len"],
+                           state + carried + memory, axes)
     return {"graphs": {"encoder": encoder, "step": step},
-            "state": {n: AXIS[n] for n in state}, "memory": {n: AXIS[n] for n in memory}}
+            "state": {n: AXIS[n] for n in state}, "carried": {n: AXIS[n] for n in carried},
+            "memory": {n: AXIS[n] for n in memory}, "memory_per_sentence": True}
 
 
 def generator_graphs(model: nn.Module, features: int, folder: Path) -> dict:

@@ -34,6 +34,9 @@ class Graph:
         opts.intra_op_num_threads = threads or usable_cpus()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # a search alternates graph calls with numpy work on the same two cores: worker
+        # threads that spin between calls take the core the numpy work needs
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = folder / spec["file"]
         try:
             self.session = ort.InferenceSession(str(path), opts,
@@ -119,35 +122,41 @@ def pad(inputs: list) -> tuple[np.ndarray, np.ndarray]:
 
 
 class State:
-    """A seq2seq search's state in the runtime: the decoder's recurrent arrays (`state`,
-    reordered with the beams) and the encoder's (`memory`, per sentence), each with its
-    batch axis; `group` rows per sentence."""
+    """A search's state in the runtime: named arrays, each with its batch axis. `reordered`:
+    those that follow the hypotheses (the decoder's recurrent state, and what each
+    hypothesis carries); `per_sentence`: the encoder's memory kept one row per sentence,
+    shared by its `group` hypotheses (otherwise every array has a row per hypothesis)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], axes: dict[str, int], reordered: set[str],
-                 group: int = 1) -> None:
+                 group: int = 1, per_sentence: frozenset[str] = frozenset()) -> None:
         self.arrays, self.axes, self.reordered, self.group = arrays, axes, reordered, group
+        self.per_sentence = per_sentence
+
+    def _with(self, arrays: dict[str, np.ndarray], group: int) -> State:
+        return State(arrays, self.axes, self.reordered, group, self.per_sentence)
 
     def _map(self, fn, names) -> dict[str, np.ndarray]:
         return {n: (fn(a, self.axes[n]) if n in names else a) for n, a in self.arrays.items()}
 
     def expand(self, k: int) -> State:
         """k rows per sentence (beam search): rows b*k .. b*k+k-1 are sentence b."""
-        return State(self._map(lambda a, ax: np.repeat(a, k, axis=ax), self.arrays),
-                     self.axes, self.reordered, k)
+        rows = [n for n in self.arrays if n not in self.per_sentence]
+        return self._with(self._map(lambda a, ax: np.repeat(a, k, axis=ax), rows), k)
 
     def reorder(self, idx: np.ndarray) -> State:
-        """Reorder the rows of the recurrent state; idx keeps rows within their sentence,
-        where the encoder's arrays are equal."""
-        return State(self._map(lambda a, ax: np.take(a, idx, axis=ax), self.reordered),
-                     self.axes, self.reordered, self.group)
+        """Reorder the rows of the arrays that follow the hypotheses; idx keeps rows within
+        their sentence, where the encoder's arrays are equal."""
+        return self._with(self._map(lambda a, ax: np.take(a, idx, axis=ax), self.reordered),
+                          self.group)
 
     def keep(self, sentences: np.ndarray) -> State:
         """Keep only these sentences with all their rows."""
         rows = sentences
         if self.group > 1:
             rows = (sentences[:, None] * self.group + np.arange(self.group)).reshape(-1)
-        return State(self._map(lambda a, ax: np.take(a, rows, axis=ax), self.arrays),
-                     self.axes, self.reordered, self.group)
+        out = {n: np.take(a, sentences if n in self.per_sentence else rows, axis=self.axes[n])
+               for n, a in self.arrays.items()}
+        return self._with(out, self.group)
 
 
 class Steps:
@@ -158,23 +167,26 @@ class Steps:
     graphs: dict[str, Graph]
 
     def _steps(self, body: dict[str, Any]) -> None:
-        self.axes = {**body.get("state", {}), **body.get("memory", {})}
-        self.reordered = set(body.get("state", {}))
+        self.axes = {**body.get("state", {}), **body.get("carried", {}),
+                     **body.get("memory", {})}
+        self.updated = set(body.get("state", {}))
+        self.reordered = self.updated | set(body.get("carried", {}))
+        self.per_sentence = frozenset(body.get("memory", {}) if body.get("memory_per_sentence")
+                                      else ())
 
     def encode(self, src: np.ndarray, src_len: np.ndarray) -> State:
         """The encoder graph: the decoder's first state and the encoder's memory."""
         out = self.graphs["encoder"](src=src, src_len=src_len)
-        return State(out, self.axes, self.reordered)
+        return State(out, self.axes, self.reordered, 1, self.per_sentence)
 
     def decode_step(self, prev: np.ndarray, state: State
                     ) -> tuple[np.ndarray, State, np.ndarray | None]:
         """The step graph: log-probabilities (N, V), the next state, attention or None."""
         out = self.graphs["step"](prev=prev, **state.arrays)
         arrays = dict(state.arrays)
-        for n in self.reordered:
+        for n in self.updated:
             arrays[n] = out[f"next_{n}"]
-        return out["log_probs"], State(arrays, self.axes, self.reordered, state.group), \
-            out.get("attention")
+        return out["log_probs"], state._with(arrays, state.group), out.get("attention")
 
 
 class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
@@ -352,7 +364,7 @@ class RuntimeLM(LMVerbs, RuntimeGenerating):
                 arrays[k][:, rows] = out[f"next_{k}"]
         arrays["pending"] = pending
         axes = {**self.axes, "pending": 0}
-        return State(arrays, axes, self.reordered | {"pending"})
+        return State(arrays, axes, self.reordered | {"pending"}, 1, self.per_sentence)
 
     def decode_step(self, prev: np.ndarray, state: State
                     ) -> tuple[np.ndarray, State, np.ndarray | None]:
@@ -361,7 +373,7 @@ class RuntimeLM(LMVerbs, RuntimeGenerating):
             pending = state.arrays["pending"]
             prev = np.where(pending != PAD_ID, pending, prev)
             arrays = {k: v for k, v in state.arrays.items() if k != "pending"}
-            state = State(arrays, self.axes, self.reordered, state.group)
+            state = State(arrays, self.axes, self.reordered, state.group, self.per_sentence)
         return super().decode_step(prev, state)
 
 
