@@ -262,6 +262,7 @@ def test_an_export_serves_as_its_checkpoint_does(tmp_path):
     assert got == [lab for lab, _ in tandem.load(cls, device="cpu").predict(["good film"], 2)[0]]
 
 
+@pytest.mark.slow
 def test_language_models_and_generators_write_alike_in_the_runtime(structure_models,
                                                                    tmp_path):
     lm_pt, gen_pt = structure_models["lm"], structure_models["generate"]

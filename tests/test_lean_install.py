@@ -103,6 +103,7 @@ def test_a_command_that_needs_torch_says_so_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_an_export_translates_predicts_and_serves_without_torch(tmp_path):
     import tandem
     from tandem.export import export

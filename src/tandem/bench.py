@@ -308,11 +308,16 @@ def machine() -> dict:
 def write_result(folder: str | Path, prefix: str, suffix: str, body: dict, command: str
                  ) -> Path:
     """Write `body` as `folder/<prefix>-<date><suffix>.json`, with the command that made it,
-    the date and the machine; returns the path."""
+    the date and the machine; returns the path. A result file is never overwritten: a second
+    run of the same name on the same day gets `-run2` (`-run3`, ...) at the end."""
     date = datetime.date.today().isoformat()
     report = {"command": command, "date": date, "machine": machine(), **body}
     Path(folder).mkdir(parents=True, exist_ok=True)
     path = Path(folder) / f"{prefix}-{date}{suffix}.json"
+    n = 2
+    while path.exists():
+        path = Path(folder) / f"{prefix}-{date}{suffix}-run{n}.json"
+        n += 1
     path.write_text(json.dumps(report, indent=2) + "\n")
     return path
 

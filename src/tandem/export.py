@@ -33,7 +33,7 @@ def export(model_path: str | Path, out: str | Path, quantize: str | None = None,
     """Export the checkpoint `model_path` into the folder `out` (created; an existing one is
     refused unless `overwrite`); `quantize`: None (float32) or "int8" (dynamic int8 weights
     of the MatMul and LSTM nodes, onnxruntime's `quantize_dynamic`). -> `out`."""
-    from tandem import __version__, structures
+    from tandem import structures
 
     out = Path(out)
     if quantize not in (None, "int8"):
@@ -60,7 +60,7 @@ def export(model_path: str | Path, out: str | Path, quantize: str | None = None,
             else:
                 _halve_exact_weights(work / g["file"])
         manifest.write(work, {
-            "tandem_version": __version__, "structure": name,
+            "tandem_version": _version(), "structure": name,
             "precision": "int8" if quantize else "float32",
             "fields": manifest.to_json(fields.state()), "config": cfg.to_dict(),
             "source": {"checkpoint": Path(model_path).name,
@@ -74,6 +74,16 @@ def export(model_path: str | Path, out: str | Path, quantize: str | None = None,
         shutil.rmtree(work, ignore_errors=True)
         raise
     return out
+
+
+def _version() -> str:
+    """The installed tandem's version (the manifest records who wrote it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tandem")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def _umask() -> int:

@@ -76,13 +76,15 @@ def _g2p_parser(sub) -> None:
     g.add_argument("--no-stress", action="store_true", help="strip the stress digits")
     g.add_argument("--no-dictionary", action="store_true",
                    help="send every word to the model (to compare it with the dictionary)")
-    g.add_argument("--model", help="another G2P checkpoint (default: the shipped model)")
+    g.add_argument("--model", help="another G2P model: an export folder (the lean runtime) or a "
+                   "checkpoint (needs the train extra); default: the shipped export")
     g.add_argument("--beam", type=positive, default=DEFAULT_BEAM,
                    help=f"search width for words the dictionary lacks (default {DEFAULT_BEAM}, "
                         "the width chosen for accuracy and speed: its measurements are in "
                         "docs/g2p_model.md; --nbest K searches with at least K)")
     g.add_argument("--quantize", choices=["int8"],
-                   help="dynamic int8 quantization (CPU): faster, as accurate on held-out "
+                   help="int8 weights: the shipped model's int8 export (a checkpoint: "
+                        "PyTorch's dynamic int8 quantization); faster, as accurate on held-out "
                         "words (docs/g2p_model.md)")
     g.add_argument("--json", action="store_true",
                    help="one JSON object per word: its pronunciations and their sources")

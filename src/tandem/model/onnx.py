@@ -139,6 +139,7 @@ class _Encode(nn.Module):
         self.model, self.names = model, names
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """src, src_len -> the named first-state arrays, in `names` order."""
         st = self.model.init_state(self.model.encode(src, src_len))
         got = _first_state(st, self.model.decoder, src_len.size(0))
         return tuple(got[n] for n in self.names)
@@ -155,9 +156,12 @@ class _GroupedAttention(nn.Module):
         self.inner = attention
 
     def project_keys(self, keys: torch.Tensor):
+        """The wrapped attention's keys (once per batch, in the encoder graph)."""
         return self.inner.project_keys(keys)
 
     def forward(self, query, keys, values, mask, group=1, cache=None):
+        """query (N, T, Hq) of N = B x k hypotheses, memory of B sentences -> context
+        (N, T, He), weights (N, T, S)."""
         N, T = query.shape[0], query.shape[1]
         ctx, w = self.inner(query.reshape(values.size(0), -1, query.size(-1)), keys, values,
                             mask, 1, cache)
@@ -177,6 +181,8 @@ class _Step(nn.Module):
         self.register_buffer("never", never)
 
     def forward(self, prev: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """prev (N,) and the state, carried and memory arrays -> log-probs (N, V), the next
+        state, and attention (N, S) when the model attends."""
         got = dict(zip(self.state + self.carried + self.memory, tensors, strict=True))
         hidden = (got["h"], got["c"]) if "c" in got else got["h"]
         st = DecoderState(hidden=hidden, feed=got.get("feed"), c=got.get("cvec"),
@@ -251,6 +257,7 @@ class _Prefix(nn.Module):
         self.decoder, self.state = decoder, state
 
     def forward(self, tokens: torch.Tensor, *hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """tokens (B, T), the hidden state -> the hidden state after reading them."""
         st = DecoderState(hidden=hidden if len(hidden) == 2 else hidden[0], feed=None, c=None,
                           values=None, keys=None, mask=None)
         new = self.decoder(tokens, st)[1].hidden
@@ -294,6 +301,7 @@ class _Probabilities(nn.Module):
         self.model = model
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor) -> torch.Tensor:
+        """src, src_len -> P(label) (B, labels)."""
         return torch.softmax(self.model(src, src_len).float(), -1)
 
 

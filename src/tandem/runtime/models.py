@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+import tandem.runtime.search as search
 from tandem.config import Config, DecodeConfig, from_dict
 from tandem.data.fields import Fields, StructFields
 from tandem.data.order import length_batches
@@ -17,7 +18,6 @@ from tandem.data.vocab import PAD_ID
 from tandem.decode.frontend import TextDecoder
 from tandem.decode.scoring import Scorer
 from tandem.errors import CheckpointError, ConfigError, DataError
-from tandem.runtime import search
 from tandem.verbs import ClassifierVerbs, GeneratingVerbs, GeneratorVerbs, LMVerbs, TaggerVerbs
 
 
