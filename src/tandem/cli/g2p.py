@@ -10,7 +10,7 @@ from tandem.cli.args import device_arg, positive
 from tandem.cli.inputs import check_input, iter_inputs
 from tandem.pronounce import DEFAULT_BEAM
 
-G2P_CHUNK = 1024
+G2P_CHUNK = 4096
 """Words `tandem g2p` pronounces per batched call (its output is written after each)."""
 G2P_FIRST_CHUNK = 64
 """The first call's words: a small first chunk makes the first lines come out early."""
