@@ -262,3 +262,24 @@ def test_models_over_frames_export_and_run_alike(trained, tmp_path):
     tr = tandem.runtime.load(export(src / "s2s" / "best.pt", tmp_path / "s2s"))
     series = [x for x, _, _ in read_series(src / "s2s_test.npz")]
     assert tr.translate(series, beam=3) == models["s2s"].translate(series, beam=3)
+
+
+def test_a_seq2seq_model_over_frames_scores_and_rescores(trained):
+    """`score` reads series as `translate` does: the score of the model's own best output is
+    its search score (for outputs that ended with eos, which `score` counts; an output cut at
+    the length limit has none); reranking by itself keeps the search's best."""
+    tmp, models = trained
+    tr = models["s2s"]
+    series = [x for x, _, _ in read_series(tmp / "s2s_test.npz")][:6]
+    best = [r[0] for r in tr.translate_full(series, beam=3)]
+    d = tr.config.decode
+    ended = [i for i, (x, b) in enumerate(zip(series, best, strict=True))
+             if len(b.tokens) < int(d.max_len_a * len(x) + d.max_len_b)]
+    assert len(ended) >= 2
+    got = tr.score([series[i] for i in ended], [best[i].tokens for i in ended])
+    assert got == pytest.approx([best[i].score for i in ended], abs=1e-4)
+    tr.rescore_with(tr)
+    try:
+        assert [r[0].text for r in tr.translate_full(series, beam=3)] == [b.text for b in best]
+    finally:
+        tr.rescorers = []
