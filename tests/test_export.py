@@ -20,6 +20,9 @@ from tandem.errors import CheckpointError, ConfigError
 from tandem.export import export
 from tandem.train.trainer import Trainer
 
+# each test trains a small model or starts a process: the slow tier
+pytestmark = pytest.mark.slow
+
 TRAIN = {"progress": False, "tensorboard": False, "device": "cpu", "threads": 1,
          "max_steps": 1}
 
@@ -70,9 +73,7 @@ def same(runtime_results, torch_results) -> None:
             assert a.norm_score == pytest.approx(b.norm_score, abs=1e-4)
 
 
-@pytest.mark.parametrize("variant", [VARIANTS[0], VARIANTS[1], *(
-    pytest.param(v, marks=pytest.mark.slow) for v in VARIANTS[2:])],
-    ids=lambda v: "-".join(map(str, v.values())))
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
 def test_every_seq2seq_variant_decodes_alike_in_the_runtime(tmp_path, variant):
     ckpt = checkpoint_of(seq2seq_cfg(tmp_path, **variant), tmp_path / "m.pt", steps=3)
     folder = export(ckpt, tmp_path / "export")
@@ -262,7 +263,6 @@ def test_an_export_serves_as_its_checkpoint_does(tmp_path):
     assert got == [lab for lab, _ in tandem.load(cls, device="cpu").predict(["good film"], 2)[0]]
 
 
-@pytest.mark.slow
 def test_language_models_and_generators_write_alike_in_the_runtime(structure_models,
                                                                    tmp_path):
     lm_pt, gen_pt = structure_models["lm"], structure_models["generate"]

@@ -86,6 +86,7 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.pins("data.src_kind")
+@pytest.mark.slow
 def test_a_tagger_over_frames_tags_every_frame(trained, capsys):
     tmp, models = trained
     tagger = models["tag"]
@@ -119,6 +120,7 @@ def test_segments_are_runs_of_one_tag():
     assert segments([]) == []
 
 
+@pytest.mark.slow
 def test_a_seq2seq_model_over_frames_writes_text(trained, capsys):
     tmp, models = trained
     tr = models["s2s"]
@@ -140,6 +142,7 @@ def test_a_seq2seq_model_over_frames_writes_text(trained, capsys):
     assert "give --input FILE" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_long_series_is_refused_or_cut(trained):
     _, models = trained
     tr = models["s2s"]
@@ -150,6 +153,7 @@ def test_a_long_series_is_refused_or_cut(trained):
     assert len(tr.translate([long], on_long_input="truncate")) == 1
 
 
+@pytest.mark.slow
 def test_padding_never_changes_a_prediction(trained):
     """A batch of series of different lengths gives each series what it gets alone."""
     tmp, models = trained
@@ -175,6 +179,7 @@ def test_padding_never_changes_a_prediction(trained):
 
 
 @pytest.mark.pins("data.frame_norm")
+@pytest.mark.slow
 def test_normalisation_comes_from_training_frames_and_survives_the_checkpoint(trained):
     tmp, models = trained
     from tandem.data.frames import frame_splits
@@ -206,6 +211,7 @@ def test_a_reversed_source_reads_the_frames_last_to_first(tmp_path):
     assert data.fields.encode_src(x).tolist() == x[::-1].tolist()
 
 
+@pytest.mark.slow
 def test_bad_frame_inputs_are_refused_by_name(tmp_path, trained):
     _, models = trained
     p = tmp_path / "one_label.npz"
@@ -234,6 +240,7 @@ def test_bad_frame_inputs_are_refused_by_name(tmp_path, trained):
         models["tag"].tag_frames([np.full((2, 3), np.inf)])
 
 
+@pytest.mark.slow
 def test_a_classifier_over_frames_ignores_padding(tmp_path):
     from tandem.train.trainer import Trainer
     from test_frames import config as classify_config
@@ -251,6 +258,7 @@ def test_a_classifier_over_frames_ignores_padding(tmp_path):
     assert torch.allclose(together, alone, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_models_over_frames_export_and_run_alike(trained, tmp_path):
     import tandem.runtime
     from tandem.export import export
@@ -264,6 +272,7 @@ def test_models_over_frames_export_and_run_alike(trained, tmp_path):
     assert tr.translate(series, beam=3) == models["s2s"].translate(series, beam=3)
 
 
+@pytest.mark.slow
 def test_a_seq2seq_model_over_frames_scores_and_rescores(trained):
     """`score` reads series as `translate` does: the score of the model's own best output is
     its search score (for outputs that ended with eos, which `score` counts; an output cut at

@@ -81,6 +81,7 @@ def test_the_shipped_dictionary_keeps_its_licence():
     assert "Carnegie Mellon University" in licence and "Redistribution" in licence
 
 
+@pytest.mark.slow
 def test_g2p_runs_without_torch():
     done = lean("g2p", "PHOENIX", "flibbertigibbet")
     assert done.returncode == 0, done.stderr
@@ -91,6 +92,7 @@ def test_g2p_runs_without_torch():
     assert [x.split("\t")[1] for x in lines] == tandem.g2p(["PHOENIX", "flibbertigibbet"])
 
 
+@pytest.mark.slow
 def test_a_command_that_needs_torch_says_so_in_one_line(tmp_path):
     done = lean("train", "configs/reverse.yaml", cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 2

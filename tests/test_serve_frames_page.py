@@ -20,6 +20,9 @@ from tandem.serve import ServeOptions, create_app
 from test_frames import write_ts
 from test_web import CHROMIUM, _browser_or_skip
 
+# each test trains a small model or starts a process: the slow tier
+pytestmark = pytest.mark.slow
+
 # frame widths: classify's .ts has 2 channels; the tagger's 14 is more than the 12 lines a
 # plot draws
 WIDTH = {"classify": 2, "tag": 14, "seq2seq": 3}
@@ -177,7 +180,6 @@ def test_a_series_the_model_cannot_read_is_a_422_the_page_shows(frames_models, s
     assert ok.status_code == 200, ok.text
 
 
-@pytest.mark.slow
 @pytest.mark.browser
 def test_the_page_plots_the_example_series_in_a_browser(frames_models):
     """In a real browser, for each frames model: the series box replaces the text box, the

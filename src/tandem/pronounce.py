@@ -24,13 +24,13 @@ The rules for what a word is (documented in docs/cli.md and the model card):
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tandem.errors import CheckpointError, ConfigError, DataError
+from tandem.runtime.manifest import sha256 as file_sha256  # the one file checksum
 
 PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "g2p_en"
 """The shipped model, an export (`tandem export`) of the release checkpoint: its manifest holds
@@ -83,15 +83,6 @@ def cmu_dictionary():
     from tandem.data.lexicon import cmudict
 
     return cmudict()
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verified(path: Path, card: Path | None = None) -> Path:

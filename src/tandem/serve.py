@@ -282,6 +282,22 @@ def install_limits(app: FastAPI, opts: ServeOptions) -> None:
                                   "msg": d.get("msg")} for d in errors]}, status_code=422)
 
 
+INCLUDE = "// @include "
+
+
+def web_page(name: str) -> str:
+    """The page `web/<name>`, with each line `// @include FILE ...` replaced by `web/FILE`
+    (the script the pages share), so the server sends one self-contained page."""
+    web = resources.files("tandem").joinpath("web")
+    lines = []
+    for line in web.joinpath(name).read_text(encoding="utf-8").split("\n"):
+        if line.startswith(INCLUDE):
+            line = web.joinpath(line[len(INCLUDE):].split()[0]).read_text(
+                encoding="utf-8").rstrip("\n")
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def create_app(model: LoadedModel, opts: ServeOptions | None = None) -> FastAPI:
     """The FastAPI app over a loaded model of any structure: its endpoint (/v1/translate,
     /v1/predict or /v1/generate, with the request schema the model states under `opts`'
@@ -309,8 +325,7 @@ def create_app(model: LoadedModel, opts: ServeOptions | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return resources.files("tandem").joinpath(f"web/{model.page}").read_text(
-            encoding="utf-8")
+        return web_page(model.page)
 
     @app.get("/v1/health")
     async def health() -> dict:

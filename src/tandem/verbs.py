@@ -28,6 +28,18 @@ class ClassifierVerbs:
     def predict(self, texts: list, topk: int = 1) -> list[list[tuple[str, float]]]:
         raise NotImplementedError
 
+    def encode_inputs(self, inputs: list) -> list:
+        """What the model reads of each input: token ids of a text, or a (T, C) series of
+        frames normalised; a text empty after tokenization is a DataError naming it."""
+        if self.fields.num_features:
+            ids = [self.fields.frames(x) for x in inputs]
+        else:
+            ids = [self.fields.encode_text(t) for t in inputs]
+        for i, x in enumerate(ids):
+            if not len(x):
+                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
+        return ids
+
     def predict_file(self, path: str, topk: int = 1) -> list[dict[str, Any]]:
         """The top-k labels of every series of a .ts, .npz or .npy file (labels in it, if
         any, are not used), one record each, its input the series' place in the file."""
@@ -95,6 +107,17 @@ class TaggerVerbs:
 
     def tag(self, sentences: list) -> list[list[tuple[str, str]]]:
         raise NotImplementedError
+
+    def sentence_words(self, sentences: list) -> list[list[str]]:
+        """The words of each sentence (a list of words, or a string split on whitespace); a
+        sentence without words, or words given to a tagger over frames, is a DataError."""
+        if self.reads_frames:
+            raise DataError("this tagger reads series of frames: call tag_frames(series)")
+        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
+        for i, ws in enumerate(words):
+            if not ws:
+                raise DataError(f"input {i + 1}: no words to tag")
+        return words
 
     def tag_frames(self, series: list) -> list[list[str]]:
         raise NotImplementedError

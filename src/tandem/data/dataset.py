@@ -11,7 +11,7 @@ from tandem.data import tokenizers
 from tandem.data.batching import Example
 from tandem.data.corpora import Pair, read_split
 from tandem.data.fields import Fields
-from tandem.data.frames import channel_stats, frame_splits
+from tandem.data.frames import frame_splits, frame_stats
 from tandem.data.vocab import Vocab
 from tandem.errors import ConfigError
 
@@ -70,10 +70,9 @@ def build_fields(cfg: DataConfig, train: list[Pair]) -> Fields:
                                    cfg.sp_model_type)
         tgt_vocab = Vocab.build((tgt_tok.tokenize(t) for t in tgts), cfg.tgt_min_freq,
                                 cfg.tgt_max_vocab)
-        mean, std = channel_stats(srcs) if cfg.frame_norm else ([], [])
+        mean, std = frame_stats(srcs, cfg.frame_norm)
         return Fields(tgt_tok, tgt_tok, Vocab([]), tgt_vocab, cfg.reverse_source,
-                      cfg.reverse_target, srcs[0].shape[1], [float(v) for v in mean],
-                      [float(v) for v in std])
+                      cfg.reverse_target, srcs[0].shape[1], mean, std)
     if cfg.sp_joint and cfg.src_tokenizer == cfg.tgt_tokenizer == "sentencepiece":
         tok = tokenizers.build("sentencepiece", srcs + tgts, cfg.lowercase, cfg.sp_vocab_size,
                                cfg.sp_model_type)

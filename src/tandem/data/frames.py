@@ -184,6 +184,15 @@ def channel_stats(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 
+def frame_stats(series: list[np.ndarray], normalise: bool) -> tuple[list[float], list[float]]:
+    """What a model over frames stores to normalise its inputs (data.frame_norm): the training
+    frames' per-channel mean and std as plain floats, or two empty lists when not asked."""
+    if not normalise:
+        return [], []
+    mean, std = channel_stats(series)
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
 def frame_splits(d, per_frame: bool = False) -> tuple[list[Series], list[Series], list[Series]]:
     """train / dev / test series of a frames config (`DataConfig`): data.train, data.dev
     (or a data.frame_dev_fraction share of train drawn with data.split_seed) and data.test

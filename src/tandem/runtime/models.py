@@ -252,13 +252,7 @@ class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
 
     def probabilities(self, inputs: list) -> np.ndarray:
         """P(label | input) (N, labels); an input is a text, or a (T, C) series of frames."""
-        if self.fields.num_features:
-            ids = [self.fields.frames(x) for x in inputs]
-        else:
-            ids = [self.fields.encode_text(t) for t in inputs]
-        for i, x in enumerate(ids):
-            if not len(x):
-                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
+        ids = self.encode_inputs(inputs)
         out = np.zeros((len(ids), len(self.fields.labels)), np.float32)
         for idx in length_batches([len(x) for x in ids], self._batch_tokens(), None):
             src, src_len = pad([ids[i] for i in idx])
@@ -302,14 +296,8 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
     def tag(self, sentences: list) -> list[list[tuple[str, str]]]:
         """(word, tag) pairs of each sentence (a list of words, or a string split on
         whitespace)."""
-        if self.reads_frames:
-            raise DataError("this tagger reads series of frames: call tag_frames(series)")
-        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
-        examples = []
-        for i, ws in enumerate(words):
-            if not ws:
-                raise DataError(f"input {i + 1}: no words to tag")
-            examples.append(self.fields.encode_words(ws))
+        words = self.sentence_words(sentences)
+        examples = [self.fields.encode_words(ws) for ws in words]
         return [[(w, self.fields.labels[int(t)]) for w, t in zip(ws, lg.argmax(-1), strict=True)]
                 for ws, lg in zip(words, self._logits(examples), strict=True)]
 

@@ -21,7 +21,7 @@ from tandem.config import Config
 from tandem.cpu import autocast
 from tandem.data import readers, tokenizers
 from tandem.data.batching import pad
-from tandem.data.frames import channel_stats, frame_splits, read_series
+from tandem.data.frames import frame_splits, frame_stats, read_series
 from tandem.data.vocab import UNK_ID, Vocab
 from tandem.errors import ConfigError, DataError
 from tandem.model.classifier import Classifier
@@ -84,10 +84,9 @@ def load_frames(cfg: Config) -> StructData:
     d = cfg.data
     train, dev, test = frame_splits(d)
     width = train[0][0].shape[1]
-    mean, std = channel_stats([x for x, _, _ in train]) if d.frame_norm else ([], [])
+    mean, std = frame_stats([x for x, _, _ in train], d.frame_norm)
     fields = StructFields(NAME, Vocab([]), None, sorted({lab for _, lab, _ in train}),
-                          num_features=width, frame_mean=[float(v) for v in mean],
-                          frame_std=[float(v) for v in std])
+                          num_features=width, frame_mean=mean, frame_std=std)
     splits = {}
     for name, items in (("train", train), ("dev", dev), ("test", test)):
         unknown(fields.label_ids, [(lab, w) for _, lab, w in items], name, "label")
@@ -234,13 +233,7 @@ class ClassifierPredictor(ClassifierVerbs, FieldsModel):
         """P(label | input) for each input: (N, n_labels), on the CPU. An input is a text, or
         for a model over frames a (T, C) array of numbers. A text that is empty after
         tokenization is a DataError naming its position."""
-        if self.fields.num_features:
-            ids = [self.fields.frames(x) for x in inputs]
-        else:
-            ids = [self.fields.encode_text(t) for t in inputs]
-        for i, x in enumerate(ids):
-            if not len(x):
-                raise DataError(f"input {i + 1}: empty after tokenization; nothing to classify")
+        ids = self.encode_inputs(inputs)
         out = torch.zeros(len(ids), len(self.fields.labels))
         examples = [(x, 0) for x in ids]
         for idx in Classify.batches(examples, self._batch_tokens(), None):

@@ -23,7 +23,7 @@ from tandem.cpu import autocast
 from tandem.data import readers
 from tandem.data.batching import pad
 from tandem.data.corpora import corpus_dir
-from tandem.data.frames import channel_stats, frame_splits, read_series
+from tandem.data.frames import frame_splits, frame_stats, read_series
 from tandem.data.readers import Tagged
 from tandem.data.vocab import PAD_ID, Vocab
 from tandem.errors import ConfigError, DataError
@@ -78,10 +78,9 @@ def load_frames(cfg: Config) -> StructData:
     splits = frame_splits(d, per_frame=True)
     train = splits[0]
     width = train[0][0].shape[1]
-    mean, std = channel_stats([x for x, _, _ in train]) if d.frame_norm else ([], [])
+    mean, std = frame_stats([x for x, _, _ in train], d.frame_norm)
     fields = StructFields(NAME, Vocab([]), None, sorted({t for _, ts, _ in train for t in ts}),
-                          num_features=width, frame_mean=[float(v) for v in mean],
-                          frame_std=[float(v) for v in std])
+                          num_features=width, frame_mean=mean, frame_std=std)
     out = {}
     for name, items in zip(("train", "dev", "test"), splits, strict=True):
         unknown(fields.label_ids, [(t, w) for _, ts, w in items for t in ts], name, "tag")
@@ -294,14 +293,8 @@ class TaggerPredictor(TaggerVerbs, FieldsModel):
         """(word, tag) pairs of each sentence; a sentence is a list of words or a string
         split on whitespace (give word lists for text tokenized another way). A tagger over
         frames: `tag_frames`."""
-        if self.reads_frames:
-            raise DataError("this tagger reads series of frames: call tag_frames(series)")
-        words = [s.split() if isinstance(s, str) else list(s) for s in sentences]
-        examples = []
-        for i, ws in enumerate(words):
-            if not ws:
-                raise DataError(f"input {i + 1}: no words to tag")
-            examples.append((*self.fields.encode_words(ws), [0] * len(ws)))
+        words = self.sentence_words(sentences)
+        examples = [(*self.fields.encode_words(ws), [0] * len(ws)) for ws in words]
         tags: list[list[int]] = [[] for _ in examples]
         for idx in Tag.batches(examples, self._batch_tokens(), None):
             b = collate([examples[i] for i in idx], idx).to(self.device)
