@@ -92,6 +92,16 @@ def test_g2p_runs_without_torch():
     assert [x.split("\t")[1] for x in lines] == tandem.g2p(["PHOENIX", "flibbertigibbet"])
 
 
+def test_g2p_text_runs_without_torch():
+    """Text mode's parts (the homograph model, numbers, the G2P model) all run lean."""
+    line = "Please record the flibbertigibbet's 2nd song for $5."
+    done = lean("g2p", "--text", line)
+    assert done.returncode == 0, done.stderr
+    import tandem
+
+    assert done.stdout.splitlines() == tandem.g2p_text(line)
+
+
 @pytest.mark.slow
 def test_a_command_that_needs_torch_says_so_in_one_line(tmp_path):
     done = lean("train", "configs/reverse.yaml", cwd=Path(__file__).resolve().parents[1])

@@ -6,6 +6,7 @@ parts (classify, tag, language model, generate), that train and run fast on ordi
     tandem.load(run_dir / "best.pt").translate(["abc"], beam=5)
     tandem.load("runs/sst2/best.pt").predict(["a gorgeous film"])  # a classifier
     tandem.g2p(["PHOENIX", "tandem"])  # ['F IY1 N IH0 K S', 'T AE1 N D AH0 M']
+    tandem.g2p_text("I read it.")  # ['AY1 | R EH1 D | IH1 T | .']: homographs in context
 """
 
 from __future__ import annotations
@@ -39,9 +40,14 @@ def __getattr__(name: str) -> Any:
         from tandem import pronounce as g2p
 
         return getattr(g2p, name)
+    if name in ("g2p_text", "TextG2P"):
+        from tandem.pronounce import sentences
+
+        return getattr(sentences, name)
     raise AttributeError(f"module 'tandem' has no attribute {name!r}")
 
 
 __all__ = ["CheckpointError", "ClassifierPredictor", "Config", "ConfigError", "DataError",
            "G2P", "GeneratorPredictor", "LMPredictor", "LoadedModel", "Result",
-           "TaggerPredictor", "TandemError", "Translator", "g2p", "load", "load_config", "train"]
+           "TaggerPredictor", "TandemError", "TextG2P", "Translator", "g2p", "g2p_text", "load",
+           "load_config", "train"]

@@ -8,6 +8,7 @@ import sys
 import tandem.cli.output as output
 from tandem.cli.args import device_arg, positive
 from tandem.cli.inputs import check_input, iter_inputs
+from tandem.errors import ConfigError
 from tandem.pronounce import DEFAULT_BEAM
 
 G2P_CHUNK = 4096
@@ -41,6 +42,41 @@ def _g2p_words(a: argparse.Namespace) -> tuple[list[str], list[str]]:
     return words, where
 
 
+TEXT_CHUNK = 256
+"""Lines `tandem g2p --text` pronounces per batched call (written after each)."""
+
+
+def cmd_g2p_text(a: argparse.Namespace) -> int:
+    """`tandem g2p --text`: running text in (the arguments as one line, else --input or stdin,
+    one line of text a line), one output line per input line (`tandem.pronounce.sentences`):
+    the items of the line separated by ` | `, or with --json one object a line holding each
+    token's span, spoken words, phonemes and source."""
+    from tandem.pronounce import G2P
+    from tandem.pronounce.sentences import TextG2P, line_text
+
+    check_input(a.input, "running text, one line of text a line")
+    g = G2P(a.model, dictionary=not a.no_dictionary, device=a.device, beam=a.beam,
+            quantize=a.quantize, lexicon=a.lexicon)
+    tg = TextG2P(g, homographs=False if a.no_homographs else a.homograph_model,
+                 stress=not a.no_stress)
+    label = "argument" if a.words else (a.input or "<stdin>")
+    lines = iter([" ".join(a.words)]) if a.words else iter_inputs(a.input)
+    out, n = sys.stdout, 0
+    while True:
+        chunk = [line for _, line in zip(range(TEXT_CHUNK), lines, strict=False)]
+        if not chunk:
+            return 0
+        done = tg.pronounce_lines(chunk, where=label, first=n + 1)
+        for line, spoken in zip(chunk, done, strict=True):
+            n += 1
+            if a.json:
+                output.write_json_line(out, {"line": n, "text": line,
+                                             "tokens": [s.to_dict() for s in spoken]})
+            else:
+                out.write(line_text(spoken) + "\n")
+        out.flush()
+
+
 def cmd_g2p(a: argparse.Namespace) -> int:
     """`tandem g2p WORD ...` (or --input FILE, or stdin): WORD<TAB>PHONEMES lines, the CMU
     dictionary first, the shipped model for other words; words are decoded in chunks
@@ -48,10 +84,16 @@ def cmd_g2p(a: argparse.Namespace) -> int:
     early and memory stays flat on long inputs."""
     from tandem.pronounce import G2P
 
+    if a.text:
+        return cmd_g2p_text(a)
+    for flag in ("no_homographs", "homograph_model"):
+        if getattr(a, flag):
+            raise ConfigError(f"--{flag.replace('_', '-')} applies to --text (words in "
+                              "sentences); word mode pronounces each word alone")
     check_input(a.input, "one word per line")
     words, where = _g2p_words(a)
     g = G2P(a.model, dictionary=not a.no_dictionary, device=a.device, beam=a.beam,
-            quantize=a.quantize)
+            quantize=a.quantize, lexicon=a.lexicon)
     out = sys.stdout
     for start, end in g2p_chunks(len(words)):
         chunk = words[start:end]
@@ -67,7 +109,19 @@ def _g2p_parser(sub) -> None:
     g = sub.add_parser("g2p", help="English pronunciations (ARPAbet): the CMU dictionary, "
                        "then the shipped model")
     g.add_argument("words", nargs="*", metavar="WORD",
-                   help="words to pronounce (default: one per line from --input or stdin)")
+                   help="words to pronounce (default: one per line from --input or stdin); "
+                        "with --text, the arguments are one line of text")
+    g.add_argument("--text", action="store_true",
+                   help="running text in, one line of text a line: numbers and symbols "
+                        "written out, homographs chosen in context, punctuation kept; one "
+                        "output line per input line, items separated by ' | ' "
+                        "(docs/homograph_model.md)")
+    g.add_argument("--lexicon", help="a file of your own pronunciations (WORD<TAB>ARPABET a "
+                   "line; CMU format too), ahead of the dictionary and the models")
+    g.add_argument("--no-homographs", action="store_true",
+                   help="--text: the dictionary's first variant for homographs, no model")
+    g.add_argument("--homograph-model", help="--text: another homograph model folder (an "
+                   "export with its wordids.tsv); default: the shipped one")
     g.add_argument("--input", help="a file of words, one per line (TSV: the first column)")
     g.add_argument("--all", action="store_true",
                    help="every pronunciation the dictionary has (default: its first)")

@@ -68,3 +68,51 @@ class Lexicon:
 def cmudict() -> Lexicon:
     """The shipped CMU Pronouncing Dictionary."""
     return Lexicon(CMUDICT)
+
+
+ARPABET = frozenset(
+    "AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW "  # vowels: take a stress digit 0, 1 or 2
+    "B CH D DH F G HH JH K L M N NG P R S SH T TH V W Y Z ZH".split())
+"""The 39 phonemes of the CMU dictionary's ARPAbet."""
+VOWELS = frozenset(p for p in ARPABET if p[0] in "AEIOU")
+
+
+def check_phonemes(phonemes: str, where: str) -> str:
+    """`phonemes` (ARPAbet separated by spaces) with its spacing normalised; a phoneme outside
+    the set (a vowel may carry a stress digit 0, 1 or 2; a consonant none) is refused with a
+    DataError naming `where` and the phoneme."""
+    out = phonemes.split()
+    if not out:
+        raise DataError(f"{where}: no phonemes")
+    for p in out:
+        base = p[:-1] if p[-1:] in "012" else p
+        if base not in ARPABET or (base != p and base not in VOWELS):
+            raise DataError(f"{where}: unknown phoneme {p!r}; allowed: the 39 ARPAbet phonemes "
+                            f"({' '.join(sorted(ARPABET))}), vowels with an optional stress "
+                            "digit 0, 1 or 2")
+    return " ".join(out)
+
+
+def read_user_lexicon(path: str | Path) -> dict[str, list[str]]:
+    """A user's pronunciations: `WORD<TAB>PHONEMES` (or the CMU format, `WORD  PHONEMES`) a
+    line, blank lines and `#` comments skipped, several lines for one word giving its variants
+    in order; words are matched without case. Every phoneme is checked (`check_phonemes`); a
+    bad line is refused naming the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read the lexicon ({e})") from None
+    out: dict[str, list[str]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        word, sep, pron = line.strip().partition("\t")
+        if not sep:
+            word, _, pron = line.strip().partition(" ")
+        if not pron.strip():
+            raise DataError(f"{path}:{n}: {line.strip()!r} has no phonemes; write WORD<TAB>"
+                            "PHONEMES (ARPAbet separated by spaces)")
+        out.setdefault(word.strip().lower(), []).append(
+            check_phonemes(pron, f"{path}:{n} ({word.strip()})"))
+    return out

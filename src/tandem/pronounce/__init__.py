@@ -32,7 +32,7 @@ from pathlib import Path
 from tandem.errors import CheckpointError, ConfigError, DataError
 from tandem.runtime.manifest import sha256 as file_sha256  # the one file checksum
 
-PACKAGE_MODEL = Path(__file__).resolve().parent / "models" / "g2p_en"
+PACKAGE_MODEL = Path(__file__).resolve().parent.parent / "models" / "g2p_en"
 """The shipped model, an export (`tandem export`) of the release checkpoint: its manifest holds
 every file's sha256 and the checkpoint's training facts."""
 PACKAGE_MODEL_INT8 = PACKAGE_MODEL.with_name("g2p_en_int8")
@@ -121,7 +121,9 @@ class G2P:
 
     def __init__(self, model: str | Path | None = None, dictionary: bool = True,
                  device: str = "cpu", beam: int = DEFAULT_BEAM, batch_size: int = 256,
-                 quantize: str | None = None) -> None:
+                 quantize: str | None = None,
+                 lexicon: str | Path | dict[str, list[str]] | None = None) -> None:
+        from tandem.data.lexicon import read_user_lexicon
         from tandem.runtime import is_export
 
         if quantize and device not in ("cpu", "auto"):
@@ -139,6 +141,10 @@ class G2P:
         self.quantize = quantize
         self.batch_size = batch_size
         self._translator = None
+        if isinstance(lexicon, (str, Path)):
+            lexicon = read_user_lexicon(lexicon)
+        self.lexicon = {w.lower(): list(p) for w, p in (lexicon or {}).items()}
+        """The user's pronunciations (lowercase word -> variants), ahead of everything."""
 
     @property
     def translator(self):
@@ -168,8 +174,12 @@ class G2P:
         return self._translator
 
     def lookup(self, word: str) -> list[str]:
-        """The dictionary's pronunciations of `word` (any case), or [] when it has none."""
-        return cmu_dictionary().get(word.lower()) if self.use_dictionary else []
+        """The user lexicon's pronunciations of `word` (any case), else the dictionary's, or []
+        when neither has it."""
+        w = word.lower()
+        if w in self.lexicon:
+            return self.lexicon[w]
+        return cmu_dictionary().get(w) if self.use_dictionary else []
 
     def pronounce(self, words: list[str], nbest: int = 1, all_variants: bool = False,
                   stress: bool = True, where: list[str] | None = None
@@ -184,9 +194,10 @@ class G2P:
                                     for part in plan[1] if not self.lookup(part)))
         guessed = self._decode(wanted, nbest) if wanted else {}
         out = []
-        for plan in plans:
-            if isinstance(plan, list):  # the whole token is in the dictionary
-                prons = [Pronunciation(p, "dictionary")
+        for word, plan in zip(words, plans, strict=True):
+            if isinstance(plan, list):  # the whole token is in the lexicon or dictionary
+                source = "lexicon" if word.strip().lower() in self.lexicon else "dictionary"
+                prons = [Pronunciation(p, source)
                          for p in (plan if all_variants else plan[:1])]
             else:
                 _, parts = plan
@@ -196,6 +207,8 @@ class G2P:
                     known = [self.lookup(p) for p in parts]
                     firsts = [(k or guessed[p])[0] for k, p in zip(known, parts, strict=True)]
                     source = "dictionary" if all(known) else "model"
+                    if any(p in self.lexicon for p in parts):
+                        source = "lexicon"
                     prons = [Pronunciation(" ".join(firsts), source)]
             if not stress:
                 prons = [Pronunciation(strip_stress(p.phonemes), p.source) for p in prons]
