@@ -1,4 +1,4 @@
-"""English pronunciations out of the box (tandem/pronounce.py, `tandem g2p`, `tandem distill`):
+"""English pronunciations out of the box (tandem/pronounce/, `tandem g2p`, `tandem distill`):
 dictionary words come back exactly as the CMU dictionary has them; other words go through the
 model, batched; stress, compounds, apostrophes and refused tokens follow the documented
 rules; the shipped model is small, loads safely and refuses a damaged copy; the API equals

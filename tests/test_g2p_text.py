@@ -222,11 +222,12 @@ def test_homographs_are_read_in_context(word, sentence, phonemes):
 
 
 def test_without_the_model_homographs_get_the_dictionarys_first_variant(plain):
-    spoken = plain.pronounce_lines(["You have to wind the clock."])[0]
+    spoken = plain.pronounce_lines(["A strong wind blew."])[0]
     wind = next(s for s in spoken if s.text == "wind")
     assert wind.source == "dictionary" and wind.phonemes == [first("wind")]
 
 
+@pytest.mark.pins("g2p --text", "g2p --json")
 def test_the_api_equals_the_cli(capsys, tmp_path):
     sentences = [c.values[1] if hasattr(c, "values") else c[1] for c in CONTEXT]
     lines = sentences[:4] + ["", "It's 9:30 & $5 — the NSA's XQZ!"]
@@ -254,6 +255,7 @@ def test_the_cli_names_the_line_it_cannot_read(capsys, tmp_path):
     assert f"{src}:2" in err and "'日本'" in err
 
 
+@pytest.mark.pins("g2p --lexicon")
 def test_the_cli_takes_a_lexicon_and_refuses_a_bad_one(capsys, tmp_path):
     lex = tmp_path / "mine.tsv"
     lex.write_text("tandem\tT AE1 N D EH0 M\n", encoding="utf-8")
@@ -267,3 +269,22 @@ def test_the_cli_takes_a_lexicon_and_refuses_a_bad_one(capsys, tmp_path):
     # the homograph switches belong to text mode
     assert cli_main(["g2p", "--no-homographs", "read"]) == 2
     assert "--no-homographs applies to --text" in capsys.readouterr().err
+
+
+@pytest.mark.pins("g2p --no-homographs", "g2p --homograph-model")
+def test_the_cli_switches_the_homograph_model(capsys, tmp_path):
+    import shutil
+
+    line = "A strong wind blew."
+    assert cli_main(["g2p", "--text", line]) == 0
+    with_model = capsys.readouterr().out.split(SEPARATOR)
+    assert cli_main(["g2p", "--text", "--no-homographs", line]) == 0
+    without = capsys.readouterr().out.split(SEPARATOR)
+    assert with_model[2] == "W IH1 N D" and without[2] == first("wind") == "W AY1 N D"
+    copy = tmp_path / "copy"
+    shutil.copytree(PACKAGE_MODEL, copy)
+    assert cli_main(["g2p", "--text", "--homograph-model", str(copy), line]) == 0
+    assert capsys.readouterr().out.split(SEPARATOR) == with_model
+    (copy / "wordids.tsv").unlink()
+    assert cli_main(["g2p", "--text", "--homograph-model", str(copy), line]) == 2
+    assert f"{copy}: not a homograph model" in capsys.readouterr().err
