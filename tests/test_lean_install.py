@@ -149,3 +149,16 @@ def test_an_export_translates_predicts_and_serves_without_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == tandem.load(ckpt, device="cpu").translate(["abc"])[0]
+
+
+def test_the_python_api_loads_an_export_without_importing_torch():
+    """`tandem.load(EXPORT)` runs in the lean runtime even where PyTorch is installed (here it
+    is), so loading an export never pays PyTorch's import."""
+    from tandem.pronounce.homographs import PACKAGE_MODEL
+
+    code = ("import sys, tandem; m = tandem.load(sys.argv[1]); "
+            "print(type(m).__name__, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(PACKAGE_MODEL)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["RuntimeClassifier", "False"]

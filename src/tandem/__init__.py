@@ -20,16 +20,29 @@ from tandem.errors import CheckpointError, ConfigError, DataError, TandemError
 __version__ = "0.1.0"
 
 
+def load(*paths: Any, device: str = "auto", first: dict | None = None) -> Any:
+    """A trained model: an export folder (`tandem export`) in the lean runtime, without
+    importing PyTorch even where it is installed; a checkpoint (several: a seq2seq ensemble)
+    as its structure's LoadedModel on `device` (`tandem.structures.load`)."""
+    from tandem import runtime
+
+    if len(paths) == 1 and str(device) in ("auto", "cpu") and runtime.is_export(paths[0]):
+        return runtime.load(paths[0])
+    from tandem import structures
+
+    return structures.load(*paths, device=device, first=first)
+
+
 def __getattr__(name: str) -> Any:
     """Import torch-heavy parts on first use, so `tandem --help` and config checks start fast."""
     if name in ("Translator", "Result"):
         from tandem.structures import translator
 
         return getattr(translator, name)
-    if name in ("load", "LoadedModel"):
+    if name == "LoadedModel":
         from tandem import structures
 
-        return getattr(structures, name)
+        return structures.LoadedModel
     if name.endswith("Predictor"):  # each structure's loaded model, by its class name
         from tandem import structures
 
