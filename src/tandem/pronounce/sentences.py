@@ -69,6 +69,8 @@ class Spoken:
     source: str = ""
     wordid: str | None = None
     probability: float | None = None
+    context: str | None = field(default=None, repr=False)
+    """A homograph's input to the homograph model (`model_input`), until it is decided."""
 
     def to_dict(self) -> dict:
         """A JSON object of this token."""
@@ -182,7 +184,7 @@ class TextG2P:
             s.phonemes, s.source = [self.lexicon[word][0]], "lexicon"
         elif word in self.homograph_words:
             s.phonemes, s.source = [None], "homograph"
-            s.wordid = model_input(tokens, i)  # replaced by the model's answer
+            s.context = model_input(tokens, i)
         elif self.g2p.lookup(word):
             s.phonemes, s.source = [self.g2p.lookup(word)[0]], "dictionary"
         elif s.text.isascii() and s.text.isalpha() and s.text.isupper() and len(s.text) > 1 \
@@ -226,7 +228,7 @@ class TextG2P:
         if not todo:
             return
         clf, table = self.homograph_model
-        tops = clf.predict([s.wordid for s in todo], topk=len(clf.labels))
+        tops = clf.predict([s.context for s in todo], topk=len(clf.labels))
         for s, top in zip(todo, tops, strict=True):
             wid, prob = choose(dict(top), s.words[0], table)
             s.wordid, s.probability = wid, prob
