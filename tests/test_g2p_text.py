@@ -13,7 +13,7 @@ import pytest
 import tandem
 from tandem.cli import main as cli_main
 from tandem.data.lexicon import ARPABET, cmudict, read_user_lexicon
-from tandem.errors import DataError
+from tandem.errors import ConfigError, DataError
 from tandem.pronounce import G2PError
 from tandem.pronounce.homographs import (
     PACKAGE_MODEL,
@@ -113,6 +113,15 @@ def test_a_bad_lexicon_line_is_refused_naming_file_and_line(tmp_path, body, name
     with pytest.raises(DataError, match=named) as e:
         read_user_lexicon(lex)
     assert str(lex) in str(e.value)
+
+
+def test_a_lexicon_given_as_a_dict_is_checked_too():
+    assert tandem.pronounce.G2P(lexicon={"Zorp": ["Z AO1 R P"]}).lexicon == {
+        "zorp": ["Z AO1 R P"]}
+    with pytest.raises(DataError, match="'Zorp'.*'QQ'"):
+        tandem.pronounce.G2P(lexicon={"Zorp": ["Z QQ"]})
+    with pytest.raises(ConfigError, match="give the lexicon to the G2P"):
+        TextG2P(g2p=tandem.pronounce.G2P(), lexicon={"zorp": ["Z AO1 R P"]})
 
 
 def test_all_caps_rule(plain):

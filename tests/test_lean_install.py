@@ -92,6 +92,7 @@ def test_g2p_runs_without_torch():
     assert [x.split("\t")[1] for x in lines] == tandem.g2p(["PHOENIX", "flibbertigibbet"])
 
 
+@pytest.mark.slow
 def test_g2p_text_runs_without_torch():
     """Text mode's parts (the homograph model, numbers, the G2P model) all run lean."""
     line = "Please record the flibbertigibbet's 2nd song for $5."
@@ -151,6 +152,7 @@ def test_an_export_translates_predicts_and_serves_without_torch(tmp_path):
     assert done.stdout.strip() == tandem.load(ckpt, device="cpu").translate(["abc"])[0]
 
 
+@pytest.mark.slow
 def test_the_python_api_loads_an_export_without_importing_torch():
     """`tandem.load(EXPORT)` runs in the lean runtime even where PyTorch is installed (here it
     is), so loading an export never pays PyTorch's import."""

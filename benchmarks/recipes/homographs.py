@@ -60,8 +60,9 @@ POS_TABLE = {
 }
 """The part-of-speech rule: a Penn tag -> the words to look for, in order, in the labels of the
 homograph's wordids (wordids.tsv: `verb`, `noun`, `adjective-noun`, `past tense verb`, ...); the
-first wordid whose label holds one is chosen. A proper noun looks for a name label (`city`,
-`given name` hold no `name`... so it falls back to `noun`)."""
+first wordid whose label holds one is chosen (a proper noun: a label holding `name`, such as
+`given name`, else `noun`); a tag outside the table, or no label found, gives the majority
+wordid."""
 
 
 def split_train(examples: list[Example], seed: int = 0, share: float = 0.1
@@ -89,11 +90,11 @@ def write_split(path: Path, examples: list[Example]) -> None:
             f.write(f"{example_input(e)}\t{e.wordid}\n")
 
 
-def pos_rule(tags: list[str], homograph: str, table: dict, majority: dict) -> str:
-    """The wordid the POS rule gives a homograph tagged `tags[...]` (one Penn tag)."""
+def pos_rule(tag: str, homograph: str, table: dict, majority: dict) -> str:
+    """The wordid the POS rule (`POS_TABLE`) gives a homograph with the Penn tag `tag`."""
     own = sorted((w for w in table.values() if w.homograph == homograph),
                  key=lambda w: w.wordid)
-    for want in POS_TABLE.get(tags, ()):
+    for want in POS_TABLE.get(tag, ()):
         for w in own:
             if want in w.label.lower():
                 return w.wordid

@@ -116,3 +116,15 @@ def read_user_lexicon(path: str | Path) -> dict[str, list[str]]:
         out.setdefault(word.strip().lower(), []).append(
             check_phonemes(pron, f"{path}:{n} ({word.strip()})"))
     return out
+
+
+def user_lexicon(lexicon: str | Path | dict[str, list[str]] | None) -> dict[str, list[str]]:
+    """A user's pronunciations as lowercase word -> variants: a file read by
+    `read_user_lexicon`, or a {word: [phonemes, ...]} whose every entry is checked the same
+    way (`check_phonemes`, naming the word); None gives {}."""
+    if lexicon is None:
+        return {}
+    if isinstance(lexicon, (str, Path)):
+        return read_user_lexicon(lexicon)
+    return {w.lower(): [check_phonemes(p, f"lexicon entry {w!r}") for p in prons]
+            for w, prons in lexicon.items()}

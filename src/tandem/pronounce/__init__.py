@@ -123,7 +123,7 @@ class G2P:
                  device: str = "cpu", beam: int = DEFAULT_BEAM, batch_size: int = 256,
                  quantize: str | None = None,
                  lexicon: str | Path | dict[str, list[str]] | None = None) -> None:
-        from tandem.data.lexicon import read_user_lexicon
+        from tandem.data.lexicon import user_lexicon
         from tandem.runtime import is_export
 
         if quantize and device not in ("cpu", "auto"):
@@ -141,9 +141,7 @@ class G2P:
         self.quantize = quantize
         self.batch_size = batch_size
         self._translator = None
-        if isinstance(lexicon, (str, Path)):
-            lexicon = read_user_lexicon(lexicon)
-        self.lexicon = {w.lower(): list(p) for w, p in (lexicon or {}).items()}
+        self.lexicon = user_lexicon(lexicon)
         """The user's pronunciations (lowercase word -> variants), ahead of everything."""
 
     @property

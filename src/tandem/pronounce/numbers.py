@@ -100,12 +100,11 @@ def number_words(token: str, before_scale: bool = False) -> str:
     sign, digits, suffix = m.groups()
     plain = digits.replace(",", "")
     if sign:
-        unit, units, sub, subs = _CURRENCY[sign]
-        whole, _, frac = plain.partition(".")
-        words = cardinal(whole)
         if before_scale:
             return cardinal(plain)
-        out = f"{words} {unit if int(whole) == 1 else units}"
+        unit, units, sub, subs = _CURRENCY[sign]
+        whole, _, frac = plain.partition(".")
+        out = f"{cardinal(whole)} {unit if int(whole) == 1 else units}"
         if frac:
             cents = int((frac + "0")[:2])
             if cents:
@@ -124,7 +123,7 @@ def number_words(token: str, before_scale: bool = False) -> str:
     return words
 
 
-def currency_unit(token: str, plural: bool = True) -> str:
-    """The unit word of a currency token (`$5` -> dollars), for an amount followed by a
-    scale word."""
-    return _CURRENCY[token[0]][1 if plural else 0]
+def currency_unit(token: str) -> str:
+    """The plural unit word of a currency token (`$5` -> dollars), said after the scale word
+    of an amount such as `$5 million`."""
+    return _CURRENCY[token[0]][1]

@@ -23,10 +23,10 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.errors import DataError
+from tandem.errors import ConfigError, DataError
 from tandem.pronounce import G2P, G2PError, strip_stress
 from tandem.pronounce.homographs import PACKAGE_MODEL as HOMOGRAPH_MODEL
-from tandem.pronounce.homographs import choose, load_table, model_input
+from tandem.pronounce.homographs import WordId, choose, load_table, model_input
 from tandem.pronounce.numbers import SCALES, currency_unit, number_words
 from tandem.pronounce.text import SYMBOLS, Token, fold, tokenize
 
@@ -96,41 +96,34 @@ class TextG2P:
     def __init__(self, g2p: G2P | None = None, homographs: str | Path | bool | None = None,
                  lexicon: str | Path | dict[str, list[str]] | None = None,
                  stress: bool = True) -> None:
+        if g2p is not None and lexicon is not None:
+            raise ConfigError("TextG2P: give the lexicon to the G2P you pass "
+                              "(G2P(lexicon=...)), or pass no G2P")
         self.g2p = g2p or G2P(lexicon=lexicon)
-        if lexicon is not None and g2p is not None:
-            self.g2p.lexicon = G2P(lexicon=lexicon).lexicon
         if homographs is None or homographs is True:
             homographs = HOMOGRAPH_MODEL
         self.homograph_path = check_homograph_model(homographs) if homographs else None
-        self._homographs = None
+        self._classifier = None
         self.stress = stress
 
-    @property
-    def lexicon(self) -> dict[str, list[str]]:
-        """The user's pronunciations (the word-level G2P's), ahead of every other source."""
-        return self.g2p.lexicon
-
-    @property
-    def homograph_model(self):
-        """(classifier, wordid table), loaded on first need."""
-        if self._homographs is None and self.homograph_path is not None:
-            from tandem import runtime
-
-            table = load_table(self.homograph_path / "wordids.tsv")
-            if not runtime.is_export(self.homograph_path):
-                raise DataError(f"{self.homograph_path}: not an export; a homograph model is "
-                                "`tandem export` of a classifier, with its wordids.tsv beside "
-                                "(benchmarks/recipes/homographs.py --ship DIR makes one)")
-            self._homographs = (runtime.load(self.homograph_path), table)
-        return self._homographs
+    @functools.cached_property
+    def table(self) -> dict[str, WordId]:
+        """The homograph model's wordid table (empty without a model)."""
+        return load_table(self.homograph_path / "wordids.tsv") if self.homograph_path else {}
 
     @functools.cached_property
     def homograph_words(self) -> frozenset[str]:
         """The spellings the homograph model decides."""
-        if self.homograph_path is None:
-            return frozenset()
-        return frozenset(w.homograph for w in
-                         load_table(self.homograph_path / "wordids.tsv").values())
+        return frozenset(w.homograph for w in self.table.values())
+
+    @property
+    def classifier(self):
+        """The homograph model's classifier, loaded in the lean runtime on first need."""
+        if self._classifier is None:
+            from tandem import runtime
+
+            self._classifier = runtime.load(self.homograph_path)
+        return self._classifier
 
     def pronounce_lines(self, lines: list[str], where: str = "line", first: int = 1
                         ) -> list[list[Spoken]]:
@@ -148,10 +141,9 @@ class TextG2P:
                 s.phonemes[i] = p[0].phonemes
                 if not s.source:
                     s.source = p[0].source
-        for plan in plans:
-            for s in plan:
-                if not self.stress:
-                    s.phonemes = [strip_stress(p) for p in s.phonemes]
+        if not self.stress:
+            for s in (s for plan in plans for s in plan):
+                s.phonemes = [strip_stress(p) for p in s.phonemes]
         return plans
 
     def _plan(self, line: str, at: str) -> list[Spoken]:
@@ -180,13 +172,14 @@ class TextG2P:
     def _plan_word(self, s: Spoken, tokens: list[Token], i: int, at: str) -> None:
         word = fold(s.text)
         s.words = [word]
-        if word in self.lexicon:
-            s.phonemes, s.source = [self.lexicon[word][0]], "lexicon"
+        known = self.g2p.lookup(word)  # the user's lexicon first, then the dictionary
+        if word in self.g2p.lexicon:
+            s.phonemes, s.source = [known[0]], "lexicon"
         elif word in self.homograph_words:
             s.phonemes, s.source = [None], "homograph"
             s.context = model_input(tokens, i)
-        elif self.g2p.lookup(word):
-            s.phonemes, s.source = [self.g2p.lookup(word)[0]], "dictionary"
+        elif known:
+            s.phonemes, s.source = [known[0]], "dictionary"
         elif s.text.isascii() and s.text.isalpha() and s.text.isupper() and len(s.text) > 1 \
                 and reads_as_letters(s.text):
             s.words = list(word)
@@ -216,23 +209,21 @@ class TextG2P:
         return unit
 
     def _known(self, word: str) -> str | None:
-        """The lexicon's or dictionary's first pronunciation of a word, else None."""
-        if word in self.lexicon:
-            return self.lexicon[word][0]
-        found = self.g2p.lookup(word)
-        return found[0] if found else None
+        """The lexicon's or dictionary's first pronunciation of a word, else None (left for
+        the model)."""
+        return next(iter(self.g2p.lookup(word)), None)
 
     def _resolve_homographs(self, plans: list[list[Spoken]]) -> None:
         """Every homograph of every line decided in one batched call."""
         todo = [s for plan in plans for s in plan if s.source == "homograph"]
         if not todo:
             return
-        clf, table = self.homograph_model
+        clf = self.classifier
         tops = clf.predict([s.context for s in todo], topk=len(clf.labels))
         for s, top in zip(todo, tops, strict=True):
-            wid, prob = choose(dict(top), s.words[0], table)
+            wid, prob = choose(dict(top), s.words[0], self.table)
             s.wordid, s.probability = wid, prob
-            s.phonemes = [table[wid].arpabet]
+            s.phonemes = [self.table[wid].arpabet]
 
 
 @functools.cache
@@ -261,8 +252,15 @@ def _glued(tokens: list[Token], i: int) -> bool:
 
 
 def check_homograph_model(path: str | Path) -> Path:
-    """A homograph model folder, refused by name when it lacks its wordid table."""
+    """A homograph model folder, refused by name when it lacks its wordid table or is not an
+    export."""
+    from tandem.runtime import is_export
+
     path = Path(path)
     if not (path / "wordids.tsv").is_file():
         raise DataError(f"{path}: not a homograph model (no wordids.tsv in it)")
+    if not is_export(path):
+        raise DataError(f"{path}: not an export; a homograph model is `tandem export` of a "
+                        "classifier with its wordids.tsv beside it "
+                        "(benchmarks/recipes/homographs.py --ship DIR makes one)")
     return path
