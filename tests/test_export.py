@@ -96,6 +96,21 @@ def test_sampling_with_a_seed_repeats_in_the_runtime(tmp_path):
     assert rt.translate(SOURCES, sample=True, temperature=2.0, top_k=5, seed=3) == one
 
 
+def test_batches_searched_side_by_side_answer_as_one_at_a_time(tmp_path):
+    ckpt = checkpoint_of(seq2seq_cfg(tmp_path, attention="general"), tmp_path / "m.pt",
+                         steps=3)
+    folder = export(ckpt, tmp_path / "export")
+    one, three = tandem.runtime.load(folder, threads=1), tandem.runtime.load(folder, threads=3)
+    sources = SOURCES * 3 + ["ab", "tandem", "q"]
+    for opts in ({"beam": 1}, {"beam": 3, "nbest": 2}):
+        a = one.translate_full(sources, batch_size=2, **opts)
+        b = three.translate_full(sources, batch_size=2, **opts)
+        assert [[(h.text, h.score) for h in r] for r in a] == \
+            [[(h.text, h.score) for h in r] for r in b]
+    sampled = {"sample": True, "temperature": 2.0, "batch_size": 2, "seed": 5}
+    assert one.translate(sources, **sampled) == three.translate(sources, **sampled)
+
+
 def test_a_moved_export_loads_and_a_damaged_one_is_refused_by_name(tmp_path):
     ckpt = checkpoint_of(seq2seq_cfg(tmp_path), tmp_path / "m.pt")
     folder = export(ckpt, tmp_path / "a" / "export")

@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             from tandem.cpu import configure
 
             configure()
+        if args.command == "g2p" or _runs_an_export(args):
+            from tandem.runtime.models import share_malloc_arenas
+
+            share_malloc_arenas()
         return args.func(args)
     except TandemError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -33,10 +33,22 @@ class Lexicon:
             self.data = self.path.read_bytes()
         except OSError as e:
             raise DataError(f"{self.path}: cannot read the lexicon ({e.strerror})") from None
-        ends = np.flatnonzero(np.frombuffer(self.data, np.uint8) == 10)
-        # 4 bytes a line in an array, not a Python int each: a few MB less for 126,000 words
-        self.starts = array("l", np.concatenate([[0], ends[:-1] + 1]).astype(np.int64).tobytes()
-                            ) if len(ends) else array("l")
+        buf = np.frombuffer(self.data, np.uint8)
+        ends = np.flatnonzero(buf == 10)
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64) if len(ends) else \
+            np.zeros(0, np.int64)
+        # 8 bytes a line in an array, not a Python int each: a few MB less for 126,000 words
+        self.starts = array("q", starts.tobytes())
+        # each word's first 8 bytes (zero-padded) as a big-endian number: sorted as the words
+        # are, so one searchsorted narrows a lookup to the few words sharing those bytes;
+        # built a byte position at a time to keep the temporaries small
+        self.heads = np.zeros(len(starts), np.uint64)
+        ended = np.zeros(len(starts), bool)
+        for k in range(8):
+            byte = buf[np.minimum(starts + k, len(buf) - 1)] if len(buf) else \
+                np.zeros(0, np.uint8)
+            ended |= byte == 9
+            self.heads = (self.heads << np.uint64(8)) | np.where(ended, 0, byte).astype(np.uint64)
 
     def _word(self, start: int) -> bytes:
         return self.data[start: self.data.find(b"\t", start)]
@@ -44,8 +56,10 @@ class Lexicon:
     def get(self, word: str) -> list[str]:
         """The pronunciations of `word` as written (the CMU dictionary is lower case), or []."""
         key = word.encode("utf-8")
-        i = bisect.bisect_left(self.starts, key, key=self._word)
-        if i == len(self.starts) or self._word(self.starts[i]) != key:
+        head = np.uint64(int.from_bytes(key[:8].ljust(8, b"\0"), "big"))
+        lo, hi = self.heads.searchsorted(head, "left"), self.heads.searchsorted(head, "right")
+        i = bisect.bisect_left(self.starts, key, int(lo), int(hi), key=self._word)
+        if i == hi or self._word(self.starts[i]) != key:
             return []
         start = self.starts[i]
         line = self.data[start: self.data.find(b"\n", start)].decode("utf-8")

@@ -93,10 +93,11 @@ class TextDecoder:
         for i in set(range(len(texts))) - set(todo):  # nothing to translate
             results[i] = [Result("", [], 0.0, 0.0, [], source=texts[i])
                           for _ in range(opts.nbest)]
-        for chunk in size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size):
-            idx = [todo[j] for j in chunk]
-            hyps = self._search_batch([ids[i] for i in idx], search_opts, scorer, attention,
-                                      generator)
+        batches = [[todo[j] for j in chunk] for chunk in
+                   size_batches(len(todo), [len(ids[i]) for i in todo], opts.batch_size)]
+        searched = self._search_batches([[ids[i] for i in idx] for idx in batches],
+                                        search_opts, scorer, attention, generator)
+        for idx, hyps in zip(batches, searched, strict=True):
             for i, nb in zip(idx, hyps, strict=True):
                 results[i] = [self._result(h, src_toks[i], texts[i]) for h in nb]
         if reranking:
@@ -108,6 +109,12 @@ class TextDecoder:
         """The backend's search over one batch of encoded inputs (id lists, or frames):
         n-best `Hyp`s per input, best first."""
         raise NotImplementedError
+
+    def _search_batches(self, batches: list[list], opts: DecodeConfig, scorer: Scorer,
+                        attention: bool, generator: Any) -> Iterable[list[list[Any]]]:
+        """`_search_batch` over each batch, results in the batches' order (a backend may
+        search several batches at once)."""
+        return (self._search_batch(b, opts, scorer, attention, generator) for b in batches)
 
     def _rerank(self, texts: list, results: list[list[Result]], opts: DecodeConfig,
                 scorer: Scorer, todo: list[int]) -> list[list[Result]]:

@@ -110,6 +110,12 @@ wider one, so the fastest (greedy search is less accurate); the measurements are
 docs/g2p_model.md, "Decoding". n-best guesses search with a beam of at least n."""
 
 
+BATCH_SIZE = 48
+"""Words a model search takes at once. The lean runtime searches one batch per core side by
+side; batches this small keep a process under ~120 MB at full speed on two cores
+(docs/g2p_model.md, "Decoding")."""
+
+
 class G2P:
     """Spellings -> pronunciations: the dictionary first, then the model (loaded on first
     need). `model`: a G2P export or checkpoint (default: the shipped export, run without
@@ -120,7 +126,7 @@ class G2P:
     and as accurate on held-out words (docs/g2p_model.md)."""
 
     def __init__(self, model: str | Path | None = None, dictionary: bool = True,
-                 device: str = "cpu", beam: int = DEFAULT_BEAM, batch_size: int = 256,
+                 device: str = "cpu", beam: int = DEFAULT_BEAM, batch_size: int = BATCH_SIZE,
                  quantize: str | None = None,
                  lexicon: str | Path | dict[str, list[str]] | None = None) -> None:
         from tandem.data.lexicon import user_lexicon
@@ -187,9 +193,10 @@ class G2P:
         Every word the dictionary lacks is decoded in one batched call. `where` names each
         word in error messages (e.g. FILE:LINE; default `word N`)."""
         where = where or [f"word {i + 1}" for i in range(len(words))]
-        plans = [self._plan(w, at) for w, at in zip(words, where, strict=True)]
+        known: dict[str, list[str]] = {}  # every lookup of this call, each word once
+        plans = [self._plan(w, at, known) for w, at in zip(words, where, strict=True)]
         wanted = list(dict.fromkeys(part for plan in plans if not isinstance(plan, list)
-                                    for part in plan[1] if not self.lookup(part)))
+                                    for part in plan[1] if not self._known(part, known)))
         guessed = self._decode(wanted, nbest) if wanted else {}
         out = []
         for word, plan in zip(words, plans, strict=True):
@@ -202,9 +209,9 @@ class G2P:
                 if len(parts) == 1:
                     prons = [Pronunciation(p, "model") for p in guessed[parts[0]]]
                 else:  # a compound: the first pronunciation of each part, joined
-                    known = [self.lookup(p) for p in parts]
-                    firsts = [(k or guessed[p])[0] for k, p in zip(known, parts, strict=True)]
-                    source = "dictionary" if all(known) else "model"
+                    found = [self._known(p, known) for p in parts]
+                    firsts = [(k or guessed[p])[0] for k, p in zip(found, parts, strict=True)]
+                    source = "dictionary" if all(found) else "model"
                     if any(p in self.lexicon for p in parts):
                         source = "lexicon"
                     prons = [Pronunciation(" ".join(firsts), source)]
@@ -214,11 +221,19 @@ class G2P:
             out.append(prons)
         return out
 
-    def _plan(self, word: str, at: str) -> list[str] | tuple[str, list[str]]:
+    def _known(self, word: str, known: dict[str, list[str]]) -> list[str]:
+        """`lookup(word)`, remembered in `known` (keys lower case)."""
+        w = word.lower()
+        if w not in known:
+            known[w] = self.lookup(w)
+        return known[w]
+
+    def _plan(self, word: str, at: str, known: dict[str, list[str]]
+              ) -> list[str] | tuple[str, list[str]]:
         """The dictionary's pronunciations of the whole token, or (token, the parts to
-        pronounce); a token the rules refuse raises G2PError."""
+        pronounce); a token the rules refuse raises G2PError. `known`: lookups so far."""
         token = word.strip()
-        whole = self.lookup(token)
+        whole = self._known(token, known)
         if whole:
             return whole
         lowered = token.lower()

@@ -19,8 +19,8 @@ from tandem.errors import CheckpointError
 
 def load(folder: str | Path, threads: int | None = None) -> Any:
     """The exported model in `folder` (a directory holding manifest.json): a
-    RuntimeTranslator (seq2seq), RuntimeClassifier or RuntimeTagger. `threads`: onnxruntime's
-    intra-op threads (default: TANDEM_THREADS, else one per core)."""
+    RuntimeTranslator (seq2seq), RuntimeClassifier or RuntimeTagger. `threads`: how many batches of
+    a call run at once, each on one core (default: TANDEM_THREADS, else one per core)."""
     from tandem.runtime import manifest
     from tandem.runtime.models import MODELS, threads_from_env
 

@@ -5,6 +5,8 @@ PyTorch path's loaded model does (same methods, same decoding options, same resu
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +27,22 @@ class Graph:
     """One ONNX graph in an onnxruntime session on the CPU: call it with its inputs by name,
     get its outputs by name."""
 
-    def __init__(self, folder: Path, spec: dict[str, Any], threads: int | None) -> None:
+    def __init__(self, folder: Path, spec: dict[str, Any]) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        # onnxruntime's own default counts physical cores, which a VM may report as one of
-        # two: the CPUs this process may run on are what PyTorch's path uses too
-        opts.intra_op_num_threads = threads or usable_cpus()
+        # one thread per call: a model's cores go to whole batches searched side by side
+        # (RuntimeModel.each_batch), which keeps them busy through the numpy work between
+        # graph calls too, where splitting each small operator across cores cannot
+        opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        # a search alternates graph calls with numpy work on the same two cores: worker
-        # threads that spin between calls take the core the numpy work needs
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # no arena: memory a call frees goes back to malloc, not to a pool that keeps every
+        # batch shape's peak for the life of the session (measured as fast on the shipped
+        # G2P model, docs/benchmarks.md)
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
         path = folder / spec["file"]
         try:
             self.session = ort.InferenceSession(str(path), opts,
@@ -74,8 +80,22 @@ class RuntimeModel:
         self.folder = folder
         self.manifest = body
         self.config: Config = from_dict(body["config"])
-        self.graphs = {name: Graph(folder, spec, threads)
-                       for name, spec in body["graphs"].items()}
+        self.graphs = {name: Graph(folder, spec) for name, spec in body["graphs"].items()}
+        self.threads = threads or usable_cpus()
+        """How many batches of one call run at once, each on one core."""
+        self._pool: ThreadPoolExecutor | None = None
+
+    def each_batch(self, fn: Callable[[Any], Any], batches: list, parallel: bool = True
+                   ) -> Iterable[Any]:
+        """fn over the batches, results in the batches' order: `threads` batches at a time
+        (onnxruntime and numpy release the GIL while they compute), or one after the other
+        when `parallel` is False or there is one batch or one thread. A batch's result does
+        not depend on which others run beside it."""
+        if not parallel or self.threads < 2 or len(batches) < 2:
+            return map(fn, batches)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tandem-runtime")
+        return self._pool.map(fn, batches)
 
     @property
     def reads_frames(self) -> bool:
@@ -205,6 +225,14 @@ class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
         src, src_len = pad(inputs)
         return search.run(self, src, src_len, opts, scorer, attention=attention, rng=generator)
 
+    def _search_batches(self, batches: list[list], opts: DecodeConfig, scorer: Scorer,
+                        attention: bool, generator: Any) -> Iterable[list[list[search.Hyp]]]:
+        """Batches searched side by side; sampling searches them in order, so that a seeded
+        generator's draws fall in the same batches every time."""
+        return self.each_batch(
+            lambda b: self._search_batch(b, opts, scorer, attention, generator), batches,
+            parallel=not opts.sample)
+
     def translate_full(self, inputs, *, opts=None, attention=False, generator=None,
                        first_number=1, seed: int | None = None, **options):
         """As `tandem.Translator.translate_full`; sampling draws from `generator` (a numpy
@@ -254,9 +282,14 @@ class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
         """P(label | input) (N, labels); an input is a text, or a (T, C) series of frames."""
         ids = self.encode_inputs(inputs)
         out = np.zeros((len(ids), len(self.fields.labels)), np.float32)
-        for idx in length_batches([len(x) for x in ids], self._batch_tokens(), None):
+        batches = length_batches([len(x) for x in ids], self._batch_tokens(), None)
+
+        def run(idx: list[int]) -> np.ndarray:
             src, src_len = pad([ids[i] for i in idx])
-            out[idx] = self.graphs["model"](src=src, src_len=src_len)["probs"]
+            return self.graphs["model"](src=src, src_len=src_len)["probs"]
+
+        for idx, probs in zip(batches, self.each_batch(run, batches), strict=True):
+            out[idx] = probs
         return out
 
     def predict(self, texts: list, topk: int = 1) -> list[list[tuple[str, float]]]:
@@ -276,22 +309,27 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
 
     def _logits(self, examples: list) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(examples)
-        for idx in length_batches([len(e[0]) for e in examples], self._batch_tokens(), None):
-            words, lengths = pad([examples[i][0] for i in idx])
-            feeds = {"words": words, "lengths": lengths}
-            if not self.fields.num_features:
-                longest = max(len(c) for i in idx for c in examples[i][1])
-                chars = np.full((len(idx), words.shape[1], longest), PAD_ID, np.int64)
-                char_len = np.zeros((len(idx), words.shape[1]), np.int64)
-                for row, i in enumerate(idx):
-                    for j, c in enumerate(examples[i][1]):
-                        chars[row, j, : len(c)] = c
-                        char_len[row, j] = len(c)
-                feeds.update(chars=chars, char_len=char_len)
-            logits = self.graphs["model"](**feeds)["logits"]
+        batches = length_batches([len(e[0]) for e in examples], self._batch_tokens(), None)
+        for idx, logits in zip(batches, self.each_batch(lambda idx: self._batch_logits(
+                examples, idx), batches), strict=True):
             for row, i in enumerate(idx):
                 out[i] = logits[row, : len(examples[i][0])]
         return out
+
+    def _batch_logits(self, examples: list, idx: list[int]) -> np.ndarray:
+        """The model's logits (B, T, tags) for the examples idx."""
+        words, lengths = pad([examples[i][0] for i in idx])
+        feeds = {"words": words, "lengths": lengths}
+        if not self.fields.num_features:
+            longest = max(len(c) for i in idx for c in examples[i][1])
+            chars = np.full((len(idx), words.shape[1], longest), PAD_ID, np.int64)
+            char_len = np.zeros((len(idx), words.shape[1]), np.int64)
+            for row, i in enumerate(idx):
+                for j, c in enumerate(examples[i][1]):
+                    chars[row, j, : len(c)] = c
+                    char_len[row, j] = len(c)
+            feeds.update(chars=chars, char_len=char_len)
+        return self.graphs["model"](**feeds)["logits"]
 
     def tag(self, sentences: list) -> list[list[tuple[str, str]]]:
         """(word, tag) pairs of each sentence (a list of words, or a string split on
@@ -377,7 +415,27 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def share_malloc_arenas() -> None:
+    """One glibc malloc arena for the whole process (as MALLOC_ARENA_MAX=1 would): the
+    runtime's batch threads then reuse each other's freed buffers instead of each keeping a
+    heap at its own peak. For a process that runs exports (the CLI calls it before any
+    thread starts); a no-op without glibc or when MALLOC_ARENA_MAX is set."""
+    import ctypes
+    import ctypes.util
+
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-8, 1)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def threads_from_env() -> int | None:
-    """TANDEM_THREADS, when set: the runtime's intra-op threads."""
+    """TANDEM_THREADS, when set: how many batches the runtime runs at once."""
     v = os.environ.get("TANDEM_THREADS")
     return int(v) if v and v.isdigit() else None

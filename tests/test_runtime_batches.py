@@ -1,0 +1,69 @@
+"""The lean runtime's batches of one call searched side by side (`RuntimeModel.each_batch`):
+results in the batches' order whatever order they finish in, on several threads when asked,
+one after the other when not; and the sorted lexicon's lookups (`tandem.data.lexicon`) find
+every word and nothing else, words sharing their first 8 bytes included."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from tandem.data.lexicon import Lexicon
+from tandem.runtime.models import RuntimeModel
+
+
+def runner(threads: int) -> SimpleNamespace:
+    return SimpleNamespace(threads=threads, _pool=None)
+
+
+def slow_square(seen: list):
+    def fn(batch: int) -> int:
+        seen.append(threading.get_ident())
+        time.sleep(0.02 * (6 - batch))  # the first batches finish last
+        return batch * batch
+    return fn
+
+
+def test_batches_come_back_in_order_from_several_threads():
+    seen: list = []
+    model = runner(3)
+    out = list(RuntimeModel.each_batch(model, slow_square(seen), list(range(6))))
+    assert out == [b * b for b in range(6)]
+    assert len(set(seen)) > 1 and threading.get_ident() not in seen
+
+
+@pytest.mark.parametrize("threads, parallel, batches", [(1, True, 6), (3, False, 6),
+                                                        (3, True, 1)])
+def test_one_thread_one_batch_or_parallel_off_run_in_the_caller(threads, parallel, batches):
+    seen: list = []
+    out = list(RuntimeModel.each_batch(runner(threads), slow_square(seen),
+                                       list(range(batches)), parallel=parallel))
+    assert out == [b * b for b in range(batches)]
+    assert set(seen) == {threading.get_ident()}
+
+
+WORDS = ["a", "ab", "abc'd", "abcdefg", "abcdefgh", "abcdefgha", "abcdefghij", "abcdefgz",
+         "b", "zz", "\u00e9t\u00e9"]
+
+
+def test_every_word_of_a_sorted_lexicon_is_found_and_nothing_else(tmp_path):
+    words = sorted(WORDS, key=lambda w: w.encode("utf-8"))
+    path = tmp_path / "lex.tsv"
+    path.write_text("".join(f"{w}\tP{i}\tQ{i}\n" for i, w in enumerate(words)),
+                    encoding="utf-8")
+    lex = Lexicon(path)
+    assert len(lex) == len(words)
+    for i, w in enumerate(words):
+        assert lex.get(w) == [f"P{i}", f"Q{i}"]
+    for miss in ["", "abcdef", "abcdefghi", "abcdefghijk", "abcdefgy", "c", "\u00e9", "aa",
+                 "abc"]:
+        assert lex.get(miss) == [], miss
+
+
+def test_an_empty_lexicon_finds_nothing(tmp_path):
+    (tmp_path / "empty.tsv").write_text("")
+    lex = Lexicon(tmp_path / "empty.tsv")
+    assert len(lex) == 0 and lex.get("a") == []
