@@ -271,9 +271,26 @@ def tandem(a, run_dir: Path, rec: dict) -> None:
                "--output", str(hyp)]
         return cmd, *run(cmd, log, ENV, nice=a.nice)
 
-    decode_all(a, run_dir, rec, decode,
-               lambda text: float(re.search(r"translated \d+ lines in ([\d.]+) s", text)
-                                  .group(1)))
+    own = lambda text: float(re.search(r"translated \d+ lines in ([\d.]+) s",  # noqa: E731
+                                       text).group(1))
+    decode_all(a, run_dir, rec, decode, own)
+    # the same checkpoint exported (float32 and int8) and decoded by the lean runtime
+    for key, extra in (("decode_runtime", []), ("decode_runtime_int8", ["--quantize", "int8"])):
+        folder = run_dir / ("export" + ("_int8" if extra else ""))
+        cmd = [str(exe), "export", "--model", str(run_dir / "last.pt"), "--out", str(folder),
+               "--overwrite", *extra]
+        wall, rc, _ = run(cmd, run_dir.parent / f"tandem-{key}-export.log", ENV, nice=a.nice)
+        rec[f"{key}_export_cmd"], rec[f"{key}_export_rc"] = sh(cmd), rc
+        if rc:
+            continue
+
+        def decode_export(src: Path, hyp: Path, log: Path, folder=folder):
+            cmd = [str(exe), "translate", "--model", str(folder), "--beam", str(a.beam),
+                   "--batch-size", str(a.decode_batch), "--input", str(src),
+                   "--output", str(hyp)]
+            return cmd, *run(cmd, log, ENV, nice=a.nice)
+
+        decode_all(a, run_dir, rec, decode_export, own, key=key)
 
 
 def joey(a, run_dir: Path, rec: dict) -> None:
@@ -365,12 +382,13 @@ def onmt(a, run_dir: Path, rec: dict) -> None:
     decode_all(a, run_dir, rec, decode, own)
 
 
-def decode_all(a, run_dir: Path, rec: dict, decode, own_seconds, stdin: bool = False) -> None:
+def decode_all(a, run_dir: Path, rec: dict, decode, own_seconds, stdin: bool = False,
+               key: str = "decode") -> None:
     src = Path(a.test) .with_suffix(".src")
     ref = Path(a.test).with_suffix(".tgt")
     one = run_dir.parent / "one.src"
     one.write_text(read_lines(src)[0] + "\n", encoding="utf-8")
-    name = rec["toolkit"]
+    name = rec["toolkit"] + key.removeprefix("decode")
     # start-up: the same command on a single sentence (loads python, torch, the model)
     cmd1, wall1, rc1, _ = decode(one, run_dir.parent / f"{name}-one.hyp",
                                  run_dir.parent / f"{name}-decode-one.log")
@@ -393,7 +411,7 @@ def decode_all(a, run_dir: Path, rec: dict, decode, own_seconds, stdin: bool = F
         if rc1 == 0 and wall > wall1:
             d["sent_per_s_wall_minus_startup"] = round(a.n_test / (wall - wall1), 2)
         d.update(accuracy(hyp, ref))
-    rec["decode"] = d
+    rec[key] = d
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -495,8 +513,19 @@ def main() -> None:
             rec["error"] = repr(e)
             print(f"  {name} failed: {e!r}", flush=True)
         rec["total_wall_s"] = round(time.perf_counter() - t0, 1)
-        print(json.dumps({k: rec.get(k) for k in ("train", "decode", "parameters", "error")},
-                         indent=1), flush=True)
+        print(json.dumps({k: rec.get(k) for k in ("train", "decode", "decode_runtime",
+                                                  "decode_runtime_int8", "parameters",
+                                                  "error")}, indent=1), flush=True)
+    onmt_rate = result["toolkits"].get("onmt", {}).get("decode", {}).get(
+        "sent_per_s_wall_minus_startup")
+    if onmt_rate:
+        result["over_onmt_wall_minus_startup"] = {
+            f"tandem{k.removeprefix('decode')}": round(d["sent_per_s_wall_minus_startup"]
+                                                       / onmt_rate, 3)
+            for k, d in result["toolkits"].get("tandem", {}).items()
+            if k.startswith("decode") and isinstance(d, dict)
+            and d.get("sent_per_s_wall_minus_startup")}
+        print(json.dumps(result["over_onmt_wall_minus_startup"]), flush=True)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"-{a.tag}" if a.tag else ""
