@@ -832,14 +832,32 @@ def decode_fields() -> tuple[ConfigField, ...]:
     return section_fields(DecodeConfig)
 
 
+@functools.cache
+def _module_classes(path: str) -> dict[str, ast.ClassDef]:
+    """The top-level classes of a source file by name, the file parsed once (finding each
+    class with inspect.getsource re-tokenizes the file per class, which a command's start
+    pays for every section whose docs its flags carry)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return {}
+    return {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+
+
 def field_docs(cls: type) -> dict[str, str]:
     """The attribute docstrings of a dataclass (the string literal on the line after each
     field), whitespace joined to one line; {} when its source cannot be read."""
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+        node = _module_classes(inspect.getsourcefile(cls) or "").get(cls.__qualname__)
+    except TypeError:  # a class without a source file
+        node = None
+    if node is None:
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+        except (OSError, TypeError, SyntaxError):
+            return {}
+        node = tree.body[0] if tree.body and isinstance(tree.body[0], ast.ClassDef) else None
+    body = node.body if node is not None else []
     docs = {}
     for node, nxt in zip(body, body[1:], strict=False):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)

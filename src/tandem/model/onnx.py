@@ -251,42 +251,23 @@ def generator_graphs(model: nn.Module, features: int, folder: Path) -> dict:
     return decoder_graphs(model, cond, torch.ones(2, dtype=torch.long), {0: BATCH}, folder)
 
 
-class _Prefix(nn.Module):
-    def __init__(self, decoder: Decoder, state: list[str]) -> None:
-        super().__init__()
-        self.decoder, self.state = decoder, state
-
-    def forward(self, tokens: torch.Tensor, *hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """tokens (B, T), the hidden state -> the hidden state after reading them."""
-        st = DecoderState(hidden=hidden if len(hidden) == 2 else hidden[0], feed=None, c=None,
-                          values=None, keys=None, mask=None)
-        new = self.decoder(tokens, st)[1].hidden
-        return new if isinstance(new, tuple) else (new,)
-
-
 def lm_graphs(model: nn.Module, folder: Path) -> dict:
-    """A LanguageModel as `prefix` (tokens (B, T) all read, from a state -> the state after
-    them: how prompts are consumed, prompts of one length together) and `step` (the previous
-    token and the state -> log-probabilities and the next state)."""
+    """A LanguageModel as one `step` graph (the previous token and the state ->
+    log-probabilities and the next state). A prompt is read through the same graph a token at
+    a time (`tandem.runtime.models.RuntimeLM`), so the export holds the weights once."""
     search_kernels(model)
     dec = model.decoder
     state = ["h"] + (["c"] if dec.lstm else [])
-    B, T = 2, 4
+    B = 2
     zeros = torch.zeros(dec.layers, B, dec.hidden_size)
     hidden = [zeros] * len(state)
     axes = {n: {1: BATCH} for n in state}
-    prefix = export_graph(_Prefix(dec, state), (torch.randint(4, 6, (B, T)), *hidden),
-                          folder / "prefix.onnx", ["tokens", *state],
-                          [f"next_{n}" for n in state],
-                          {"tokens": {0: BATCH, 1: "tokens"}, **axes,
-                           **{f"next_{n}": {1: BATCH} for n in state}})
     step = export_graph(_Step(dec, state, []), (torch.full((B,), 4), *hidden),
                         folder / "step.onnx", ["prev", *state],
                         ["log_probs", *(f"next_{n}" for n in state)],
                         {"prev": {0: BATCH}, "log_probs": {0: BATCH}, **axes,
                          **{f"next_{n}": {1: BATCH} for n in state}})
-    return {"graphs": {"prefix": prefix, "step": step}, "state": {n: 1 for n in state},
-            "memory": {}}
+    return {"graphs": {"step": step}, "state": {n: 1 for n in state}, "memory": {}}
 
 
 def seq2seq_graphs(model: Seq2Seq, frames: int, folder: Path) -> dict:

@@ -371,21 +371,21 @@ class RuntimeGenerator(GeneratorVerbs, RuntimeGenerating):
 
 
 class RuntimeLM(LMVerbs, RuntimeGenerating):
-    """An exported language model: `generate(prompts)`. A prompt is read by the `prefix`
-    graph (prompts of one length together) up to its last token, which the first step reads
-    instead of the search's bos, as `LanguageModel.encode` does."""
+    """An exported language model: `generate(prompts)`. A prompt is read through the step
+    graph up to its last token, which the first step of the search reads instead of its
+    bos, as `LanguageModel.encode` does. (Exports made before 2026-12-08 also hold a
+    `prefix` graph, which is loaded and not needed.)"""
 
     def encode(self, src: np.ndarray, src_len: np.ndarray) -> State:
         """Each prompt read but its last token, which waits as `pending` (PAD_ID: none)."""
         B = len(src)
         read = np.maximum(src_len - 1, 0)
         pending = np.where(src_len > 0, src[np.arange(B), read], PAD_ID).astype(np.int64)
-        arrays = {n: np.zeros(self.graphs["prefix"].shape_of(n, B), np.float32)
-                  for n in self.reordered}
-        for n in sorted(set(read.tolist()) - {0}):
-            rows = np.flatnonzero(read == n)
-            out = self.graphs["prefix"](tokens=src[rows, :n],
-                                        **{k: a[:, rows] for k, a in arrays.items()})
+        step = self.graphs["step"]
+        arrays = {n: np.zeros(step.shape_of(n, B), np.float32) for n in self.reordered}
+        for t in range(int(read.max(initial=0))):
+            rows = np.flatnonzero(read > t)  # the prompts still being read
+            out = step(prev=src[rows, t], **{k: a[:, rows] for k, a in arrays.items()})
             for k in arrays:
                 arrays[k][:, rows] = out[f"next_{k}"]
         arrays["pending"] = pending

@@ -237,7 +237,7 @@ class LM(Structure):
     @classmethod
     def export_graphs(cls, model: torch.nn.Module, fields: StructFields, cfg: Config,
                       folder: Path) -> dict[str, Any]:
-        """The `prefix` (a prompt read) and `step` graphs (`tandem.model.onnx.lm_graphs`)."""
+        """The `step` graph, which also reads prompts (`tandem.model.onnx.lm_graphs`)."""
         from tandem.model.onnx import lm_graphs
 
         return lm_graphs(model, folder)
