@@ -119,12 +119,12 @@ def _finished_enough(fin: list[Hyp], k: int, alive: float, length: int,
 def _top(cand: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The n largest of each row, largest first (ties: lower index first): values, indices."""
     n = min(n, cand.shape[1])
+    rows = np.arange(cand.shape[0])[:, None]
     part = np.argpartition(-cand, n - 1, axis=1)[:, :n] if n < cand.shape[1] else \
         np.tile(np.arange(cand.shape[1]), (cand.shape[0], 1))
-    vals = np.take_along_axis(cand, part, 1)
-    order = np.lexsort((part, -vals), axis=1)
-    idx = np.take_along_axis(part, order, 1)
-    return np.take_along_axis(cand, idx, 1), idx
+    vals = cand[rows, part]
+    idx = part[rows, np.lexsort((part, -vals), axis=1)]
+    return cand[rows, idx], idx
 
 
 def beam_search(model: Any, src: np.ndarray, src_len: np.ndarray, opts: DecodeConfig,
@@ -135,16 +135,18 @@ def beam_search(model: Any, src: np.ndarray, src_len: np.ndarray, opts: DecodeCo
     B, k = src.shape[0], opts.beam
     state = model.encode(src, src_len)
     g = 1
-    limit_all = max_lengths(src_len, opts.max_len_a, opts.max_len_b).tolist()
+    limit_all = max_lengths(src_len, opts.max_len_a, opts.max_len_b)
+    limit_alive = limit_all  # the limit of each sentence still searched
     src_lens = src_len.tolist()
     alive = list(range(B))
+    n_finished = np.zeros(B, np.int64)  # finished hypotheses of each sentence
     scores = np.zeros((B, 1), np.float32)
     prev = np.full(B, BOS_ID, dtype=np.int64)
     history = np.empty((B, 0), dtype=np.int64)
     att_hist: np.ndarray | None = None
     coverage: np.ndarray | None = None
     finished: list[list[Hyp]] = [[] for _ in range(B)]
-    for t in range(max(limit_all)):
+    for t in range(int(limit_all.max())):
         n_alive = len(alive)
         logp, state, att = model.decode_step(prev, state)
         if scorer.bans:
@@ -164,7 +166,7 @@ def beam_search(model: Any, src: np.ndarray, src_len: np.ndarray, opts: DecodeCo
             coverage = att.copy() if coverage is None else coverage + att
         base = (np.arange(n_alive) * g)[:, None]
         is_eos = tok == EOS_ID
-        at_limit = np.array([t + 1 >= limit_all[b] for b in alive])
+        at_limit = limit_alive <= t + 1
         rank_ok = np.arange(top_s.shape[1])[None] < k
         fin = (is_eos | at_limit[:, None]) & rank_ok & np.isfinite(top_s)
         fi, fj = np.nonzero(fin)
@@ -184,16 +186,21 @@ def beam_search(model: Any, src: np.ndarray, src_len: np.ndarray, opts: DecodeCo
                 if coverage is not None:
                     norm += scorer.coverage(coverage[row, : src_lens[b]][None])
                 finished[b].append(Hyp(toks, s, norm, a, eos))
+            np.add.at(n_finished, np.asarray(alive)[fi], 1)
         key = is_eos.astype(np.float32) * (2 * k) + np.arange(top_s.shape[1])[None]
         keep = np.argsort(key, axis=1, kind="stable")[:, :k]
-        scores = np.take_along_axis(top_s, keep, 1)
-        best_alive = scores[:, 0].tolist()
-        still = [i for i, b in enumerate(alive) if not (t + 1 >= limit_all[b] or _finished_enough(
-            finished[b], k, best_alive[i], t + 1, scorer))]
-        if not still:
+        at = np.arange(n_alive)[:, None]
+        scores = top_s[at, keep]
+        done = at_limit.copy()
+        # only a sentence with k finished hypotheses can be done before its limit
+        for i in np.flatnonzero(~done & (n_finished[alive] >= k)).tolist():
+            done[i] = _finished_enough(finished[alive[i]], k, float(scores[i, 0]), t + 1,
+                                       scorer)
+        if done.all():
             break
-        rows = (base + np.take_along_axis(src_beam, keep, 1)).reshape(-1)
-        prev = np.take_along_axis(tok, keep, 1).reshape(-1)
+        still = np.flatnonzero(~done).tolist()
+        rows = (base + src_beam[at, keep]).reshape(-1)
+        prev = tok[at, keep].reshape(-1)
         if g < k:
             state, g = state.expand(k), k
         else:
@@ -214,4 +221,5 @@ def beam_search(model: Any, src: np.ndarray, src_len: np.ndarray, opts: DecodeCo
             if coverage is not None:
                 coverage = coverage[keep_rows]
             alive = [alive[i] for i in still]
+            limit_alive = limit_alive[keep_s]
     return [sorted(f, key=lambda h: h.norm_score, reverse=True)[:opts.nbest] for f in finished]
