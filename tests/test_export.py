@@ -103,10 +103,11 @@ def test_batches_searched_side_by_side_answer_as_one_at_a_time(tmp_path):
     one, three = tandem.runtime.load(folder, threads=1), tandem.runtime.load(folder, threads=3)
     sources = SOURCES * 3 + ["ab", "tandem", "q"]
     for opts in ({"beam": 1}, {"beam": 3, "nbest": 2}):
-        a = one.translate_full(sources, batch_size=2, **opts)
-        b = three.translate_full(sources, batch_size=2, **opts)
-        assert [[(h.text, h.score) for h in r] for r in a] == \
-            [[(h.text, h.score) for h in r] for r in b]
+        for batch_size in (2, 100):  # many batches; one, split across the threads
+            a = one.translate_full(sources, batch_size=batch_size, **opts)
+            b = three.translate_full(sources, batch_size=batch_size, **opts)
+            assert [[(h.text, h.score) for h in r] for r in a] == \
+                [[(h.text, h.score) for h in r] for r in b]
     sampled = {"sample": True, "temperature": 2.0, "batch_size": 2, "seed": 5}
     assert one.translate(sources, **sampled) == three.translate(sources, **sampled)
 

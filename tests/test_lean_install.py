@@ -5,6 +5,7 @@ that need it say so in one line with the install command (exit 2), never a trace
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import re
 import subprocess
 import sys
@@ -128,6 +129,14 @@ def test_an_export_translates_predicts_and_serves_without_torch(tmp_path):
     done = lean("translate", "--model", str(folder), "--input", str(tmp_path / "in.txt"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == tandem.load(ckpt, device="cpu").translate(["abc", "hello"])
+    # scored as its checkpoint is: the config's test split, the same metrics
+    done = lean("evaluate", "--model", str(folder), "--json")
+    assert done.returncode == 0, done.stderr
+    scored = json.loads(done.stdout)
+    want = tandem.load(ckpt, device="cpu").evaluate()
+    assert scored["sentences"] == want["sentences"] > 0
+    for metric in ("exact_match", "seq_error_rate", "token_error_rate"):
+        assert scored[metric] == pytest.approx(want[metric])
     (tmp_path / "c").mkdir()
     cls = export(checkpoint_of(classify_cfg(tmp_path / "c"), tmp_path / "c.pt", steps=2),
                  tmp_path / "cexport")

@@ -1,6 +1,7 @@
 """The lean runtime's batches of one call searched side by side (`RuntimeModel.each_batch`):
 results in the batches' order whatever order they finish in, on several threads when asked,
-one after the other when not; and the sorted lexicon's lookups (`tandem.data.lexicon`) find
+one after the other when not; a call of fewer batches than threads split so that each thread
+has one (`spread`); and the sorted lexicon's lookups (`tandem.data.lexicon`) find
 every word and nothing else, words sharing their first 8 bytes included."""
 
 from __future__ import annotations
@@ -43,6 +44,20 @@ def test_one_thread_one_batch_or_parallel_off_run_in_the_caller(threads, paralle
                                        list(range(batches)), parallel=parallel))
     assert out == [b * b for b in range(batches)]
     assert set(seen) == {threading.get_ident()}
+
+
+@pytest.mark.parametrize("threads, batches, want", [
+    (3, [[1, 2, 3, 4]], [[1], [2], [3, 4]]),
+    (2, [[1, 2, 3], [4]], [[1, 2, 3], [4]]),
+    (4, [[1, 2, 3], [4]], [[1], [2], [3], [4]]),
+    (3, [[1, 2, 3], [4]], [[1], [2, 3], [4]]),
+    (3, [[1]], [[1]]),
+    (1, [[1, 2]], [[1, 2]]),
+])
+def test_few_batches_are_split_until_every_thread_has_one(threads, batches, want):
+    got = RuntimeModel.spread(runner(threads), batches)
+    assert got == want
+    assert [x for b in got for x in b] == [x for b in batches for x in b]
 
 
 WORDS = ["a", "ab", "abc'd", "abcdefg", "abcdefgh", "abcdefgha", "abcdefghij", "abcdefgz",

@@ -5,6 +5,7 @@ tandem.metrics' formulas)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections import OrderedDict
 
 from tandem import metrics
@@ -31,11 +32,15 @@ def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
     """Score detokenised outputs against (possibly several) references per input.
 
     `hyps[i]` is scored against `refs[i]`; `which` picks metrics of tandem.metrics.METRICS
-    (default all). Token rates use the target tokenizer's tokens. BLEU/chrF use the
+    (default all; without sacrebleu installed, all but BLEU and chrF). Token rates use the target tokenizer's tokens. BLEU/chrF use the
     detokenised text, except for character-level targets, where BLEU/chrF over single words
     would say nothing: there they are computed over the character tokens (BLEU on characters,
     as for G2P/transliteration).
     """
+    if which is None and importlib.util.find_spec("sacrebleu") is None:
+        # the lean install (no train extra) scores what it can; BLEU and chrF asked for by
+        # name still fail with the train extra's one-line message
+        which = [m for m in metrics.METRICS if m not in metrics.SACREBLEU_METRICS]
     tok = fields.tgt_tok
     h_toks = [tok.tokenize(h) for h in hyps]
     r_toks = [[tok.tokenize(r) for r in rs] for rs in refs]

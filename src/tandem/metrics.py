@@ -32,7 +32,7 @@ _LOWER_IS_BETTER = frozenset({"seq_error_rate", "token_error_rate", "cer", "loss
 _HIGHER_IS_BETTER = frozenset({"exact_match", "token_acc", "bleu", "bleu_lc", "chrf",
                                "accuracy", "macro_f1", "unseen_acc"})
 
-_SACREBLEU_METRICS = ("bleu", "bleu_lc", "chrf")
+SACREBLEU_METRICS = ("bleu", "bleu_lc", "chrf")
 
 
 def edit_distance(a: Sequence[Hashable], b: Sequence[Hashable]) -> int:
@@ -119,7 +119,7 @@ def sacrebleu_signature() -> dict[str, str]:
     The number of references ("nrefs") depends on the scored data, so it is left out.
     """
     signatures = {}
-    for name in _SACREBLEU_METRICS:
+    for name in SACREBLEU_METRICS:
         metric = _sacrebleu_metric(name)
         metric.num_refs = None  # normally set while scoring; None drops it from the signature
         signatures[name] = metric.get_signature().format()
@@ -181,7 +181,7 @@ def score(
         result["token_error_rate"] = _rate(edits, ref_len)
         result["token_acc"] = 100.0 * correct / positions if positions else 100.0
 
-    if wanted & {"cer", *_SACREBLEU_METRICS}:
+    if wanted & {"cer", *SACREBLEU_METRICS}:
         hyp_strs = detok_hyps if detok_hyps is not None else [" ".join(h) for h in hyps]
         ref_strs = (
             detok_refs if detok_refs is not None else [[" ".join(r) for r in rs] for rs in refs]
@@ -193,13 +193,13 @@ def score(
                 char_edits += dist
                 char_len += len(sent_refs[k])
             result["cer"] = _rate(char_edits, char_len)
-        if wanted & set(_SACREBLEU_METRICS):
+        if wanted & set(SACREBLEU_METRICS):
             # sacrebleu takes reference *streams* (stream j holds the j-th reference of every
             # sentence) and drops None entries per sentence, so sentences with fewer
             # references are padded with None (an empty string would count as a reference).
             n_streams = max(len(r) for r in ref_strs)
             streams = [[r[j] if j < len(r) else None for r in ref_strs] for j in range(n_streams)]
-            for name in _SACREBLEU_METRICS:
+            for name in SACREBLEU_METRICS:
                 if name in wanted:
                     metric = _sacrebleu_metric(name)
                     result[name] = float(metric.corpus_score(list(hyp_strs), streams).score)

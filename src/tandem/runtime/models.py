@@ -85,6 +85,18 @@ class RuntimeModel:
         """How many batches of one call run at once, each on one core."""
         self._pool: ThreadPoolExecutor | None = None
 
+    def spread(self, batches: list[list]) -> list[list]:
+        """The batches, the largest halved until there are at least `threads` of them (or
+        every batch has one item), so that a call of few batches still uses every core."""
+        out = [list(b) for b in batches]
+        while len(out) < self.threads:
+            big = max(range(len(out)), key=lambda i: len(out[i]), default=None)
+            if big is None or len(out[big]) < 2:
+                break
+            b = out.pop(big)
+            out[big:big] = [b[: len(b) // 2], b[len(b) // 2:]]
+        return out
+
     def each_batch(self, fn: Callable[[Any], Any], batches: list, parallel: bool = True
                    ) -> Iterable[Any]:
         """fn over the batches, results in the batches' order: `threads` batches at a time
@@ -123,9 +135,12 @@ class RuntimeModel:
         return dict(self.manifest.get("source", {}))
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Scoring runs on checkpoints (it reads the model's data with PyTorch's loaders)."""
-        raise ConfigError(f"{self.folder}: an export predicts; evaluate its checkpoint "
-                          f"({self.manifest.get('source', {}).get('checkpoint', 'the .pt')})")
+        """A seq2seq export scores as its checkpoint does (`TextDecoder.evaluate`); the other
+        structures' scores (loss, perplexity) are computed on checkpoints."""
+        raise ConfigError(f"{self.folder}: a {self.structure} export predicts; evaluate its "
+                          "checkpoint ("
+                          f"{self.manifest.get('source', {}).get('checkpoint', 'the .pt')}), "
+                          "or score the predictions yourself")
 
 
 def pad(inputs: list) -> tuple[np.ndarray, np.ndarray]:
@@ -210,8 +225,8 @@ class Steps:
 
 
 class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
-    """An exported seq2seq model: `translate`, `translate_full`, `stream`, `evaluate`-free
-    decoding with the same options and results as `tandem.Translator`."""
+    """An exported seq2seq model: `translate`, `translate_full`, `stream` and `evaluate`,
+    with the same options and results as `tandem.Translator`."""
 
     def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
         RuntimeModel.__init__(self, folder, body, threads)
@@ -227,11 +242,23 @@ class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
 
     def _search_batches(self, batches: list[list], opts: DecodeConfig, scorer: Scorer,
                         attention: bool, generator: Any) -> Iterable[list[list[search.Hyp]]]:
-        """Batches searched side by side; sampling searches them in order, so that a seeded
-        generator's draws fall in the same batches every time."""
-        return self.each_batch(
-            lambda b: self._search_batch(b, opts, scorer, attention, generator), batches,
-            parallel=not opts.sample)
+        """Batches searched side by side, fewer than `threads` of them split (`spread`);
+        sampling searches them in order as they are, so that a seeded generator's draws fall
+        in the same batches every time."""
+        def run(b: list) -> list[list[search.Hyp]]:
+            return self._search_batch(b, opts, scorer, attention, generator)
+
+        if opts.sample:
+            return self.each_batch(run, batches, parallel=False)
+        # split the positions 0..n-1 of each batch, search the parts, join each batch back
+        parts = self.spread([[(n, i) for i in range(len(b))] for n, b in enumerate(batches)]) \
+            if len(batches) < self.threads else [[(n, i) for i in range(len(b))]
+                                                for n, b in enumerate(batches)]
+        found = self.each_batch(lambda part: run([batches[n][i] for n, i in part]), parts)
+        joined: list[list[list[search.Hyp]]] = [[] for _ in batches]
+        for part, hyps in zip(parts, found, strict=True):
+            joined[part[0][0]].extend(hyps)
+        return joined
 
     def translate_full(self, inputs, *, opts=None, attention=False, generator=None,
                        first_number=1, seed: int | None = None, **options):
@@ -282,7 +309,7 @@ class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
         """P(label | input) (N, labels); an input is a text, or a (T, C) series of frames."""
         ids = self.encode_inputs(inputs)
         out = np.zeros((len(ids), len(self.fields.labels)), np.float32)
-        batches = length_batches([len(x) for x in ids], self._batch_tokens(), None)
+        batches = self.spread(length_batches([len(x) for x in ids], self._batch_tokens(), None))
 
         def run(idx: list[int]) -> np.ndarray:
             src, src_len = pad([ids[i] for i in idx])
@@ -309,7 +336,8 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
 
     def _logits(self, examples: list) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(examples)
-        batches = length_batches([len(e[0]) for e in examples], self._batch_tokens(), None)
+        batches = self.spread(length_batches([len(e[0]) for e in examples],
+                                             self._batch_tokens(), None))
         for idx, logits in zip(batches, self.each_batch(lambda idx: self._batch_logits(
                 examples, idx), batches), strict=True):
             for row, i in enumerate(idx):
@@ -356,7 +384,11 @@ class RuntimeGenerating(GeneratingVerbs, Steps, RuntimeFieldsModel):
     def _search(self, cond: np.ndarray, cond_len: np.ndarray, opts: DecodeConfig,
                 seed: int | None) -> list[search.Hyp]:
         rng = np.random.default_rng(seed) if seed is not None else None
-        return [h[0] for h in search.run(self, cond, cond_len, opts, rng=rng)]
+        if opts.sample:  # one search, so that a seed's draws do not depend on the threads
+            return [h[0] for h in search.run(self, cond, cond_len, opts, rng=rng)]
+        rows = self.spread([list(range(len(cond)))])
+        found = self.each_batch(lambda r: search.run(self, cond[r], cond_len[r], opts), rows)
+        return [h[0] for part in found for h in part]
 
     def info(self) -> dict[str, Any]:
         """The export's info and the decoding options requests start from."""

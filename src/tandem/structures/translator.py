@@ -5,7 +5,7 @@ part of the one server (/v1/translate)."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -98,41 +98,6 @@ class Translator(TextDecoder, LoadedModel):
                     "be trained on the same task's targets")
         self.rescorers = rescorers
         return self
-
-    def evaluate(self, path: str | Path | None = None, features: str | Path | None = None,
-                 split: str = "test", *, src_suffix: str | None = None,
-                 tgt_suffix: str | None = None, metrics: list[str] | None = None,
-                 opts: DecodeConfig | None = None) -> dict[str, Any]:
-        """Decode a test set and score the best output of each source against all its
-        references: `path` a TSV (source<TAB>ref[<TAB>ref...]; a source on several lines has
-        several references) or a prefix with `src_suffix` / `tgt_suffix`; None = `split` of
-        the model's config. `metrics`: a subset of tandem.metrics.METRICS (default all).
-        Returns the metrics, `data`, `sentences`, `references` and `beam`."""
-        from tandem.data.corpora import read_references
-        from tandem.evaluate import evaluate_outputs, group_references
-
-        if features is not None:
-            raise DataError("--features is for generators conditioned on feature vectors; a "
-                            "seq2seq model reads text")
-        if path is None:  # the task, corpus or files of the model's own config
-            from tandem.data.dataset import load_splits
-
-            pairs, path = getattr(load_splits(self.config.data), split), \
-                f"the {split} split of the model's config"
-            if not pairs:
-                raise DataError(f"{path} is empty; give a TSV of source<TAB>reference "
-                                "(tandem evaluate --data)")
-        elif self.reads_frames:  # series of frames, each with its reference
-            from tandem.data.frames import read_series
-
-            pairs = [(x, text) for x, text, _ in read_series(path)]
-        else:
-            pairs = read_references(path, src_suffix, tgt_suffix)
-        srcs, refs = group_references(pairs)
-        opts = replace(self.options(opts), nbest=1)  # the best output is scored
-        hyps = self.translate(srcs, opts=opts)
-        return {"data": str(path), "sentences": len(srcs), "references": len(pairs),
-                "beam": opts.beam, **evaluate_outputs(self.fields, hyps, refs, metrics)}
 
     def info(self) -> dict[str, Any]:
         """The common model info, the vocabularies, tokenizers, decoding defaults and the
