@@ -32,10 +32,10 @@ def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
     """Score detokenised outputs against (possibly several) references per input.
 
     `hyps[i]` is scored against `refs[i]`; `which` picks metrics of tandem.metrics.METRICS
-    (default all; without sacrebleu installed, all but BLEU and chrF). Token rates use the target tokenizer's tokens. BLEU/chrF use the
-    detokenised text, except for character-level targets, where BLEU/chrF over single words
-    would say nothing: there they are computed over the character tokens (BLEU on characters,
-    as for G2P/transliteration).
+    (default all; without sacrebleu installed, all but BLEU and chrF). Token rates use the
+    target tokenizer's tokens. BLEU/chrF use the detokenised text, except for character-level
+    targets, where BLEU/chrF over single words would say nothing: there they are computed over
+    the character tokens (BLEU on characters, as for G2P/transliteration).
     """
     if which is None and importlib.util.find_spec("sacrebleu") is None:
         # the lean install (no train extra) scores what it can; BLEU and chrF asked for by

@@ -27,7 +27,7 @@ class Graph:
     """One ONNX graph in an onnxruntime session on the CPU: call it with its inputs by name,
     get its outputs by name."""
 
-    def __init__(self, folder: Path, spec: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, spec: dict[str, Any], arena: bool = False) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -38,11 +38,12 @@ class Graph:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # no arena: memory a call frees goes back to malloc, not to a pool that keeps every
-        # batch shape's peak for the life of the session (measured as fast on the shipped
-        # G2P model, docs/benchmarks.md)
-        opts.enable_cpu_mem_arena = False
-        opts.enable_mem_pattern = False
+        # without the arena, memory a call frees goes back to malloc instead of staying in a
+        # pool at the largest batch's size: as fast for a search's many small calls, and
+        # what keeps `tandem g2p` small; a classifier's or tagger's one large call a batch
+        # runs faster with it (`arena`; docs/export.md)
+        opts.enable_cpu_mem_arena = arena
+        opts.enable_mem_pattern = arena
         path = folder / spec["file"]
         try:
             self.session = ort.InferenceSession(str(path), opts,
@@ -75,12 +76,15 @@ class RuntimeModel:
     reads_features = False
     continues = False
     unused_options: frozenset[str] = frozenset()
+    arena = False
+    """Whether its graphs run with onnxruntime's memory arena (`Graph`)."""
 
     def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
         self.folder = folder
         self.manifest = body
         self.config: Config = from_dict(body["config"])
-        self.graphs = {name: Graph(folder, spec) for name, spec in body["graphs"].items()}
+        self.graphs = {name: Graph(folder, spec, self.arena)
+                       for name, spec in body["graphs"].items()}
         self.threads = threads or usable_cpus()
         """How many batches of one call run at once, each on one core."""
         self._pool: ThreadPoolExecutor | None = None
@@ -289,7 +293,10 @@ class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
 
 
 class RuntimeFieldsModel(RuntimeModel):
-    """An exported classifier or tagger: its `StructFields`."""
+    """An exported classifier or tagger: its `StructFields`. Its one graph runs once a batch
+    on the whole input, with the arena."""
+
+    arena = True
 
     def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
         super().__init__(folder, body, threads)
@@ -376,6 +383,8 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
 class RuntimeGenerating(GeneratingVerbs, Steps, RuntimeFieldsModel):
     """An exported model that writes text: the numpy searches over its graphs, one output per
     condition row (`tandem.verbs.GeneratingVerbs.write` drives it)."""
+
+    arena = False  # a search's many small calls, as a seq2seq model's
 
     def __init__(self, folder: Path, body: dict[str, Any], threads: int | None = None) -> None:
         super().__init__(folder, body, threads)
