@@ -27,6 +27,14 @@ def group_references(pairs: list[tuple[str, str]]) -> tuple[list[str], list[list
     return list(refs), list(refs.values())
 
 
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported (an import hook that refuses it counts as absent)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:
+        return False
+
+
 def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
                      which: list[str] | None = None) -> dict[str, float]:
     """Score detokenised outputs against (possibly several) references per input.
@@ -37,7 +45,7 @@ def evaluate_outputs(fields: Fields, hyps: list[str], refs: list[list[str]],
     targets, where BLEU/chrF over single words would say nothing: there they are computed over
     the character tokens (BLEU on characters, as for G2P/transliteration).
     """
-    if which is None and importlib.util.find_spec("sacrebleu") is None:
+    if which is None and not _installed("sacrebleu"):
         # the lean install (no train extra) scores what it can; BLEU and chrF asked for by
         # name still fail with the train extra's one-line message
         which = [m for m in metrics.METRICS if m not in metrics.SACREBLEU_METRICS]

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tandem.config import DataConfig
 from tandem.data import tokenizers
-from tandem.data.batching import Example
 from tandem.data.corpora import Pair, read_split
 from tandem.data.fields import Fields
 from tandem.data.frames import frame_splits, frame_stats
 from tandem.data.vocab import Vocab
 from tandem.errors import ConfigError
+
+if TYPE_CHECKING:  # a type only: batching imports torch, which reading data does not need
+    from tandem.data.batching import Example
 
 log = logging.getLogger("tandem")
 
