@@ -18,6 +18,7 @@ from tandem import checkpoint
 from tandem.config import from_dict
 from tandem.errors import CheckpointError, ConfigError
 from tandem.export import export
+from tandem.runtime.manifest import sha256
 from tandem.train.trainer import Trainer
 
 # each test trains a small model or starts a process: the slow tier
@@ -291,6 +292,17 @@ def test_language_models_and_generators_write_alike_in_the_runtime(structure_mod
             ref.generate(prompts, max_len=20, **opts)
     drawn = lm.generate(prompts, n=2, max_len=15, seed=4, temperature=1.5)
     assert lm.generate(prompts, n=2, max_len=15, seed=4, temperature=1.5) == drawn
+    # an export made before 2026-12-08 also lists a `prefix` graph: it loads, and the step
+    # graph still reads the prompts
+    old = tmp_path / "lm_old"
+    shutil.copytree(tmp_path / "lm", old)
+    shutil.copy(old / "step.onnx", old / "prefix.onnx")
+    body = json.loads((old / "manifest.json").read_text())
+    body["graphs"]["prefix"] = {**body["graphs"]["step"], "file": "prefix.onnx"}
+    body["files"]["prefix.onnx"] = sha256(old / "prefix.onnx")
+    (old / "manifest.json").write_text(json.dumps(body))
+    assert tandem.runtime.load(old).generate(prompts, max_len=20, sample=False) == \
+        ref.generate(prompts, max_len=20, sample=False)
     gen = tandem.runtime.load(export(gen_pt, tmp_path / "gen"))
     ref = tandem.load(gen_pt, device="cpu")
     assert gen.labels == ref.labels
