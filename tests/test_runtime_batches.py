@@ -17,32 +17,41 @@ from tandem.runtime.models import RuntimeModel
 
 
 def runner(threads: int) -> SimpleNamespace:
-    return SimpleNamespace(threads=threads, _pool=None)
+    model = SimpleNamespace(threads=threads, _pool=None)
+    model.spread = lambda batches: RuntimeModel.spread(model, batches)
+    return model
 
 
 def slow_square(seen: list):
-    def fn(batch: int) -> int:
+    def fn(batch: list[int]) -> list[int]:
         seen.append(threading.get_ident())
-        time.sleep(0.02 * (6 - batch))  # the first batches finish last
-        return batch * batch
+        time.sleep(0.02 * (6 - batch[0]))  # the first batches finish last
+        return [b * b for b in batch]
     return fn
 
 
 def test_batches_come_back_in_order_from_several_threads():
     seen: list = []
     model = runner(3)
-    out = list(RuntimeModel.each_batch(model, slow_square(seen), list(range(6))))
-    assert out == [b * b for b in range(6)]
+    out = RuntimeModel.each_batch(model, slow_square(seen), [[b] for b in range(6)])
+    assert out == [[b * b] for b in range(6)]
     assert len(set(seen)) > 1 and threading.get_ident() not in seen
+
+
+def test_one_batch_is_split_across_the_threads_and_joined_back_in_order():
+    seen: list = []
+    out = RuntimeModel.each_batch(runner(3), slow_square(seen), [[0, 1, 2, 3, 4]])
+    assert out == [[0, 1, 4, 9, 16]]
+    assert len(seen) == 3 and len(set(seen)) > 1
 
 
 @pytest.mark.parametrize("threads, parallel, batches", [(1, True, 6), (3, False, 6),
                                                         (3, True, 1)])
-def test_one_thread_one_batch_or_parallel_off_run_in_the_caller(threads, parallel, batches):
+def test_one_thread_one_item_or_parallel_off_run_in_the_caller(threads, parallel, batches):
     seen: list = []
-    out = list(RuntimeModel.each_batch(runner(threads), slow_square(seen),
-                                       list(range(batches)), parallel=parallel))
-    assert out == [b * b for b in range(batches)]
+    out = RuntimeModel.each_batch(runner(threads), slow_square(seen),
+                                  [[b] for b in range(batches)], parallel=parallel)
+    assert out == [[b * b] for b in range(batches)]
     assert set(seen) == {threading.get_ident()}
 
 

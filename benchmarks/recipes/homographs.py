@@ -39,7 +39,7 @@ from tandem.config import load_config
 from tandem.data.lexicon import cmudict
 from tandem.pronounce.homographs import (
     Example,
-    choose,
+    choose_rows,
     example_input,
     map_wordids,
     read_examples,
@@ -169,10 +169,10 @@ def main() -> int:
     history = read_validations(Path(cfg.run_dir))
     model = tandem.load(Path(cfg.run_dir) / "best.pt", device="cpu")
     t1 = time.perf_counter()
-    tops = model.predict([example_input(e) for e in evals], topk=len(model.labels))
+    probs = model.probabilities([example_input(e) for e in evals])
     predict_s = time.perf_counter() - t1
-    chosen = [choose(dict(top), e.homograph, table)[0] for e, top in zip(evals, tops,
-                                                                         strict=True)]
+    chosen = [w for w, _ in choose_rows(probs, model.labels, [e.homograph for e in evals],
+                                        table)]
 
     counts = collections.Counter(e.wordid for e in train_all)
     majority = {}

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
-from common import rotated, write_report
-from g2p_tools import median_row, run_tool
+from common import write_report
+from g2p_tools import median_row, timed_rounds
 
 MULTI30K = "../shared/data/multi30k/raw/train.en.gz"
 
@@ -50,17 +48,7 @@ def main() -> None:
     tandem = [sys.executable, "-m", "tandem", "g2p", "--text", "--input", str(path)]
     commands = {"tandem": tandem, "tandem-no-homographs": [*tandem, "--no-homographs"],
                 "espeak-ng": ["espeak-ng", "-q", "-x", "-f", str(path)]}
-    runs: dict[str, list[dict]] = {t: [] for t in a.tools}
-    for r in range(a.rounds):
-        for tool in rotated(a.tools, r):
-            t0 = time.perf_counter()
-            row = run_tool(tool, commands[tool])
-            if row["ran"]:
-                row["wall_s"] = round(time.perf_counter() - t0, 2)
-                row["words"] = len(lines)  # median_row's rate: sentences here
-                row["words_per_s"] = round(len(lines) / row["wall_s"], 1)
-            runs[tool].append(row)
-            print(json.dumps(row), flush=True)
+    runs = timed_rounds(a.tools, commands, a.rounds, lambda _: len(lines))  # sentences here
     rows = []
     for t in a.tools:
         row = median_row(runs[t])

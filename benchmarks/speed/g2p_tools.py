@@ -45,6 +45,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: common.py
@@ -101,6 +102,32 @@ def run_tool(name: str, cmd: list[str], env: dict | None = None) -> dict:
     lines = [x for x in p.stdout.splitlines() if x.strip()]
     return {"tool": name, "ran": True, "output_lines": len(lines), "peak_rss_mb": round(peak),
             "first_output_s": None if first is None else round(first, 2)}
+
+
+def timed_rounds(tools: list[str], commands: dict[str, list[str]], rounds: int,
+                 count: Callable[[str], int], envs: dict | None = None) -> dict[str, list[dict]]:
+    """Every tool's rows over `rounds` rounds, the order rotating (`run_tool`, timed from its
+    start; `count(tool)`: the items it reads, for words_per_s). tandem's bytecode is compiled
+    first, as `pip install` does: without it, every run of an editable install under
+    PYTHONDONTWRITEBYTECODE recompiles its imports before its first output (the other tools
+    are installed packages, compiled when installed)."""
+    import compileall
+
+    import tandem
+
+    compileall.compile_dir(str(Path(tandem.__file__).parent), quiet=1)
+    runs: dict[str, list[dict]] = {t: [] for t in tools}
+    for r in range(rounds):
+        for tool in rotated(tools, r):
+            t0 = time.perf_counter()
+            row = run_tool(tool, commands[tool], (envs or {}).get(tool))
+            if row["ran"]:
+                row["wall_s"] = round(time.perf_counter() - t0, 2)
+                row["words"] = count(tool)
+                row["words_per_s"] = round(row["words"] / row["wall_s"], 1)
+            runs[tool].append(row)
+            print(json.dumps(row), flush=True)
+    return runs
 
 
 def median_row(rows: list[dict]) -> dict:
@@ -167,25 +194,9 @@ def main() -> None:
     envs = {}
     if "phonetisaurus" in a.tools and (a.phonetisaurus_venv / "bin/python").exists():
         envs["phonetisaurus"] = phonetisaurus_env(a.phonetisaurus_venv)
-    # tandem's bytecode compiled first, as `pip install` does: without it, every run of an
-    # editable install under PYTHONDONTWRITEBYTECODE recompiles its imports before its first
-    # output (the other tools are installed packages, compiled when installed)
-    import compileall
-
-    import tandem
-
-    compileall.compile_dir(str(Path(tandem.__file__).parent), quiet=1)
-    runs: dict[str, list[dict]] = {t: [] for t in a.tools}
-    for r in range(a.rounds):
-        for tool in rotated(a.tools, r):
-            t0 = time.perf_counter()
-            row = run_tool(tool, commands[tool], envs.get(tool))
-            if row["ran"]:
-                row["wall_s"] = round(time.perf_counter() - t0, 2)
-                row["words"] = len(known) if tool == "tandem-dictionary" else len(words)
-                row["words_per_s"] = round(row["words"] / row["wall_s"], 1)
-            runs[tool].append(row)
-            print(json.dumps(row), flush=True)
+    runs = timed_rounds(a.tools, commands, a.rounds,
+                        lambda tool: len(known) if tool == "tandem-dictionary" else len(words),
+                        envs)
     rows = [median_row(runs[t]) for t in a.tools]
     body = {"words": len(words), "source": f"{a.names}: surnames not in the CMU dictionary",
             "rounds": a.rounds, "bytecode": "tandem's compiled before the rounds (compileall)",

@@ -44,9 +44,8 @@ class Lexicon:
         # built a byte position at a time to keep the temporaries small
         self.heads = np.zeros(len(starts), np.uint64)
         ended = np.zeros(len(starts), bool)
-        for k in range(8):
-            byte = buf[np.minimum(starts + k, len(buf) - 1)] if len(buf) else \
-                np.zeros(0, np.uint8)
+        for k in range(8 if len(starts) else 0):
+            byte = buf[np.minimum(starts + k, len(buf) - 1)]
             ended |= byte == 9
             self.heads = (self.heads << np.uint64(8)) | np.where(ended, 0, byte).astype(np.uint64)
 

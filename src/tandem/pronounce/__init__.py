@@ -113,7 +113,7 @@ docs/g2p_model.md, "Decoding". n-best guesses search with a beam of at least n."
 BATCH_SIZE = 48
 """Words a model search takes at once. The lean runtime searches one batch per core side by
 side; batches this small keep a process under ~120 MB at full speed on two cores
-(docs/g2p_model.md, "Decoding")."""
+(docs/export.md, "Threads and memory"; the measurements in docs/benchmarks.md)."""
 
 
 class G2P:

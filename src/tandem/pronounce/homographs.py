@@ -15,8 +15,11 @@ import csv
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from tandem.data.lexicon import VOWELS
 from tandem.errors import DataError
+from tandem.metrics import edit_distance
 from tandem.pronounce.text import Token, context_words, tokenize
 
 WINDOW = 16
@@ -168,6 +171,19 @@ def choose(probabilities: dict[str, float], homograph: str,
     return best, own[best] / total if total > 0 else 1.0 / len(own)
 
 
+def choose_rows(probabilities: Any, labels: list[str], homographs: list[str],
+                table: dict[str, WordId]) -> list[tuple[str, float]]:
+    """`choose` for each row of a classifier's probabilities (N, labels) and its homograph:
+    only the columns of the homograph's own wordids are read."""
+    column = {label: j for j, label in enumerate(labels)}
+    own: dict[str, list[str]] = {}
+    for w in table.values():
+        if w.wordid in column:
+            own.setdefault(w.homograph, []).append(w.wordid)
+    return [choose({w: float(row[column[w]]) for w in own.get(h, [])}, h, table)
+            for row, h in zip(probabilities, homographs, strict=True)]
+
+
 _IPA = [  # longest first: diphthongs and long vowels before their parts
     ("eɪ", "EY"), ("aɪ", "AY"), ("ɔɪ", "OY"), ("aʊ", "AW"), ("oʊ", "OW"), ("əʊ", "OW"),
     ("iː", "IY"), ("uː", "UW"), ("ɑː", "AA"), ("ɔː", "AO"), ("ɜː", "ER"), ("ɝ", "ER"),
@@ -178,8 +194,6 @@ _IPA = [  # longest first: diphthongs and long vowels before their parts
     ("ɡ", "G"), ("g", "G"), ("h", "HH"), ("p", "P"), ("b", "B"), ("t", "T"), ("d", "D"),
     ("k", "K"), ("f", "F"), ("v", "V"), ("s", "S"), ("z", "Z"), ("m", "M"), ("n", "N"),
     ("l", "L"), ("w", "W")]
-_VOWELS = {"EY", "AY", "OY", "AW", "OW", "IY", "UW", "AA", "AO", "ER", "AH", "IH", "EH", "AE",
-           "UH"}
 
 
 def ipa_to_arpabet(ipa: str) -> str:
@@ -196,7 +210,7 @@ def ipa_to_arpabet(ipa: str) -> str:
             continue
         for src, dst in _IPA:
             if ipa.startswith(src, i):
-                if dst in _VOWELS:
+                if dst in VOWELS:
                     out.append(dst + stress)
                     stress = "0"
                 else:
@@ -206,17 +220,6 @@ def ipa_to_arpabet(ipa: str) -> str:
         else:
             i += 1
     return " ".join(out)
-
-
-def _distance(a: list[str], b: list[str]) -> int:
-    """Edit distance between two phoneme lists."""
-    prev = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        cur = [i]
-        for j, y in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
-        prev = cur
-    return prev[-1]
 
 
 def map_wordids(rows: list[tuple[str, str, str, str]], lookup) -> tuple[dict[str, WordId],
@@ -237,8 +240,8 @@ def map_wordids(rows: list[tuple[str, str, str, str]], lookup) -> tuple[dict[str
         for wid, _label, ipa in ids:
             conv = ipa_to_arpabet(ipa)
             for v in variants:
-                d = (_distance(strip_stress(conv).split(), strip_stress(v).split()),
-                     _distance(conv.split(), v.split()))
+                d = (edit_distance(strip_stress(conv).split(), strip_stress(v).split()),
+                     edit_distance(conv.split(), v.split()))
                 scored.append((d, wid, v))
         taken_w, taken_v = {}, set()
         for _d, wid, v in sorted(scored):

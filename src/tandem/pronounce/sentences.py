@@ -26,7 +26,7 @@ from pathlib import Path
 from tandem.errors import ConfigError, DataError
 from tandem.pronounce import G2P, G2PError, strip_stress
 from tandem.pronounce.homographs import PACKAGE_MODEL as HOMOGRAPH_MODEL
-from tandem.pronounce.homographs import WordId, choose, load_table, model_input
+from tandem.pronounce.homographs import WordId, choose_rows, load_table, model_input
 from tandem.pronounce.numbers import SCALES, currency_unit, number_words
 from tandem.pronounce.text import SYMBOLS, Token, fold, tokenize
 
@@ -103,7 +103,6 @@ class TextG2P:
         if homographs is None or homographs is True:
             homographs = HOMOGRAPH_MODEL
         self.homograph_path = check_homograph_model(homographs) if homographs else None
-        self._classifier = None
         self.stress = stress
 
     @functools.cached_property
@@ -116,14 +115,12 @@ class TextG2P:
         """The spellings the homograph model decides."""
         return frozenset(w.homograph for w in self.table.values())
 
-    @property
+    @functools.cached_property
     def classifier(self):
         """The homograph model's classifier, loaded in the lean runtime on first need."""
-        if self._classifier is None:
-            from tandem import runtime
+        from tandem import runtime
 
-            self._classifier = runtime.load(self.homograph_path)
-        return self._classifier
+        return runtime.load(self.homograph_path)
 
     def pronounce_lines(self, lines: list[str], where: str = "line", first: int = 1
                         ) -> list[list[Spoken]]:
@@ -185,8 +182,9 @@ class TextG2P:
             s.words = list(word)
             s.phonemes, s.source = [LETTERS[c] for c in word], "rule"
         else:
-            if not all(c.isascii() and (c.isalpha() or c == "'") for c in word):
-                bad = next(c for c in word if not (c.isascii() and (c.isalpha() or c == "'")))
+            bad = next((c for c in word if not (c.isascii() and (c.isalpha() or c == "'"))),
+                       None)
+            if bad is not None:
                 raise G2PError(f"{at}: {s.text!r} holds {bad!r}, which tandem g2p cannot "
                                "read (letters A-Z, accented letters and apostrophes are read; "
                                "give its pronunciation with --lexicon)")
@@ -219,9 +217,9 @@ class TextG2P:
         if not todo:
             return
         clf = self.classifier
-        tops = clf.predict([s.context for s in todo], topk=len(clf.labels))
-        for s, top in zip(todo, tops, strict=True):
-            wid, prob = choose(dict(top), s.words[0], self.table)
+        chosen = choose_rows(clf.probabilities([s.context for s in todo]), clf.labels,
+                             [s.words[0] for s in todo], self.table)
+        for s, (wid, prob) in zip(todo, chosen, strict=True):
             s.wordid, s.probability = wid, prob
             s.phonemes = [self.table[wid].arpabet]
 

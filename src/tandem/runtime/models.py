@@ -5,7 +5,7 @@ PyTorch path's loaded model does (same methods, same decoding options, same resu
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -101,17 +101,30 @@ class RuntimeModel:
             out[big:big] = [b[: len(b) // 2], b[len(b) // 2:]]
         return out
 
-    def each_batch(self, fn: Callable[[Any], Any], batches: list, parallel: bool = True
-                   ) -> Iterable[Any]:
-        """fn over the batches, results in the batches' order: `threads` batches at a time
-        (onnxruntime and numpy release the GIL while they compute), or one after the other
-        when `parallel` is False or there is one batch or one thread. A batch's result does
-        not depend on which others run beside it."""
-        if not parallel or self.threads < 2 or len(batches) < 2:
-            return map(fn, batches)
+    def each_batch(self, fn: Callable[[list], Sequence], batches: list[list],
+                   parallel: bool = True) -> list[list]:
+        """fn over batches of items (fn: a batch -> one result per item, a list or the rows of
+        an array); each batch's item results as one list, in the batches' order. With
+        `parallel`, up to `threads` batches run at once (onnxruntime and numpy release the
+        GIL while they compute), fewer than `threads` batches split first (`spread`) so that
+        every core has one; without it, or with one thread, they run one after the other as
+        given (as is a call that is one item)."""
+        if not parallel or self.threads < 2:
+            return [list(fn(b)) for b in batches]
+        # each part remembers the batch it came from, so its results go back there
+        parts = self.spread([[(n, item) for item in b] for n, b in enumerate(batches)]) \
+            if len(batches) < self.threads else [[(n, item) for item in b]
+                                                for n, b in enumerate(batches)]
+        if len(parts) < 2:
+            return [list(fn(b)) for b in batches]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="tandem-runtime")
-        return self._pool.map(fn, batches)
+        found = self._pool.map(lambda part: fn([item for _, item in part]), parts)
+        joined: list[list] = [[] for _ in batches]
+        for part, results in zip(parts, found, strict=True):
+            if part:
+                joined[part[0][0]].extend(results)
+        return joined
 
     @property
     def reads_frames(self) -> bool:
@@ -246,23 +259,11 @@ class RuntimeTranslator(Steps, TextDecoder, RuntimeModel):
 
     def _search_batches(self, batches: list[list], opts: DecodeConfig, scorer: Scorer,
                         attention: bool, generator: Any) -> Iterable[list[list[search.Hyp]]]:
-        """Batches searched side by side, fewer than `threads` of them split (`spread`);
-        sampling searches them in order as they are, so that a seeded generator's draws fall
-        in the same batches every time."""
-        def run(b: list) -> list[list[search.Hyp]]:
-            return self._search_batch(b, opts, scorer, attention, generator)
-
-        if opts.sample:
-            return self.each_batch(run, batches, parallel=False)
-        # split the positions 0..n-1 of each batch, search the parts, join each batch back
-        parts = self.spread([[(n, i) for i in range(len(b))] for n, b in enumerate(batches)]) \
-            if len(batches) < self.threads else [[(n, i) for i in range(len(b))]
-                                                for n, b in enumerate(batches)]
-        found = self.each_batch(lambda part: run([batches[n][i] for n, i in part]), parts)
-        joined: list[list[list[search.Hyp]]] = [[] for _ in batches]
-        for part, hyps in zip(parts, found, strict=True):
-            joined[part[0][0]].extend(hyps)
-        return joined
+        """Batches searched side by side (`each_batch`); sampling searches them in order as
+        they are, so that a seeded generator's draws fall in the same batches every time."""
+        return self.each_batch(
+            lambda b: self._search_batch(b, opts, scorer, attention, generator), batches,
+            parallel=not opts.sample)
 
     def translate_full(self, inputs, *, opts=None, attention=False, generator=None,
                        first_number=1, seed: int | None = None, **options):
@@ -316,7 +317,7 @@ class RuntimeClassifier(ClassifierVerbs, RuntimeFieldsModel):
         """P(label | input) (N, labels); an input is a text, or a (T, C) series of frames."""
         ids = self.encode_inputs(inputs)
         out = np.zeros((len(ids), len(self.fields.labels)), np.float32)
-        batches = self.spread(length_batches([len(x) for x in ids], self._batch_tokens(), None))
+        batches = length_batches([len(x) for x in ids], self._batch_tokens(), None)
 
         def run(idx: list[int]) -> np.ndarray:
             src, src_len = pad([ids[i] for i in idx])
@@ -343,12 +344,11 @@ class RuntimeTagger(TaggerVerbs, RuntimeFieldsModel):
 
     def _logits(self, examples: list) -> list[np.ndarray]:
         out: list[np.ndarray] = [np.empty(0)] * len(examples)
-        batches = self.spread(length_batches([len(e[0]) for e in examples],
-                                             self._batch_tokens(), None))
+        batches = length_batches([len(e[0]) for e in examples], self._batch_tokens(), None)
         for idx, logits in zip(batches, self.each_batch(lambda idx: self._batch_logits(
                 examples, idx), batches), strict=True):
-            for row, i in enumerate(idx):
-                out[i] = logits[row, : len(examples[i][0])]
+            for i, row in zip(idx, logits, strict=True):
+                out[i] = row[: len(examples[i][0])]
         return out
 
     def _batch_logits(self, examples: list, idx: list[int]) -> np.ndarray:
@@ -393,11 +393,10 @@ class RuntimeGenerating(GeneratingVerbs, Steps, RuntimeFieldsModel):
     def _search(self, cond: np.ndarray, cond_len: np.ndarray, opts: DecodeConfig,
                 seed: int | None) -> list[search.Hyp]:
         rng = np.random.default_rng(seed) if seed is not None else None
-        if opts.sample:  # one search, so that a seed's draws do not depend on the threads
-            return [h[0] for h in search.run(self, cond, cond_len, opts, rng=rng)]
-        rows = self.spread([list(range(len(cond)))])
-        found = self.each_batch(lambda r: search.run(self, cond[r], cond_len[r], opts), rows)
-        return [h[0] for part in found for h in part]
+        # sampling: one search of every row, so that a seed's draws do not depend on threads
+        found = self.each_batch(lambda r: search.run(self, cond[r], cond_len[r], opts, rng=rng),
+                                [list(range(len(cond)))], parallel=not opts.sample)
+        return [h[0] for h in found[0]]
 
     def info(self) -> dict[str, Any]:
         """The export's info and the decoding options requests start from."""
